@@ -1,0 +1,151 @@
+//! `facegate bench engine`: per-stage latency on 1280×720 frames, measured side by side.
+
+use std::time::Instant;
+
+use image::{imageops, RgbImage};
+use serde::Serialize;
+
+use crate::config::{Config, EmbedderKind};
+use crate::engine::align::{chip_to_frame, cut_chip};
+use crate::engine::embedder::{Embedder, OnnxEmbedder};
+use crate::engine::runtime::Runtime;
+use crate::engine::{Engine, EngineError};
+
+/// Place `photo` on a 1280×720 canvas, scaled to fit, as a camera frame would show it.
+pub fn frame_1280x720(photo: &RgbImage) -> RgbImage {
+    let (w, h) = (1280u32, 720u32);
+    let s = (w as f32 / photo.width() as f32).min(h as f32 / photo.height() as f32);
+    let (pw, ph) = (
+        (photo.width() as f32 * s) as u32,
+        (photo.height() as f32 * s) as u32,
+    );
+    let scaled = imageops::resize(photo, pw, ph, imageops::FilterType::Triangle);
+    let mut canvas = RgbImage::from_pixel(w, h, image::Rgb([90, 90, 90]));
+    imageops::overlay(&mut canvas, &scaled, ((w - pw) / 2) as i64, ((h - ph) / 2) as i64);
+    canvas
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageTimes {
+    pub embedder: &'static str,
+    pub threads: String,
+    pub frame: String,
+    pub faces: usize,
+    /// Median milliseconds per call, per stage; landmarks/align/embed are per frame (all faces).
+    pub decode_ms: f64,
+    pub detect_ms: f64,
+    pub landmarks_ms: f64,
+    pub align_ms: f64,
+    /// Embedding inference for every face and its mirror, in one batch (alignment excluded).
+    pub embed_ms: f64,
+    pub per_face_ms: f64,
+    pub total_ms: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn time<T>(samples: &mut Vec<f64>, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let out = f();
+    samples.push(t.elapsed().as_secs_f64() * 1000.0);
+    out
+}
+
+/// Time every stage `iterations` times on one encoded frame.
+pub fn bench_frame(
+    runtime: &Runtime,
+    config: &Config,
+    label: &str,
+    jpeg: &[u8],
+    iterations: usize,
+) -> Result<StageTimes, EngineError> {
+    let mut engine = Engine::with_runtime(runtime, config)?;
+    let mut embedder = OnnxEmbedder::open(
+        runtime,
+        config.inference.embedder,
+        config.inference.mirror_average,
+    )?;
+    let (mut dec, mut det, mut lm, mut al, mut emb) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut faces = 0;
+    for i in 0..iterations + 2 {
+        let warm = i < 2; // first runs allocate and optimise; not counted
+        let mut d = Vec::new();
+        let frame = time(&mut d, || engine.decode(jpeg))?;
+        let detections = time(&mut d, || engine.detect(&frame))?;
+        let mut lms = Vec::new();
+        time(&mut d, || -> Result<(), EngineError> {
+            for det in &detections {
+                lms.push(engine.landmarks(&frame, det)?);
+            }
+            Ok(())
+        })?;
+        let template = *embedder.template();
+        let mut chip = vec![0f32; 3 * template.size * template.size];
+        time(&mut d, || {
+            for l in &lms {
+                if let Some(m) = chip_to_frame(&template, l) {
+                    cut_chip(&frame, &template, &m, &mut chip);
+                }
+            }
+        });
+        let refs: Vec<_> = lms.iter().collect();
+        time(&mut d, || embedder.embed(&frame, &refs))?;
+        faces = detections.len();
+        if !warm {
+            dec.push(d[0]);
+            det.push(d[1]);
+            lm.push(d[2]);
+            al.push(d[3]);
+            emb.push(d[4] - d[3]); // embed() aligns too; report inference alone
+        }
+    }
+    let (landmarks_ms, align_ms, embed_ms) = (median(lm), median(al), median(emb));
+    let decode_ms = median(dec);
+    let detect_ms = median(det);
+    Ok(StageTimes {
+        embedder: config.inference.embedder.name(),
+        threads: if config.inference.threads == 0 {
+            "default".into()
+        } else {
+            config.inference.threads.to_string()
+        },
+        frame: label.into(),
+        faces,
+        decode_ms,
+        detect_ms,
+        landmarks_ms,
+        align_ms,
+        embed_ms,
+        per_face_ms: if faces > 0 {
+            (landmarks_ms + align_ms + embed_ms) / faces as f64
+        } else {
+            0.0
+        },
+        total_ms: decode_ms + detect_ms + landmarks_ms + align_ms + embed_ms,
+    })
+}
+
+/// The full table: both embedders × single/default threads × one/six faces.
+pub fn bench_engine(
+    base: &Config,
+    frames: &[(String, Vec<u8>)],
+    iterations: usize,
+) -> Result<Vec<StageTimes>, EngineError> {
+    let runtime = Runtime::load(&base.inference)?;
+    let mut rows = Vec::new();
+    for kind in [EmbedderKind::Arcface512, EmbedderKind::Dlib128] {
+        for threads in [1, 0] {
+            let mut cfg = base.clone();
+            cfg.inference.embedder = kind;
+            cfg.inference.threads = threads;
+            for (label, jpeg) in frames {
+                rows.push(bench_frame(&runtime, &cfg, label, jpeg, iterations)?);
+            }
+        }
+    }
+    Ok(rows)
+}

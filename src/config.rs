@@ -1,0 +1,258 @@
+//! The one configuration file. Every key has a documented default; `facegate print-config`
+//! prints them all, and a file only needs the keys it changes. Unknown keys are an error, so a
+//! typo never silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config key {key} = {value}: {why}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        why: &'static str,
+    },
+}
+
+/// Execution-provider names accepted in `inference.execution_providers`.
+pub const KNOWN_PROVIDERS: [&str; 7] = ["cpu", "cuda", "tensorrt", "xnnpack", "acl", "openvino", "qnn"];
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub inference: InferenceConfig,
+    pub detector: DetectorConfig,
+}
+
+/// Which embedding network turns an aligned face into a template.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedderKind {
+    /// ArcFace-style 512-d network on a 112×112 chip, compared by cosine. Accurate; default.
+    #[default]
+    Arcface512,
+    /// dlib's ResNet, 128-d on a 150×150 chip, compared by Euclidean distance. ~15× faster.
+    Dlib128,
+}
+
+impl EmbedderKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EmbedderKind::Arcface512 => "arcface512",
+            EmbedderKind::Dlib128 => "dlib128",
+        }
+    }
+}
+
+impl std::str::FromStr for EmbedderKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "arcface512" => Ok(EmbedderKind::Arcface512),
+            "dlib128" => Ok(EmbedderKind::Dlib128),
+            other => Err(format!(
+                "unknown embedder {other:?} (expected arcface512 or dlib128)"
+            )),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct InferenceConfig {
+    /// Path of libonnxruntime.so. Empty: `$ORT_DYLIB_PATH`, then `<model_dir>/libonnxruntime.so`
+    /// (what `make models` links), then `/usr/lib/facegate/libonnxruntime.so`.
+    pub ort_library: String,
+    /// Folder with the converted models. Empty: the repository's `models/` when the binary was
+    /// built from a checkout that has it, else `/usr/share/facegate/models`.
+    pub model_dir: String,
+    /// Execution providers in order of preference: cpu, cuda, tensorrt, xnnpack, acl, openvino,
+    /// qnn. One that is not compiled in or not offered by the library falls back with a warning.
+    pub execution_providers: Vec<String>,
+    /// Threads per ONNX Runtime session; 0 lets ONNX Runtime use every core.
+    pub threads: usize,
+    /// Which embedder produces templates: "arcface512" (default) or "dlib128".
+    pub embedder: EmbedderKind,
+    /// Average each face's embedding with the embedding of its mirrored chip (more accurate,
+    /// twice the embedding work, run in the same batch).
+    pub mirror_average: bool,
+    /// Run FaceMesh a second time on a crop re-centred from its first landmarks (steadier
+    /// alignment, one more FaceMesh call per face).
+    pub refine_landmarks: bool,
+    /// Folder for execution-provider caches (TensorRT engines). Empty: `~/.cache/facegate/ep`.
+    pub cache_dir: String,
+}
+
+impl Default for InferenceConfig {
+    fn default() -> Self {
+        Self {
+            ort_library: String::new(),
+            model_dir: String::new(),
+            execution_providers: vec!["cpu".into()],
+            threads: 0,
+            embedder: EmbedderKind::Arcface512,
+            mirror_average: true,
+            refine_landmarks: true,
+            cache_dir: String::new(),
+        }
+    }
+}
+
+/// Which BlazeFace models run on each frame.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DetectorRange {
+    /// Both models, results merged: small far faces and faces filling the frame alike.
+    #[default]
+    Both,
+    /// Full range only (192 px input, faces up to about 5 m).
+    Full,
+    /// Short range only (128 px input, faces at selfie distance): a door camera with a close
+    /// mount needs nothing else and saves a third of the detection time.
+    Short,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DetectorConfig {
+    /// Which models run: "both" (default), "full" or "short".
+    pub range: DetectorRange,
+    /// Minimum detection score (sigmoid of the model's logit) for a face to count.
+    pub score_threshold: f32,
+    /// Boxes overlapping more than this (intersection over union) are merged into one face.
+    pub nms_iou: f32,
+    /// Faces narrower than this many pixels in the original frame are ignored.
+    pub min_face_px: f32,
+    /// Frames whose longer side is at least this many times the full-range model input are also
+    /// searched in overlapping tiles, so faces of ~24 px in a large frame are still found. 0
+    /// turns tiling off.
+    pub tile_above: f32,
+    /// Largest image accepted, in megapixels; bigger images are refused before decoding.
+    pub max_megapixels: f32,
+}
+
+impl Default for DetectorConfig {
+    fn default() -> Self {
+        Self {
+            range: DetectorRange::Both,
+            score_threshold: 0.5,
+            nms_iou: 0.3,
+            min_face_px: 20.0,
+            tile_above: 7.0,
+            max_megapixels: 50.0,
+        }
+    }
+}
+
+impl Config {
+    /// Load a TOML file; keys it does not name keep their defaults.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let d = &self.detector;
+        if !(0.0..=1.0).contains(&d.score_threshold) {
+            return Err(ConfigError::Invalid {
+                key: "detector.score_threshold",
+                value: d.score_threshold.to_string(),
+                why: "must be between 0 and 1",
+            });
+        }
+        if !(0.0..1.0).contains(&d.nms_iou) || d.nms_iou == 0.0 {
+            return Err(ConfigError::Invalid {
+                key: "detector.nms_iou",
+                value: d.nms_iou.to_string(),
+                why: "must be above 0 and below 1",
+            });
+        }
+        if d.max_megapixels <= 0.0 {
+            return Err(ConfigError::Invalid {
+                key: "detector.max_megapixels",
+                value: d.max_megapixels.to_string(),
+                why: "must be positive",
+            });
+        }
+        if let Some(bad) = self
+            .inference
+            .execution_providers
+            .iter()
+            .find(|p| !KNOWN_PROVIDERS.contains(&p.as_str()))
+        {
+            return Err(ConfigError::Invalid {
+                key: "inference.execution_providers",
+                value: bad.clone(),
+                why: "unknown provider (known: cpu, cuda, tensorrt, xnnpack, acl, openvino, qnn)",
+            });
+        }
+        if self.inference.execution_providers.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "inference.execution_providers",
+                value: "[]".into(),
+                why: "list at least one provider (\"cpu\" always works)",
+            });
+        }
+        Ok(())
+    }
+
+    /// The defaults as a commented TOML document (what `facegate print-config` prints).
+    pub fn default_toml() -> String {
+        let body = toml::to_string_pretty(&Config::default()).expect("defaults serialise");
+        format!(
+            "# facegate configuration: the built-in defaults. Every key is optional.\n\
+             # Documentation of each key: README.md, section \"Configuration\".\n\n{body}"
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn printed_defaults_parse_back_to_the_defaults() {
+        let parsed = Config::parse(&Config::default_toml()).unwrap();
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = Config::parse("[detector]\nscore_treshold = 0.4\n").unwrap_err();
+        assert!(err.contains("score_treshold"), "{err}");
+    }
+
+    #[test]
+    fn a_partial_file_keeps_the_other_defaults() {
+        let c = Config::parse("[inference]\nembedder = \"dlib128\"\n").unwrap();
+        assert_eq!(c.inference.embedder, EmbedderKind::Dlib128);
+        assert_eq!(c.detector, DetectorConfig::default());
+    }
+
+    #[test]
+    fn out_of_range_values_are_rejected_with_the_key_named() {
+        let err = Config::parse("[detector]\nscore_threshold = 1.5\n").unwrap_err();
+        assert!(err.contains("detector.score_threshold"), "{err}");
+    }
+}

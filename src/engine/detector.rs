@@ -1,0 +1,403 @@
+//! Face detection with MediaPipe BlazeFace: letterbox, anchor decoding, weighted NMS.
+//!
+//! Two models cover different distances: the full-range model (192 px input) finds small far
+//! faces but misses faces that fill the frame, the short-range one (128 px) the opposite. By
+//! default both run and their candidates are merged by one NMS pass. Large frames are also
+//! searched in overlapping tiles so faces ~24 px wide are still seen by the full-range model.
+
+use image::RgbImage;
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use super::geometry::{BoundingBox, Point};
+use super::sampling::{letterbox, Normalisation, Region};
+use super::EngineError;
+use crate::config::{DetectorConfig, DetectorRange};
+
+/// The six BlazeFace keypoints, in the model's order.
+pub const KEYPOINTS: usize = 6;
+/// Subject's right eye (image left for a frontal face).
+pub const KP_RIGHT_EYE: usize = 0;
+pub const KP_LEFT_EYE: usize = 1;
+
+const NORMALISATION: Normalisation = Normalisation::uniform(127.5, 1.0 / 127.5);
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    pub bbox: BoundingBox,
+    pub score: f32,
+    /// Right eye, left eye, nose tip, mouth centre, right ear tragion, left ear tragion.
+    pub keypoints: [Point; KEYPOINTS],
+}
+
+/// Anchor centres in normalised [0, 1] coordinates.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Anchor {
+    pub x: f32,
+    pub y: f32,
+}
+
+/// MediaPipe's SSD anchors with fixed size 1: one anchor per cell per listed layer repeat.
+/// `layers` lists (stride, anchors per cell).
+pub fn anchors(input_size: u32, layers: &[(u32, usize)]) -> Vec<Anchor> {
+    let mut out = Vec::new();
+    for &(stride, per_cell) in layers {
+        let grid = input_size.div_ceil(stride);
+        for y in 0..grid {
+            for x in 0..grid {
+                let a = Anchor {
+                    x: (x as f32 + 0.5) / grid as f32,
+                    y: (y as f32 + 0.5) / grid as f32,
+                };
+                out.extend(std::iter::repeat_n(a, per_cell));
+            }
+        }
+    }
+    out
+}
+
+/// Decode raw outputs (regressors `[A, 16]`, logits `[A]`) into detections above `threshold`,
+/// in normalised model coordinates (0..1 of the letterboxed square).
+pub fn decode(
+    regressors: &[f32],
+    logits: &[f32],
+    anchors: &[Anchor],
+    input_size: f32,
+    threshold: f32,
+) -> Vec<Detection> {
+    // Compare logits, not probabilities: saves a sigmoid per anchor.
+    let logit_threshold = (threshold / (1.0 - threshold)).ln();
+    let mut out = Vec::new();
+    for (i, anchor) in anchors.iter().enumerate() {
+        let logit = logits[i].clamp(-100.0, 100.0);
+        if logit < logit_threshold {
+            continue;
+        }
+        let r = &regressors[i * 16..(i + 1) * 16];
+        let cx = r[0] / input_size + anchor.x;
+        let cy = r[1] / input_size + anchor.y;
+        let w = r[2] / input_size;
+        let h = r[3] / input_size;
+        let mut keypoints = [Point::default(); KEYPOINTS];
+        for (k, kp) in keypoints.iter_mut().enumerate() {
+            *kp = Point::new(
+                r[4 + 2 * k] / input_size + anchor.x,
+                r[5 + 2 * k] / input_size + anchor.y,
+            );
+        }
+        out.push(Detection {
+            bbox: BoundingBox::from_center(cx, cy, w, h),
+            score: 1.0 / (1.0 + (-logit).exp()),
+            keypoints,
+        });
+    }
+    out
+}
+
+/// MediaPipe's weighted non-maximum suppression: each kept face is the score-weighted mean of
+/// every candidate overlapping it by more than `iou`, which is steadier across video frames
+/// than keeping the single best box.
+pub fn weighted_nms(mut candidates: Vec<Detection>, iou: f32) -> Vec<Detection> {
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+    let mut out = Vec::new();
+    while !candidates.is_empty() {
+        let best = candidates[0].bbox;
+        let (group, rest): (Vec<_>, Vec<_>) = candidates
+            .into_iter()
+            .partition(|d| d.bbox.intersection_over_union(&best) > iou);
+        candidates = rest;
+        let top_score = group[0].score;
+        let total: f32 = group.iter().map(|d| d.score).sum();
+        let mut merged = Detection {
+            bbox: BoundingBox::default(),
+            score: top_score,
+            keypoints: [Point::default(); KEYPOINTS],
+        };
+        for d in &group {
+            let w = d.score / total;
+            merged.bbox.left += w * d.bbox.left;
+            merged.bbox.top += w * d.bbox.top;
+            merged.bbox.right += w * d.bbox.right;
+            merged.bbox.bottom += w * d.bbox.bottom;
+            for (m, k) in merged.keypoints.iter_mut().zip(&d.keypoints) {
+                m.x += w * k.x;
+                m.y += w * k.y;
+            }
+        }
+        out.push(merged);
+    }
+    out
+}
+
+/// One BlazeFace model and what it needs to decode its output.
+struct Model {
+    session: Session,
+    input_size: u32,
+    anchors: Vec<Anchor>,
+    provider: &'static str,
+}
+
+impl Model {
+    fn open(rt: &super::runtime::Runtime, file: &str, full_range: bool) -> Result<Self, EngineError> {
+        let (session, provider) = rt.open(file)?;
+        let (input_size, anchors) = if full_range {
+            (192, anchors(192, &[(4, 1)]))
+        } else {
+            (128, anchors(128, &[(8, 2), (16, 6)]))
+        };
+        Ok(Self {
+            session,
+            input_size,
+            anchors,
+            provider,
+        })
+    }
+
+    /// Detect in `region` of the frame; results in frame pixels.
+    fn run(
+        &mut self,
+        frame: &RgbImage,
+        region: Region,
+        threshold: f32,
+        buf: &mut Vec<f32>,
+    ) -> Result<Vec<Detection>, EngineError> {
+        let size = self.input_size;
+        let factor = letterbox(frame, region, size, &NORMALISATION, buf);
+        let shape = [1usize, 3, size as usize, size as usize];
+        let input = TensorRef::from_array_view((shape, buf.as_slice()))?;
+        let outputs = self.session.run(ort::inputs![input])?;
+        let (_, regressors) = outputs[0].try_extract_tensor::<f32>()?;
+        let (_, logits) = outputs[1].try_extract_tensor::<f32>()?;
+        if regressors.len() != self.anchors.len() * 16 || logits.len() != self.anchors.len() {
+            return Err(EngineError::Output(format!(
+                "detector returned {} regressors and {} scores for {} anchors",
+                regressors.len(),
+                logits.len(),
+                self.anchors.len()
+            )));
+        }
+        let mut dets = decode(regressors, logits, &self.anchors, size as f32, threshold);
+        let scale = size as f32 * factor;
+        let (ox, oy) = (region.left as f32, region.top as f32);
+        for d in &mut dets {
+            d.bbox = BoundingBox {
+                left: ox + d.bbox.left * scale,
+                top: oy + d.bbox.top * scale,
+                right: ox + d.bbox.right * scale,
+                bottom: oy + d.bbox.bottom * scale,
+            };
+            for k in &mut d.keypoints {
+                *k = Point::new(ox + k.x * scale, oy + k.y * scale);
+            }
+        }
+        Ok(dets)
+    }
+}
+
+pub struct Detector {
+    full: Option<Model>,
+    short: Option<Model>,
+    config: DetectorConfig,
+    buf: Vec<f32>,
+}
+
+impl Detector {
+    pub fn open(rt: &super::runtime::Runtime, config: &DetectorConfig) -> Result<Self, EngineError> {
+        let full = match config.range {
+            DetectorRange::Both | DetectorRange::Full => {
+                Some(Model::open(rt, "blazeface_full.onnx", true)?)
+            }
+            DetectorRange::Short => None,
+        };
+        let short = match config.range {
+            DetectorRange::Both | DetectorRange::Short => {
+                Some(Model::open(rt, "blazeface_short.onnx", false)?)
+            }
+            DetectorRange::Full => None,
+        };
+        Ok(Self {
+            full,
+            short,
+            config: config.clone(),
+            buf: Vec::new(),
+        })
+    }
+
+    pub fn providers(&self) -> Vec<(&'static str, &'static str)> {
+        let mut v = Vec::new();
+        if let Some(m) = &self.full {
+            v.push(("blazeface_full", m.provider));
+        }
+        if let Some(m) = &self.short {
+            v.push(("blazeface_short", m.provider));
+        }
+        v
+    }
+
+    /// Every face in the frame, best first.
+    pub fn detect(&mut self, frame: &RgbImage) -> Result<Vec<Detection>, EngineError> {
+        let threshold = self.config.score_threshold;
+        let whole = Region::whole(frame);
+        let mut candidates = Vec::new();
+        if let Some(m) = &mut self.full {
+            candidates.extend(m.run(frame, whole, threshold, &mut self.buf)?);
+            for tile in tiles(frame.width(), frame.height(), m.input_size, self.config.tile_above) {
+                candidates.extend(m.run(frame, tile, threshold, &mut self.buf)?);
+            }
+        }
+        if let Some(m) = &mut self.short {
+            let short = m.run(frame, whole, threshold, &mut self.buf)?;
+            let side = frame.width().max(frame.height()) as f32;
+            if self.full.is_some() {
+                candidates = merge_short_range(candidates, short, side);
+            } else {
+                candidates.extend(short);
+            }
+        }
+        let mut faces = weighted_nms(candidates, self.config.nms_iou);
+        faces.retain(|d| d.bbox.width() >= self.config.min_face_px);
+        Ok(faces)
+    }
+}
+
+/// Short-range boxes smaller than this share of the frame's longer side are left to the
+/// full-range model: the short-range model sizes faces that small badly.
+const SHORT_RANGE_MIN_SHARE: f32 = 0.15;
+
+/// Add the short-range candidates the full-range model did not already explain. A short-range
+/// box that overlaps a full-range face enough to be the same face joins the NMS group; one that
+/// covers a full-range face's centre without matching it is a mis-sized blob over smaller faces
+/// and is dropped; one far from every full-range face is a close face the full-range model
+/// missed, and is kept.
+pub fn merge_short_range(full: Vec<Detection>, short: Vec<Detection>, side: f32) -> Vec<Detection> {
+    let mut out = full;
+    let n_full = out.len();
+    for s in short {
+        if s.bbox.width() < SHORT_RANGE_MIN_SHARE * side {
+            continue;
+        }
+        let covers_other_face = out[..n_full].iter().any(|f| {
+            let c = f.bbox.center();
+            let inside = c.x > s.bbox.left && c.x < s.bbox.right && c.y > s.bbox.top && c.y < s.bbox.bottom;
+            inside && f.bbox.intersection_over_union(&s.bbox) < 0.3
+        });
+        if !covers_other_face {
+            out.push(s);
+        }
+    }
+    out
+}
+
+/// Overlapping square tiles for frames too large for the full-range model to see small faces:
+/// tiles of `tile_above/2 × input` pixels (at least half the shorter side), overlapping by a
+/// quarter so a face cut by one tile's edge lies whole in its neighbour.
+pub fn tiles(width: u32, height: u32, input_size: u32, tile_above: f32) -> Vec<Region> {
+    if tile_above <= 0.0 {
+        return Vec::new();
+    }
+    let long = width.max(height) as f32;
+    if long < tile_above * input_size as f32 {
+        return Vec::new();
+    }
+    let side = ((tile_above / 2.0) * input_size as f32)
+        .max(width.min(height) as f32 / 2.0)
+        .min(width.min(height) as f32) as u32;
+    let step = (side as f32 * 0.75) as u32;
+    let starts = |len: u32| -> Vec<u32> {
+        let mut v = Vec::new();
+        let mut s = 0;
+        loop {
+            if s + side >= len {
+                v.push(len.saturating_sub(side));
+                break;
+            }
+            v.push(s);
+            s += step;
+        }
+        v.dedup();
+        v
+    };
+    let mut out = Vec::new();
+    for &top in &starts(height) {
+        for &left in &starts(width) {
+            out.push(Region {
+                left,
+                top,
+                width: side.min(width),
+                height: side.min(height),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anchor_counts_match_the_models() {
+        assert_eq!(anchors(192, &[(4, 1)]).len(), 2304);
+        assert_eq!(anchors(128, &[(8, 2), (16, 6)]).len(), 896);
+    }
+
+    #[test]
+    fn anchors_sit_at_cell_centres_in_row_major_order() {
+        let a = anchors(128, &[(8, 2), (16, 6)]);
+        assert_eq!(a[0], Anchor { x: 0.5 / 16.0, y: 0.5 / 16.0 });
+        assert_eq!(a[1], a[0], "two anchors per cell on the stride-8 layer");
+        assert_eq!(a[2], Anchor { x: 1.5 / 16.0, y: 0.5 / 16.0 });
+        assert_eq!(a[512], Anchor { x: 0.5 / 8.0, y: 0.5 / 8.0 });
+        let f = anchors(192, &[(4, 1)]);
+        assert_eq!(f[48], Anchor { x: 0.5 / 48.0, y: 1.5 / 48.0 });
+    }
+
+    #[test]
+    fn decoding_offsets_boxes_and_keypoints_from_the_anchor() {
+        let a = [Anchor { x: 0.25, y: 0.5 }, Anchor { x: 0.75, y: 0.5 }];
+        let mut reg = vec![0.0; 32];
+        reg[0] = 19.2; // +0.1 of 192
+        reg[2] = 38.4; // width 0.2
+        reg[3] = 57.6; // height 0.3
+        reg[4] = -9.6; // right eye x: -0.05
+        let logits = [2.0, -2.0];
+        let d = decode(&reg, &logits, &a, 192.0, 0.5);
+        assert_eq!(d.len(), 1, "the second anchor is below threshold");
+        let b = d[0].bbox;
+        assert!((b.center().x - 0.35).abs() < 1e-6 && (b.center().y - 0.5).abs() < 1e-6);
+        assert!((b.width() - 0.2).abs() < 1e-6 && (b.height() - 0.3).abs() < 1e-6);
+        assert!((d[0].keypoints[0].x - 0.2).abs() < 1e-6);
+        assert!((d[0].score - 1.0 / (1.0 + (-2.0f32).exp())).abs() < 1e-6);
+    }
+
+    fn det(cx: f32, score: f32) -> Detection {
+        Detection {
+            bbox: BoundingBox::from_center(cx, 50.0, 20.0, 20.0),
+            score,
+            keypoints: [Point::new(cx, 50.0); KEYPOINTS],
+        }
+    }
+
+    #[test]
+    fn nms_merges_overlapping_boxes_by_score_weight_and_keeps_separate_faces() {
+        let out = weighted_nms(vec![det(100.0, 0.6), det(10.0, 0.9), det(12.0, 0.3), det(300.0, 0.7)], 0.3);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].score, 0.9, "best first, keeping the top score");
+        let expect = (10.0 * 0.9 + 12.0 * 0.3) / 1.2;
+        assert!((out[0].bbox.center().x - expect).abs() < 1e-4);
+        assert!((out[0].keypoints[0].x - expect).abs() < 1e-4);
+        assert_eq!(out[1].bbox.center().x, 300.0);
+    }
+
+    #[test]
+    fn small_frames_are_not_tiled_and_large_ones_are_covered_completely() {
+        assert!(tiles(640, 480, 192, 5.0).is_empty());
+        let t = tiles(1920, 1280, 192, 5.0);
+        assert!(!t.is_empty());
+        for r in &t {
+            assert!(r.left + r.width <= 1920 && r.top + r.height <= 1280);
+        }
+        let covers = |x: u32, y: u32| t.iter().any(|r| x >= r.left && x < r.left + r.width && y >= r.top && y < r.top + r.height);
+        assert!(covers(0, 0) && covers(1919, 1279) && covers(960, 640) && covers(1919, 0));
+    }
+}

@@ -1,0 +1,217 @@
+//! The face engine: pure functions around ONNX Runtime sessions.
+//!
+//! detect (BlazeFace) → landmarks (FaceMesh) → align (similarity transform onto the embedder's
+//! chip) → embed (ArcFace-style 512-d or dlib 128-d). An [`Engine`] owns one session per model
+//! and is used from one thread at a time (`Session::run` takes `&mut self`); run several
+//! engines for parallelism.
+
+pub mod align;
+pub mod detector;
+pub mod embedder;
+pub mod frame;
+pub mod geometry;
+pub mod landmarks;
+pub mod runtime;
+pub mod sampling;
+pub mod similarity;
+
+use image::RgbImage;
+use serde::Serialize;
+
+use crate::config::{Config, EmbedderKind};
+use detector::{Detection, Detector};
+use embedder::{Embedder, Metric, OnnxEmbedder};
+use frame::DecodeError;
+use geometry::{BoundingBox, Point};
+use landmarks::{LandmarkModel, Landmarks};
+use runtime::{Runtime, RuntimeError};
+use similarity::Calibration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Decode(#[from] DecodeError),
+    #[error("inference failed: {0}")]
+    Inference(String),
+    #[error("a model returned an unexpected output: {0}")]
+    Output(String),
+}
+
+impl From<ort::Error> for EngineError {
+    fn from(e: ort::Error) -> Self {
+        EngineError::Inference(e.to_string())
+    }
+}
+
+/// The five points reported for a face, in frame pixels. "Left" and "right" are as seen in
+/// the image (the subject's right eye is `left_eye`).
+#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+pub struct FivePoints {
+    pub left_eye: Point,
+    pub right_eye: Point,
+    pub nose: Point,
+    pub left_mouth: Point,
+    pub right_mouth: Point,
+}
+
+impl FivePoints {
+    pub fn from_landmarks(lm: &Landmarks) -> Self {
+        use landmarks::index::*;
+        Self {
+            left_eye: lm.right_eye_center(),
+            right_eye: lm.left_eye_center(),
+            nose: lm.get(NOSE_TIP),
+            left_mouth: lm.get(MOUTH_RIGHT),
+            right_mouth: lm.get(MOUTH_LEFT),
+        }
+    }
+}
+
+/// One analysed face.
+#[derive(Debug, Clone)]
+pub struct Face {
+    pub detection: Detection,
+    pub landmarks: Landmarks,
+    /// `None` when the landmarks were too degenerate to align.
+    pub embedding: Option<Vec<f32>>,
+}
+
+impl Face {
+    pub fn bbox(&self) -> BoundingBox {
+        self.detection.bbox
+    }
+}
+
+pub struct Engine {
+    detector: Detector,
+    landmarks: LandmarkModel,
+    embedder: Box<dyn Embedder>,
+    calibration: Calibration,
+    max_megapixels: f32,
+    refine_landmarks: bool,
+}
+
+impl Engine {
+    /// Load ONNX Runtime and open every model the configuration needs.
+    pub fn open(config: &Config) -> Result<Self, EngineError> {
+        let runtime = Runtime::load(&config.inference)?;
+        Self::with_runtime(&runtime, config)
+    }
+
+    pub fn with_runtime(runtime: &Runtime, config: &Config) -> Result<Self, EngineError> {
+        let detector = Detector::open(runtime, &config.detector)?;
+        let landmarks = LandmarkModel::open(runtime)?;
+        let embedder = OnnxEmbedder::open(
+            runtime,
+            config.inference.embedder,
+            config.inference.mirror_average,
+        )?;
+        Ok(Self {
+            detector,
+            landmarks,
+            calibration: Calibration::for_embedder(config.inference.embedder),
+            embedder: Box::new(embedder),
+            max_megapixels: config.detector.max_megapixels,
+            refine_landmarks: config.inference.refine_landmarks,
+        })
+    }
+
+    /// Which execution provider each model runs on.
+    pub fn providers(&self) -> Vec<(&'static str, &'static str)> {
+        let mut v = self.detector.providers();
+        v.push(("facemesh", self.landmarks.provider));
+        v.push((self.embedder.kind().name(), self.embedder.provider()));
+        v
+    }
+
+    pub fn embedder_kind(&self) -> EmbedderKind {
+        self.embedder.kind()
+    }
+
+    pub fn metric(&self) -> Metric {
+        self.embedder.metric()
+    }
+
+    pub fn calibration(&self) -> &Calibration {
+        &self.calibration
+    }
+
+    /// Decode image bytes with this engine's size limit.
+    pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage, EngineError> {
+        Ok(frame::decode(bytes, self.max_megapixels)?)
+    }
+
+    pub fn detect(&mut self, frame: &RgbImage) -> Result<Vec<Detection>, EngineError> {
+        self.detector.detect(frame)
+    }
+
+    pub fn landmarks(
+        &mut self,
+        frame: &RgbImage,
+        det: &Detection,
+    ) -> Result<Landmarks, EngineError> {
+        self.landmarks.run(frame, det, self.refine_landmarks)
+    }
+
+    /// Templates for the given faces, in one batched inference call.
+    pub fn embed(
+        &mut self,
+        frame: &RgbImage,
+        faces: &[&Landmarks],
+    ) -> Result<Vec<Option<Vec<f32>>>, EngineError> {
+        self.embedder.embed(frame, faces)
+    }
+
+    /// Detect, landmark and embed every face of the frame.
+    pub fn analyse(&mut self, frame: &RgbImage) -> Result<Vec<Face>, EngineError> {
+        let detections = self.detect(frame)?;
+        self.analyse_detections(frame, detections)
+    }
+
+    pub fn analyse_detections(
+        &mut self,
+        frame: &RgbImage,
+        detections: Vec<Detection>,
+    ) -> Result<Vec<Face>, EngineError> {
+        let mut lms = Vec::with_capacity(detections.len());
+        for d in &detections {
+            lms.push(self.landmarks(frame, d)?);
+        }
+        let refs: Vec<&Landmarks> = lms.iter().collect();
+        let embeddings = if refs.is_empty() {
+            Vec::new()
+        } else {
+            self.embed(frame, &refs)?
+        };
+        Ok(detections
+            .into_iter()
+            .zip(lms)
+            .zip(embeddings)
+            .map(|((detection, landmarks), embedding)| Face {
+                detection,
+                landmarks,
+                embedding,
+            })
+            .collect())
+    }
+
+    /// Raw comparison value (cosine or distance) of two templates.
+    pub fn compare(&self, a: &[f32], b: &[f32]) -> f32 {
+        self.metric().compare(a, b)
+    }
+
+    /// Similarity score in [0, 1] of two templates (see [`similarity`]).
+    pub fn similarity(&self, a: &[f32], b: &[f32]) -> f32 {
+        self.calibration.score(self.compare(a, b))
+    }
+}
+
+/// The face nearest the image centre: the subject of a portrait or an ID photo.
+pub fn most_central(faces: &[Face], width: u32, height: u32) -> Option<&Face> {
+    let c = Point::new(width as f32 / 2.0, height as f32 / 2.0);
+    faces
+        .iter()
+        .min_by(|a, b| a.bbox().center().distance(c).total_cmp(&b.bbox().center().distance(c)))
+}

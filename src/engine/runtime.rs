@@ -1,0 +1,314 @@
+//! ONNX Runtime: finding and loading the library, choosing execution providers, opening
+//! sessions. Everything here fails with a message that says what to do about it.
+
+use std::path::{Path, PathBuf};
+
+use ort::ep::{self, ExecutionProvider, ExecutionProviderDispatch};
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::Session;
+
+use crate::config::InferenceConfig;
+
+/// Where `make models` puts the converted models, known at build time. A binary built from a
+/// checkout keeps working from any directory without configuration.
+const CHECKOUT_MODEL_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/models");
+/// Where a packaged install keeps them.
+const SYSTEM_MODEL_DIR: &str = "/usr/share/facegate/models";
+const SYSTEM_ORT_LIBRARY: &str = "/usr/lib/facegate/libonnxruntime.so";
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(
+        "the ONNX Runtime library was not found (looked in: {looked}). Run `make models`, \
+         set inference.ort_library in the config file, or set ORT_DYLIB_PATH"
+    )]
+    LibraryNotFound { looked: String },
+    #[error(
+        "the ONNX Runtime library {path} could not be loaded: {detail}. It must be ONNX Runtime \
+         1.20 or newer for this CPU architecture (the PyPI onnxruntime wheel has one)"
+    )]
+    LibraryUnusable { path: PathBuf, detail: String },
+    #[error(
+        "model file {path} is missing. Run `make models` (or set inference.model_dir to the \
+         folder holding the converted models)"
+    )]
+    ModelMissing { path: PathBuf },
+    #[error("model {path} could not be opened by ONNX Runtime: {detail}. Re-run `make models`")]
+    ModelUnusable { path: PathBuf, detail: String },
+    #[error("model {path} does not have the expected shape: {detail}. Re-run `make models`")]
+    ModelShape { path: PathBuf, detail: String },
+}
+
+/// Resolve the library path: config, then `$ORT_DYLIB_PATH`, then the model folder's link made
+/// by `make models`, then the packaged location.
+pub fn ort_library_path(cfg: &InferenceConfig, model_dir: &Path) -> Result<PathBuf, RuntimeError> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if !cfg.ort_library.is_empty() {
+        // An explicit setting is the only candidate: silently using another library would
+        // hide a mistake in the config.
+        return Ok(PathBuf::from(&cfg.ort_library));
+    }
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
+    candidates.push(model_dir.join("libonnxruntime.so"));
+    candidates.push(PathBuf::from(SYSTEM_ORT_LIBRARY));
+    if let Some(found) = candidates.iter().find(|p| p.exists()) {
+        return Ok(found.clone());
+    }
+    Err(RuntimeError::LibraryNotFound {
+        looked: candidates
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "),
+    })
+}
+
+/// Resolve the model folder: config, else the checkout's `models/` if it exists, else the
+/// packaged location.
+pub fn model_dir(cfg: &InferenceConfig) -> PathBuf {
+    if !cfg.model_dir.is_empty() {
+        return PathBuf::from(&cfg.model_dir);
+    }
+    let checkout = Path::new(CHECKOUT_MODEL_DIR);
+    if checkout.join("models.toml").exists() {
+        checkout.to_owned()
+    } else {
+        PathBuf::from(SYSTEM_MODEL_DIR)
+    }
+}
+
+/// The loaded runtime: the environment every session is created in, plus the choices made.
+pub struct Runtime {
+    env: ort::environment::Environment,
+    pub library: PathBuf,
+    pub model_dir: PathBuf,
+    execution_providers: Vec<String>,
+    threads: usize,
+    cache_dir: PathBuf,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("library", &self.library)
+            .field("model_dir", &self.model_dir)
+            .field("execution_providers", &self.execution_providers)
+            .finish()
+    }
+}
+
+impl Runtime {
+    /// Load ONNX Runtime. ONNX Runtime allows one library and one environment per process:
+    /// the first call loads them, later calls share them (and refuse a different library).
+    pub fn load(cfg: &InferenceConfig) -> Result<Self, RuntimeError> {
+        let model_dir = model_dir(cfg);
+        let library = ort_library_path(cfg, &model_dir)?;
+        let env = process_environment(&library)?;
+        let cache_dir = if cfg.cache_dir.is_empty() {
+            std::env::var_os("HOME")
+                .map(|h| PathBuf::from(h).join(".cache/facegate/ep"))
+                .unwrap_or_else(|| PathBuf::from("/var/cache/facegate/ep"))
+        } else {
+            PathBuf::from(&cfg.cache_dir)
+        };
+        Ok(Self {
+            env,
+            library,
+            model_dir,
+            execution_providers: cfg.execution_providers.clone(),
+            threads: cfg.threads,
+            cache_dir,
+        })
+    }
+
+    pub fn model_path(&self, file: &str) -> PathBuf {
+        self.model_dir.join(file)
+    }
+
+    /// Open one model with the configured execution providers, trying them in order. Returns
+    /// the session and the name of the provider it runs on.
+    pub fn open(&self, file: &str) -> Result<(Session, &'static str), RuntimeError> {
+        self.open_with_threads(file, self.threads)
+    }
+
+    pub fn open_with_threads(
+        &self,
+        file: &str,
+        threads: usize,
+    ) -> Result<(Session, &'static str), RuntimeError> {
+        let path = self.model_path(file);
+        if !path.exists() {
+            return Err(RuntimeError::ModelMissing { path });
+        }
+        for name in &self.execution_providers {
+            let Some(dispatch) = provider(name, &self.cache_dir) else {
+                continue; // "cpu" or not compiled in (already warned about by `provider`)
+            };
+            match open_session(&self.env, &path, Some(dispatch), threads) {
+                Ok(session) => {
+                    tracing::info!(model = file, provider = name.as_str(), "model loaded");
+                    return Ok((session, provider_label(name)));
+                }
+                Err(e) => tracing::warn!(
+                    model = file,
+                    provider = name.as_str(),
+                    error = %e,
+                    "execution provider unavailable, trying the next one"
+                ),
+            }
+        }
+        let session = open_session(&self.env, &path, None, threads).map_err(|e| {
+            RuntimeError::ModelUnusable {
+                path: path.clone(),
+                detail: e.to_string(),
+            }
+        })?;
+        tracing::info!(model = file, provider = "cpu", "model loaded");
+        Ok((session, "cpu"))
+    }
+}
+
+static ENVIRONMENT: std::sync::Mutex<Option<(PathBuf, ort::environment::Environment)>> =
+    std::sync::Mutex::new(None);
+
+fn process_environment(library: &Path) -> Result<ort::environment::Environment, RuntimeError> {
+    let mut slot = ENVIRONMENT.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((loaded, env)) = slot.as_ref() {
+        if loaded == library {
+            return Ok(env.clone());
+        }
+        return Err(RuntimeError::LibraryUnusable {
+            path: library.to_owned(),
+            detail: format!(
+                "this process already loaded {}; ONNX Runtime cannot load a second library",
+                loaded.display()
+            ),
+        });
+    }
+    if !library.exists() {
+        return Err(RuntimeError::LibraryUnusable {
+            path: library.to_owned(),
+            detail: "no such file".into(),
+        });
+    }
+    let unusable = |detail: String| RuntimeError::LibraryUnusable {
+        path: library.to_owned(),
+        detail,
+    };
+    let env = ort::init_from(library)
+        .map_err(|e| unusable(e.to_string()))?
+        .with_name("facegate")
+        .with_telemetry(false)
+        .build()
+        .map_err(|e| unusable(e.to_string()))?;
+    tracing::info!(library = %library.display(), "ONNX Runtime loaded");
+    *slot = Some((library.to_owned(), env.clone()));
+    Ok(env)
+}
+
+fn provider_label(name: &str) -> &'static str {
+    match name {
+        "cuda" => "cuda",
+        "tensorrt" => "tensorrt",
+        "xnnpack" => "xnnpack",
+        "acl" => "acl",
+        "openvino" => "openvino",
+        "qnn" => "qnn",
+        _ => "cpu",
+    }
+}
+
+/// Build the dispatch for a configured provider name. `None` for "cpu" (always the implicit
+/// last resort) and for providers this binary was built without.
+fn provider(name: &str, cache_dir: &Path) -> Option<ExecutionProviderDispatch> {
+    let _ = cache_dir; // only the TensorRT engine cache uses it
+    match name {
+        #[cfg(feature = "cuda")]
+        "cuda" => Some(ep::CUDA::default().build().error_on_failure()),
+        #[cfg(feature = "tensorrt")]
+        "tensorrt" => Some(
+            ep::TensorRT::default()
+                .with_fp16(true)
+                .with_engine_cache(true)
+                .with_engine_cache_path(cache_dir.display().to_string())
+                .build()
+                .error_on_failure(),
+        ),
+        #[cfg(feature = "xnnpack")]
+        "xnnpack" => Some(ep::XNNPACK::default().build().error_on_failure()),
+        #[cfg(feature = "acl")]
+        "acl" => Some(ep::ACL::default().with_fast_math(true).build().error_on_failure()),
+        #[cfg(feature = "openvino")]
+        "openvino" => Some(ep::OpenVINO::default().build().error_on_failure()),
+        #[cfg(feature = "qnn")]
+        "qnn" => Some(ep::QNN::default().build().error_on_failure()),
+        "cpu" => None,
+        other => {
+            tracing::warn!(
+                provider = other,
+                "execution provider not compiled into this binary (build with --features {other}); using the next one"
+            );
+            None
+        }
+    }
+}
+
+/// Whether the loaded library offers the CPU provider: a cheap sanity check that it is a
+/// working ONNX Runtime.
+pub fn cpu_available() -> bool {
+    ep::CPU::is_available().unwrap_or(false)
+}
+
+// The builder chain lives in an `ort::Result` function because `ort::Error<SessionBuilder>`
+// is not `Send`, which rules out converting it with `?` anywhere else.
+fn open_session(
+    env: &ort::environment::Environment,
+    path: &Path,
+    provider: Option<ExecutionProviderDispatch>,
+    threads: usize,
+) -> ort::Result<Session> {
+    let mut builder = Session::builder(env)?
+        .with_optimization_level(GraphOptimizationLevel::Level3)?
+        .with_intra_op_spinning(false)?;
+    if threads > 0 {
+        builder = builder.with_intra_threads(threads)?;
+    }
+    if let Some(p) = provider {
+        builder = builder.with_execution_providers([p])?;
+    }
+    builder.commit_from_file(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_explicit_library_setting_wins_over_everything() {
+        let cfg = InferenceConfig {
+            ort_library: "/opt/ort/libonnxruntime.so".into(),
+            ..Default::default()
+        };
+        assert_eq!(
+            ort_library_path(&cfg, Path::new("/nonexistent")).unwrap(),
+            PathBuf::from("/opt/ort/libonnxruntime.so")
+        );
+    }
+
+    #[test]
+    fn a_configured_model_dir_is_used_as_given() {
+        let cfg = InferenceConfig {
+            model_dir: "/srv/models".into(),
+            ..Default::default()
+        };
+        assert_eq!(model_dir(&cfg), PathBuf::from("/srv/models"));
+    }
+
+    #[test]
+    fn cpu_and_unknown_providers_have_no_dispatch() {
+        assert!(provider("cpu", Path::new("/tmp")).is_none());
+        assert!(provider("warp-drive", Path::new("/tmp")).is_none());
+    }
+}

@@ -1,0 +1,328 @@
+//! The `facegate` command line. Results are JSON on stdout; errors go to stderr with a
+//! non-zero exit status.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use serde_json::json;
+
+use facegate::config::{Config, EmbedderKind};
+use facegate::engine::{most_central, Engine, Face, FivePoints};
+use facegate::eval;
+
+/// Where `make models` puts the fixture photos used by `facegate bench` by default.
+const FIXTURE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+
+#[derive(Parser)]
+#[command(name = "facegate", version, about = "Face recognition for door camera appliances")]
+struct Cli {
+    /// Configuration file (TOML). Without it the built-in defaults apply.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Use this embedder instead of the configured one: arcface512 or dlib128.
+    #[arg(long, global = true, value_name = "NAME")]
+    embedder: Option<EmbedderKind>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Find faces: boxes, five landmarks and detection scores.
+    Detect { image: PathBuf },
+    /// Compare the most central face of two images.
+    Compare {
+        a: PathBuf,
+        b: PathBuf,
+        /// Similarity score at or above which the faces count as the same person.
+        #[arg(long, default_value_t = 0.7)]
+        min_similarity: f32,
+    },
+    /// Templates of every face in an image.
+    Embed { image: PathBuf },
+    /// Verification accuracy over a CSV of `left,right,same` pairs.
+    Eval {
+        #[arg(long, value_name = "FILE.csv")]
+        pairs: PathBuf,
+        /// Also score every pair of the listed images (identity = folder name).
+        #[arg(long)]
+        all_pairs: bool,
+        /// Worker threads (one engine each); default: every core.
+        #[arg(long)]
+        threads: Option<usize>,
+    },
+    /// Benchmarks. `engine`: per-stage latency on 1280×720 frames.
+    Bench {
+        #[arg(value_parser = ["engine"])]
+        what: String,
+        #[arg(long, default_value_t = 20)]
+        iterations: usize,
+        /// Photo with one face (placed on a 1280×720 frame).
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/obama.jpg"))]
+        one: PathBuf,
+        /// Photo with six faces.
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/t1.jpg"))]
+        six: PathBuf,
+    },
+    /// Print the built-in default configuration.
+    PrintConfig,
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FACEGATE_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("facegate: error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn load_config(cli: &Cli) -> Result<Config> {
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(kind) = cli.embedder {
+        config.inference.embedder = kind;
+    }
+    Ok(config)
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let config = load_config(&cli)?;
+    match &cli.command {
+        Command::PrintConfig => print!("{}", Config::default_toml()),
+        Command::Detect { image } => {
+            let mut engine = Engine::open(&config)?;
+            let (frame, faces) = analyse(&mut engine, image)?;
+            let out: Vec<_> = faces
+                .iter()
+                .map(|f| face_json(f, frame.width(), frame.height()))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Command::Embed { image } => {
+            let mut engine = Engine::open(&config)?;
+            let (frame, faces) = analyse(&mut engine, image)?;
+            let out: Vec<_> = faces
+                .iter()
+                .filter_map(|f| {
+                    let mut j = face_json(f, frame.width(), frame.height());
+                    j["embedding"] = json!(f.embedding.as_ref()?);
+                    Some(j)
+                })
+                .collect();
+            println!("{}", serde_json::to_string(&out)?);
+        }
+        Command::Compare {
+            a,
+            b,
+            min_similarity,
+        } => {
+            let mut engine = Engine::open(&config)?;
+            let ta = central_template(&mut engine, a)?;
+            let tb = central_template(&mut engine, b)?;
+            let raw = engine.compare(&ta, &tb);
+            let score = engine.calibration().score(raw);
+            let metric = engine.metric();
+            let mut out = json!({
+                "similarity_score": round4(score),
+                "is_match": score >= *min_similarity,
+                "embedder": engine.embedder_kind().name(),
+            });
+            out[metric.raw_name()] = json!(round4(raw));
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Command::Eval {
+            pairs,
+            all_pairs,
+            threads,
+        } => run_eval(&config, pairs, *all_pairs, *threads)?,
+        Command::Bench {
+            what: _,
+            iterations,
+            one,
+            six,
+        } => {
+            let mut frames = Vec::new();
+            for (label, path) in [("1280x720, 1 face", one), ("1280x720, 6 faces", six)] {
+                let photo = image::open(path)
+                    .with_context(|| {
+                        format!(
+                            "cannot read bench photo {} (run `make models` for the fixtures in {FIXTURE_DIR})",
+                            path.display()
+                        )
+                    })?
+                    .to_rgb8();
+                let frame = facegate::bench::frame_1280x720(&photo);
+                let mut jpeg = Vec::new();
+                frame.write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)?;
+                frames.push((label.to_string(), jpeg));
+            }
+            let rows = facegate::bench::bench_engine(&config, &frames, *iterations)?;
+            eprintln!(
+                "{:<10} {:>7} {:<18} {:>5} {:>8} {:>8} {:>9} {:>7} {:>8} {:>9} {:>8}",
+                "embedder", "threads", "frame", "faces", "decode", "detect", "landmarks", "align", "embed", "per face", "total"
+            );
+            for r in &rows {
+                eprintln!(
+                    "{:<10} {:>7} {:<18} {:>5} {:>8.2} {:>8.2} {:>9.2} {:>7.2} {:>8.2} {:>9.2} {:>8.2}",
+                    r.embedder, r.threads, r.frame, r.faces, r.decode_ms, r.detect_ms, r.landmarks_ms,
+                    r.align_ms, r.embed_ms, r.per_face_ms, r.total_ms
+                );
+            }
+            eprintln!("(milliseconds, median of {iterations} runs; landmarks/align/embed cover all faces of the frame)");
+            println!("{}", serde_json::to_string_pretty(&rows)?);
+        }
+    }
+    Ok(())
+}
+
+fn analyse(engine: &mut Engine, path: &Path) -> Result<(image::RgbImage, Vec<Face>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let frame = engine
+        .decode(&bytes)
+        .with_context(|| format!("{}", path.display()))?;
+    let faces = engine.analyse(&frame)?;
+    Ok((frame, faces))
+}
+
+fn central_template(engine: &mut Engine, path: &Path) -> Result<Vec<f32>> {
+    let (frame, faces) = analyse(engine, path)?;
+    let Some(face) = most_central(&faces, frame.width(), frame.height()) else {
+        bail!("no face found in {}", path.display());
+    };
+    match &face.embedding {
+        Some(t) => Ok(t.clone()),
+        None => bail!("the face in {} could not be aligned", path.display()),
+    }
+}
+
+fn round1(v: f32) -> f64 {
+    (v as f64 * 10.0).round() / 10.0
+}
+
+fn round4(v: f32) -> f64 {
+    (v as f64 * 10000.0).round() / 10000.0
+}
+
+fn face_json(face: &Face, width: u32, height: u32) -> serde_json::Value {
+    let b = face.bbox();
+    let clamp = |v: f32, max: u32| v.round().clamp(0.0, max as f32) as i64;
+    let p = FivePoints::from_landmarks(&face.landmarks);
+    let pt = |q: facegate::engine::geometry::Point| json!({"x": round1(q.x), "y": round1(q.y)});
+    json!({
+        "box": {
+            "left": clamp(b.left, width),
+            "top": clamp(b.top, height),
+            "right": clamp(b.right, width),
+            "bottom": clamp(b.bottom, height),
+        },
+        "landmarks": {
+            "left_eye": pt(p.left_eye),
+            "right_eye": pt(p.right_eye),
+            "nose": pt(p.nose),
+            "left_mouth": pt(p.left_mouth),
+            "right_mouth": pt(p.right_mouth),
+        },
+        "detection_score": round4(face.detection.score),
+    })
+}
+
+fn run_eval(config: &Config, pairs_path: &Path, all: bool, threads: Option<usize>) -> Result<()> {
+    let list = eval::read_pairs(pairs_path)?;
+    let threads = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let started = Instant::now();
+    let progress = |done: usize, total: usize| {
+        if done % 250 == 0 || done == total {
+            eprintln!("eval: {done}/{total} images");
+        }
+    };
+    let templates = eval::embed_images(config, &list.images, threads, &progress)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let cal = facegate::engine::similarity::Calibration::for_embedder(config.inference.embedder);
+    let metric = cal.metric;
+    let closeness = |p: &eval::Pair| match (&templates[p.left], &templates[p.right]) {
+        (Some(a), Some(b)) => metric.closeness(metric.compare(a, b)),
+        _ => f32::NEG_INFINITY, // a failure to enrol is a non-match
+    };
+    let genuine: Vec<f32> = list.pairs.iter().filter(|p| p.same).map(closeness).collect();
+    let impostor: Vec<f32> = list.pairs.iter().filter(|p| !p.same).map(closeness).collect();
+    let mut impostor_desc = impostor.clone();
+    impostor_desc.sort_by(|a, b| b.total_cmp(a));
+    let default_threshold = metric.closeness(cal.raw_threshold(0.7));
+    let (best, best_threshold) = eval::best_accuracy(&genuine, &impostor);
+    let (tar2, _) = eval::tar_at_far(&genuine, &impostor_desc, 1e-2);
+    let (tar3, thr3) = eval::tar_at_far(&genuine, &impostor_desc, 1e-3);
+    let raw_of = |c: f32| match metric {
+        facegate::engine::embedder::Metric::Cosine => c,
+        facegate::engine::embedder::Metric::Euclidean => -c,
+    };
+    let failures = templates.iter().filter(|t| t.is_none()).count();
+    let mut out = json!({
+        "embedder": config.inference.embedder.name(),
+        "pairs": list.pairs.len(),
+        "images": list.images.len(),
+        "failures_to_enrol": failures,
+        "accuracy_at_default": eval::accuracy_at(&genuine, &impostor, default_threshold),
+        "accuracy_best": best,
+        "threshold_best_raw": raw_of(best_threshold),
+        "threshold_best_score": cal.score(raw_of(best_threshold)),
+        "eer": eval::equal_error_rate(&genuine, &impostor),
+        "tar_at_far_1e-2": tar2,
+        "tar_at_far_1e-3": tar3,
+        "threshold_at_far_1e-3": cal.score(raw_of(thr3)),
+        "threshold_at_far_1e-3_raw": raw_of(thr3),
+        "images_per_second": list.images.len() as f64 / seconds,
+        "threads": threads,
+    });
+    if all {
+        let ap = eval::all_pairs(&list.images, &templates, metric);
+        let ap_json = serde_json::to_value(&ap)?;
+        for (k, v) in ap_json.as_object().expect("struct serialises to an object") {
+            out[k] = v.clone();
+        }
+        // True-match rate over all genuine pairs at the README's score levels.
+        let mut levels = serde_json::Map::new();
+        let all_genuine = all_genuine_closeness(&list.images, &templates, metric);
+        for s in [0.5f32, 0.6, 0.67, 0.7, 0.8] {
+            let t = metric.closeness(cal.raw_threshold(s));
+            let rate = all_genuine.iter().filter(|&&g| g >= t).count() as f64
+                / all_genuine.len().max(1) as f64;
+            levels.insert(format!("{s}"), json!(rate));
+        }
+        out["all_true_match_rate_at_score"] = serde_json::Value::Object(levels);
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(())
+}
+
+fn all_genuine_closeness(
+    images: &[PathBuf],
+    templates: &[Option<Vec<f32>>],
+    metric: facegate::engine::embedder::Metric,
+) -> Vec<f32> {
+    let mut out = Vec::new();
+    for i in 0..images.len() {
+        for j in i + 1..images.len() {
+            if images[i].parent() == images[j].parent() {
+                out.push(match (&templates[i], &templates[j]) {
+                    (Some(a), Some(b)) => metric.closeness(metric.compare(a, b)),
+                    _ => f32::NEG_INFINITY,
+                });
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,199 @@
+//! The command line as a user meets it: JSON out, clear errors and no panics on bad input.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::fixture;
+
+fn facegate(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args(args)
+        .env_remove("ORT_DYLIB_PATH")
+        .current_dir(std::env::temp_dir()) // works from any directory
+        .output()
+        .expect("the binary runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn assert_clean_error(o: &Output, expect: &str) {
+    assert_eq!(o.status.code(), Some(1), "exit status; stderr: {}", stderr(o));
+    let err = stderr(o);
+    assert!(err.contains(expect), "stderr lacks {expect:?}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(o.stdout.is_empty(), "nothing on stdout for an error");
+}
+
+#[test]
+fn detect_prints_boxes_landmarks_and_scores_as_json() {
+    let o = facegate(&["detect", fixture("obama.jpg").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let faces = v.as_array().unwrap();
+    assert_eq!(faces.len(), 1);
+    let f = &faces[0];
+    for k in ["left", "top", "right", "bottom"] {
+        assert!(f["box"][k].is_i64(), "box.{k}");
+    }
+    for k in ["left_eye", "right_eye", "nose", "left_mouth", "right_mouth"] {
+        assert!(f["landmarks"][k]["x"].is_f64(), "landmarks.{k}");
+    }
+    assert!(f["landmarks"]["left_eye"]["x"].as_f64() < f["landmarks"]["right_eye"]["x"].as_f64());
+    assert!(f["detection_score"].as_f64().unwrap() > 0.5);
+}
+
+#[test]
+fn compare_reports_a_match_for_the_same_person_and_none_for_another() {
+    let same = facegate(&["compare", fixture("obama.jpg").to_str().unwrap(), fixture("obama2.jpg").to_str().unwrap()]);
+    assert!(same.status.success(), "{}", stderr(&same));
+    let v: serde_json::Value = serde_json::from_slice(&same.stdout).unwrap();
+    assert_eq!(v["is_match"], true);
+    assert!(v["cosine"].is_f64());
+    let other = facegate(&[
+        "--embedder",
+        "dlib128",
+        "compare",
+        fixture("obama.jpg").to_str().unwrap(),
+        fixture("biden.jpg").to_str().unwrap(),
+        "--min-similarity",
+        "0.5",
+    ]);
+    assert!(other.status.success(), "{}", stderr(&other));
+    let v: serde_json::Value = serde_json::from_slice(&other.stdout).unwrap();
+    assert_eq!(v["is_match"], false);
+    assert!(v["distance"].as_f64().unwrap() > 0.6);
+}
+
+#[test]
+fn embed_prints_one_template_per_face() {
+    let o = facegate(&["--embedder", "dlib128", "embed", fixture("t1.jpg").to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let faces = v.as_array().unwrap();
+    assert_eq!(faces.len(), 6);
+    assert!(faces.iter().all(|f| f["embedding"].as_array().unwrap().len() == 128));
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn bad_images_get_clear_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = write(dir.path(), "notes.jpg", b"this is not an image");
+    assert_clean_error(&facegate(&["detect", &text]), "not an image");
+
+    let jpeg = std::fs::read(fixture("obama.jpg")).unwrap();
+    let truncated = write(dir.path(), "truncated.jpg", &jpeg[..jpeg.len() / 3]);
+    let o = facegate(&["detect", &truncated]);
+    // A truncated JPEG either decodes partially (the image crate fills the rest) or fails
+    // cleanly; it must never crash.
+    assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    assert!(o.status.code() == Some(0) || o.status.code() == Some(1));
+    let cut_header = write(dir.path(), "header.jpg", &jpeg[..200]);
+    assert_clean_error(&facegate(&["detect", &cut_header]), "could not be decoded");
+
+    let mut one = Vec::new();
+    image::DynamicImage::ImageRgb8(image::RgbImage::new(1, 1))
+        .write_to(&mut std::io::Cursor::new(&mut one), image::ImageFormat::Png)
+        .unwrap();
+    let one = write(dir.path(), "one.png", &one);
+    assert_clean_error(&facegate(&["detect", &one]), "1×1");
+
+    let huge = write(dir.path(), "huge.png", &huge_png_header());
+    assert_clean_error(&facegate(&["detect", &huge]), "100000×100000");
+
+    let missing = dir.path().join("nope.jpg");
+    assert_clean_error(&facegate(&["detect", missing.to_str().unwrap()]), "cannot read");
+}
+
+#[test]
+fn compare_names_the_image_without_a_face() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut blank = Vec::new();
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(320, 240, image::Rgb([200, 180, 160])))
+        .write_to(&mut std::io::Cursor::new(&mut blank), image::ImageFormat::Png)
+        .unwrap();
+    let blank = write(dir.path(), "wall.png", &blank);
+    let o = facegate(&["compare", fixture("obama.jpg").to_str().unwrap(), &blank]);
+    assert_clean_error(&o, "no face found in");
+    assert!(stderr(&o).contains("wall.png"));
+}
+
+#[test]
+fn a_missing_model_folder_is_a_startup_error_that_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "facegate.toml",
+        format!("[inference]\nmodel_dir = \"{}\"\n", dir.path().display()).as_bytes(),
+    );
+    let o = facegate(&["--config", &cfg, "detect", fixture("obama.jpg").to_str().unwrap()]);
+    assert_clean_error(&o, "make models");
+}
+
+#[test]
+fn a_wrong_onnx_runtime_library_is_a_startup_error_that_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = write(dir.path(), "libonnxruntime.so", b"not a shared library");
+    let cfg = write(
+        dir.path(),
+        "facegate.toml",
+        format!("[inference]\nort_library = \"{fake}\"\n").as_bytes(),
+    );
+    let o = facegate(&["--config", &cfg, "detect", fixture("obama.jpg").to_str().unwrap()]);
+    assert_clean_error(&o, "could not be loaded");
+}
+
+#[test]
+fn print_config_prints_defaults_that_load_back() {
+    let o = facegate(&["print-config"]);
+    assert!(o.status.success());
+    let text = String::from_utf8(o.stdout).unwrap();
+    assert!(text.contains("embedder = \"arcface512\""));
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "defaults.toml", text.as_bytes());
+    let o = facegate(&["--config", &cfg, "print-config"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn an_unknown_config_key_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(dir.path(), "bad.toml", b"[detector]\nthreshold = 0.3\n");
+    assert_clean_error(&facegate(&["--config", &cfg, "print-config"]), "threshold");
+}
+
+fn huge_png_header() -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    let idat = b"IDAT\x78\x9c\x03\x00\x00\x00\x00\x01".to_vec();
+    png.extend_from_slice(&((idat.len() - 4) as u32).to_be_bytes());
+    png.extend_from_slice(&idat);
+    png.extend_from_slice(&crc32(&idat).to_be_bytes());
+    png
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}

@@ -1,0 +1,147 @@
+//! Detection on real photos with the real BlazeFace models.
+
+mod common;
+
+use common::{engine, fixture_bytes, SINGLE_PERSON};
+use facegate::config::{Config, DetectorRange, EmbedderKind};
+use facegate::engine::Engine;
+use image::{imageops, DynamicImage, RgbImage};
+
+fn count_faces(engine: &mut Engine, frame: &RgbImage) -> usize {
+    engine.detect(frame).unwrap().len()
+}
+
+#[test]
+fn each_single_person_photo_has_exactly_one_face() {
+    let mut e = engine(EmbedderKind::Dlib128);
+    for name in SINGLE_PERSON {
+        let frame = e.decode(&fixture_bytes(name)).unwrap();
+        assert_eq!(count_faces(&mut e, &frame), 1, "{name}");
+    }
+}
+
+#[test]
+fn all_six_faces_of_the_insightface_group_photo_are_found() {
+    let mut e = engine(EmbedderKind::Dlib128);
+    let frame = e.decode(&fixture_bytes("t1.jpg")).unwrap();
+    assert_eq!(count_faces(&mut e, &frame), 6);
+}
+
+#[test]
+fn every_face_of_the_face_api_demo_photos_is_found_and_nothing_else() {
+    // Counted by eye, and equal to what dlib's CNN detector finds on them.
+    let expected = [
+        ("sample1.jpg", 3),
+        ("sample2.jpg", 3),
+        ("sample3.jpg", 3),
+        ("sample4.jpg", 4),
+        ("sample5.jpg", 5),
+        ("sample6.jpg", 4),
+    ];
+    let mut e = engine(EmbedderKind::Dlib128);
+    for (name, n) in expected {
+        let frame = e.decode(&fixture_bytes(name)).unwrap();
+        assert_eq!(count_faces(&mut e, &frame), n, "{name}");
+    }
+}
+
+/// Two faces of t1.jpg cropped and enlarged so that they fill a 1280-px-wide frame, as in a
+/// crowded close-up selfie.
+fn close_up_pair(e: &Engine) -> RgbImage {
+    let t1 = e.decode(&fixture_bytes("t1.jpg")).unwrap();
+    let crop = imageops::crop_imm(&t1, 430, 260, 420, 230).to_image();
+    imageops::resize(&crop, 1280, 700, imageops::FilterType::CatmullRom)
+}
+
+#[test]
+fn faces_filling_the_frame_are_found_with_both_ranges() {
+    let mut e = engine(EmbedderKind::Dlib128);
+    let frame = close_up_pair(&e);
+    let faces = e.detect(&frame).unwrap();
+    assert_eq!(faces.len(), 2, "{faces:?}");
+    for f in &faces {
+        assert!(f.bbox.width() > 250.0, "close faces are large: {:?}", f.bbox);
+    }
+}
+
+#[test]
+fn a_single_range_can_be_configured_for_a_door_camera() {
+    let mut config = Config::default();
+    config.inference.embedder = EmbedderKind::Dlib128;
+    config.detector.range = DetectorRange::Short;
+    let mut e = Engine::open(&config).unwrap();
+    assert_eq!(e.providers().iter().filter(|(m, _)| m.starts_with("blazeface")).count(), 1);
+    let frame = e.decode(&fixture_bytes("obama.jpg")).unwrap();
+    assert_eq!(count_faces(&mut e, &frame), 1);
+}
+
+#[test]
+fn small_faces_down_to_about_24_pixels_are_found() {
+    let mut e = engine(EmbedderKind::Dlib128);
+    let t1 = e.decode(&fixture_bytes("t1.jpg")).unwrap();
+    // t1's faces are ~100-130 px wide; a quarter size makes them ~25-33 px.
+    let small = imageops::resize(&t1, 320, 222, imageops::FilterType::Triangle);
+    let mut canvas = RgbImage::from_pixel(640, 480, image::Rgb([120, 120, 120]));
+    imageops::overlay(&mut canvas, &small, 160, 120);
+    let faces = e.detect(&canvas).unwrap();
+    assert!(faces.len() >= 5, "found {} of 6 small faces", faces.len());
+    assert!(faces.iter().all(|f| f.bbox.width() < 45.0));
+}
+
+#[test]
+fn grayscale_frames_are_analysed_like_colour_ones() {
+    let mut e = engine(EmbedderKind::Arcface512);
+    let colour = e.decode(&fixture_bytes("obama.jpg")).unwrap();
+    let gray = DynamicImage::ImageRgb8(colour.clone()).to_luma8();
+    let mut png = Vec::new();
+    DynamicImage::ImageLuma8(gray)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let gray = e.decode(&png).unwrap();
+    let a = e.analyse(&colour).unwrap();
+    let b = e.analyse(&gray).unwrap();
+    assert_eq!((a.len(), b.len()), (1, 1));
+    let s = e.similarity(a[0].embedding.as_ref().unwrap(), b[0].embedding.as_ref().unwrap());
+    assert!(s > 0.8, "same photo in grey scores {s}");
+}
+
+#[test]
+fn jpeg_exif_orientation_is_applied_before_detection() {
+    let mut e = engine(EmbedderKind::Dlib128);
+    let bytes = fixture_bytes("obama.jpg");
+    let upright = e.decode(&bytes).unwrap();
+    // The same pixels rotated 90° clockwise, stored with EXIF orientation 8 ("rotate 90° CCW
+    // to display"): a viewer, and facegate, must show the upright face again.
+    let stored = imageops::rotate90(&upright);
+    let mut jpeg = Vec::new();
+    stored
+        .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+        .unwrap();
+    let tagged = with_exif_orientation(&jpeg, 8);
+    let decoded = e.decode(&tagged).unwrap();
+    assert_eq!(decoded.dimensions(), upright.dimensions());
+    let faces = e.detect(&decoded).unwrap();
+    assert_eq!(faces.len(), 1);
+    let kp = faces[0].keypoints;
+    assert!(kp[0].y < kp[3].y, "eyes above the mouth: the face is upright");
+}
+
+/// Insert an APP1 EXIF segment holding only an orientation tag right after the SOI marker.
+fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+    let mut tiff = b"MM\0\x2a\0\0\0\x08".to_vec();
+    tiff.extend_from_slice(&1u16.to_be_bytes());
+    tiff.extend_from_slice(&0x0112u16.to_be_bytes());
+    tiff.extend_from_slice(&3u16.to_be_bytes());
+    tiff.extend_from_slice(&1u32.to_be_bytes());
+    tiff.extend_from_slice(&orientation.to_be_bytes());
+    tiff.extend_from_slice(&[0, 0]);
+    tiff.extend_from_slice(&0u32.to_be_bytes());
+    let mut app1 = b"Exif\0\0".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xff, 0xe1]);
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
