@@ -24,7 +24,9 @@ pub enum ConfigError {
 }
 
 /// Execution-provider names accepted in `inference.execution_providers`.
-pub const KNOWN_PROVIDERS: [&str; 7] = ["cpu", "cuda", "tensorrt", "xnnpack", "acl", "openvino", "qnn"];
+pub const KNOWN_PROVIDERS: [&str; 7] = [
+    "cpu", "cuda", "tensorrt", "xnnpack", "acl", "openvino", "qnn",
+];
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -101,7 +103,7 @@ impl Default for InferenceConfig {
             threads: 0,
             embedder: EmbedderKind::Arcface512,
             mirror_average: true,
-            refine_landmarks: true,
+            refine_landmarks: false,
             cache_dir: String::new(),
         }
     }
@@ -128,14 +130,17 @@ pub struct DetectorConfig {
     pub range: DetectorRange,
     /// Minimum detection score (sigmoid of the model's logit) for a face to count.
     pub score_threshold: f32,
+    /// Detections scoring below this are kept only when FaceMesh confirms a face in them
+    /// (face presence ≥ 0.5). Filters the small false candidates of the tiled search; profile
+    /// faces, which FaceMesh does not confirm, score above it.
+    pub confirm_below: f32,
     /// Boxes overlapping more than this (intersection over union) are merged into one face.
     pub nms_iou: f32,
-    /// Faces narrower than this many pixels in the original frame are ignored.
+    /// Smallest face to find, in frame pixels (narrower faces are ignored). When the
+    /// whole-frame pass cannot resolve faces this small (it sees faces of about 1/12 of the
+    /// frame's longer side), the full-range model also searches overlapping tiles, at a cost
+    /// that grows with the frame area: a door camera whose faces are large sets this high.
     pub min_face_px: f32,
-    /// Frames whose longer side is at least this many times the full-range model input are also
-    /// searched in overlapping tiles, so faces of ~24 px in a large frame are still found. 0
-    /// turns tiling off.
-    pub tile_above: f32,
     /// Largest image accepted, in megapixels; bigger images are refused before decoding.
     pub max_megapixels: f32,
 }
@@ -145,9 +150,9 @@ impl Default for DetectorConfig {
         Self {
             range: DetectorRange::Both,
             score_threshold: 0.5,
+            confirm_below: 0.65,
             nms_iou: 0.3,
-            min_face_px: 20.0,
-            tile_above: 7.0,
+            min_face_px: 24.0,
             max_megapixels: 50.0,
         }
     }

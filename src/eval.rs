@@ -98,7 +98,8 @@ pub fn embed_images(
     threads: usize,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Vec<Option<Vec<f32>>>, EvalError> {
-    let runtime = crate::engine::runtime::Runtime::load(&config.inference).map_err(EngineError::from)?;
+    let runtime =
+        crate::engine::runtime::Runtime::load(&config.inference).map_err(EngineError::from)?;
     let mut single = config.clone();
     single.inference.threads = 1;
     let engines: Vec<Engine> = (0..threads.max(1))
@@ -128,7 +129,8 @@ pub fn embed_images(
 }
 
 fn embed_file(engine: &mut Engine, path: &Path) -> Result<Option<Vec<f32>>, EngineError> {
-    let bytes = std::fs::read(path).map_err(|e| EngineError::Inference(format!("{}: {e}", path.display())))?;
+    let bytes = std::fs::read(path)
+        .map_err(|e| EngineError::Inference(format!("{}: {e}", path.display())))?;
     let frame = engine.decode(&bytes)?;
     let faces = engine.analyse(&frame)?;
     Ok(most_central(&faces, frame.width(), frame.height()).and_then(|f| f.embedding.clone()))
@@ -300,9 +302,20 @@ mod tests {
         std::fs::write(&p, "left,right,same\na.jpg,b.jpg,1\na.jpg,c.jpg,maybe\n").unwrap();
         let err = read_pairs(&p).unwrap_err().to_string();
         assert!(err.contains("line 3"), "{err}");
-        std::fs::write(&p, "left,right,same\na/1.jpg,b/1.jpg,0\na/1.jpg,a/2.jpg,1\n").unwrap();
+        std::fs::write(
+            &p,
+            "left,right,same\na/1.jpg,b/1.jpg,0\na/1.jpg,a/2.jpg,1\n",
+        )
+        .unwrap();
         let list = read_pairs(&p).unwrap();
         assert_eq!(list.images.len(), 3, "a/1.jpg is listed once");
-        assert_eq!(list.pairs[1], Pair { left: 0, right: 2, same: true });
+        assert_eq!(
+            list.pairs[1],
+            Pair {
+                left: 0,
+                right: 2,
+                same: true
+            }
+        );
     }
 }

@@ -16,7 +16,11 @@ use facegate::eval;
 const FIXTURE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 
 #[derive(Parser)]
-#[command(name = "facegate", version, about = "Face recognition for door camera appliances")]
+#[command(
+    name = "facegate",
+    version,
+    about = "Face recognition for door camera appliances"
+)]
 struct Cli {
     /// Configuration file (TOML). Without it the built-in defaults apply.
     #[arg(long, global = true, value_name = "FILE")]
@@ -163,22 +167,14 @@ fn run(cli: Cli) -> Result<()> {
                     .to_rgb8();
                 let frame = facegate::bench::frame_1280x720(&photo);
                 let mut jpeg = Vec::new();
-                frame.write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)?;
+                frame.write_to(
+                    &mut std::io::Cursor::new(&mut jpeg),
+                    image::ImageFormat::Jpeg,
+                )?;
                 frames.push((label.to_string(), jpeg));
             }
             let rows = facegate::bench::bench_engine(&config, &frames, *iterations)?;
-            eprintln!(
-                "{:<10} {:>7} {:<18} {:>5} {:>8} {:>8} {:>9} {:>7} {:>8} {:>9} {:>8}",
-                "embedder", "threads", "frame", "faces", "decode", "detect", "landmarks", "align", "embed", "per face", "total"
-            );
-            for r in &rows {
-                eprintln!(
-                    "{:<10} {:>7} {:<18} {:>5} {:>8.2} {:>8.2} {:>9.2} {:>7.2} {:>8.2} {:>9.2} {:>8.2}",
-                    r.embedder, r.threads, r.frame, r.faces, r.decode_ms, r.detect_ms, r.landmarks_ms,
-                    r.align_ms, r.embed_ms, r.per_face_ms, r.total_ms
-                );
-            }
-            eprintln!("(milliseconds, median of {iterations} runs; landmarks/align/embed cover all faces of the frame)");
+            eprint!("{}", facegate::bench::format_table(&rows, *iterations));
             println!("{}", serde_json::to_string_pretty(&rows)?);
         }
     }
@@ -245,7 +241,7 @@ fn run_eval(config: &Config, pairs_path: &Path, all: bool, threads: Option<usize
     });
     let started = Instant::now();
     let progress = |done: usize, total: usize| {
-        if done % 250 == 0 || done == total {
+        if done.is_multiple_of(250) || done == total {
             eprintln!("eval: {done}/{total} images");
         }
     };
@@ -257,8 +253,18 @@ fn run_eval(config: &Config, pairs_path: &Path, all: bool, threads: Option<usize
         (Some(a), Some(b)) => metric.closeness(metric.compare(a, b)),
         _ => f32::NEG_INFINITY, // a failure to enrol is a non-match
     };
-    let genuine: Vec<f32> = list.pairs.iter().filter(|p| p.same).map(closeness).collect();
-    let impostor: Vec<f32> = list.pairs.iter().filter(|p| !p.same).map(closeness).collect();
+    let genuine: Vec<f32> = list
+        .pairs
+        .iter()
+        .filter(|p| p.same)
+        .map(closeness)
+        .collect();
+    let impostor: Vec<f32> = list
+        .pairs
+        .iter()
+        .filter(|p| !p.same)
+        .map(closeness)
+        .collect();
     let mut impostor_desc = impostor.clone();
     impostor_desc.sort_by(|a, b| b.total_cmp(a));
     let default_threshold = metric.closeness(cal.raw_threshold(0.7));

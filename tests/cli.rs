@@ -21,7 +21,12 @@ fn stderr(o: &Output) -> String {
 }
 
 fn assert_clean_error(o: &Output, expect: &str) {
-    assert_eq!(o.status.code(), Some(1), "exit status; stderr: {}", stderr(o));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "exit status; stderr: {}",
+        stderr(o)
+    );
     let err = stderr(o);
     assert!(err.contains(expect), "stderr lacks {expect:?}: {err}");
     assert!(!err.contains("panicked"), "{err}");
@@ -48,7 +53,11 @@ fn detect_prints_boxes_landmarks_and_scores_as_json() {
 
 #[test]
 fn compare_reports_a_match_for_the_same_person_and_none_for_another() {
-    let same = facegate(&["compare", fixture("obama.jpg").to_str().unwrap(), fixture("obama2.jpg").to_str().unwrap()]);
+    let same = facegate(&[
+        "compare",
+        fixture("obama.jpg").to_str().unwrap(),
+        fixture("obama2.jpg").to_str().unwrap(),
+    ]);
     assert!(same.status.success(), "{}", stderr(&same));
     let v: serde_json::Value = serde_json::from_slice(&same.stdout).unwrap();
     assert_eq!(v["is_match"], true);
@@ -70,12 +79,19 @@ fn compare_reports_a_match_for_the_same_person_and_none_for_another() {
 
 #[test]
 fn embed_prints_one_template_per_face() {
-    let o = facegate(&["--embedder", "dlib128", "embed", fixture("t1.jpg").to_str().unwrap()]);
+    let o = facegate(&[
+        "--embedder",
+        "dlib128",
+        "embed",
+        fixture("t1.jpg").to_str().unwrap(),
+    ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let faces = v.as_array().unwrap();
     assert_eq!(faces.len(), 6);
-    assert!(faces.iter().all(|f| f["embedding"].as_array().unwrap().len() == 128));
+    assert!(faces
+        .iter()
+        .all(|f| f["embedding"].as_array().unwrap().len() == 128));
 }
 
 fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
@@ -111,16 +127,26 @@ fn bad_images_get_clear_errors_not_panics() {
     assert_clean_error(&facegate(&["detect", &huge]), "100000×100000");
 
     let missing = dir.path().join("nope.jpg");
-    assert_clean_error(&facegate(&["detect", missing.to_str().unwrap()]), "cannot read");
+    assert_clean_error(
+        &facegate(&["detect", missing.to_str().unwrap()]),
+        "cannot read",
+    );
 }
 
 #[test]
 fn compare_names_the_image_without_a_face() {
     let dir = tempfile::tempdir().unwrap();
     let mut blank = Vec::new();
-    image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(320, 240, image::Rgb([200, 180, 160])))
-        .write_to(&mut std::io::Cursor::new(&mut blank), image::ImageFormat::Png)
-        .unwrap();
+    image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
+        320,
+        240,
+        image::Rgb([200, 180, 160]),
+    ))
+    .write_to(
+        &mut std::io::Cursor::new(&mut blank),
+        image::ImageFormat::Png,
+    )
+    .unwrap();
     let blank = write(dir.path(), "wall.png", &blank);
     let o = facegate(&["compare", fixture("obama.jpg").to_str().unwrap(), &blank]);
     assert_clean_error(&o, "no face found in");
@@ -135,7 +161,12 @@ fn a_missing_model_folder_is_a_startup_error_that_says_what_to_do() {
         "facegate.toml",
         format!("[inference]\nmodel_dir = \"{}\"\n", dir.path().display()).as_bytes(),
     );
-    let o = facegate(&["--config", &cfg, "detect", fixture("obama.jpg").to_str().unwrap()]);
+    let o = facegate(&[
+        "--config",
+        &cfg,
+        "detect",
+        fixture("obama.jpg").to_str().unwrap(),
+    ]);
     assert_clean_error(&o, "make models");
 }
 
@@ -148,7 +179,12 @@ fn a_wrong_onnx_runtime_library_is_a_startup_error_that_says_what_to_do() {
         "facegate.toml",
         format!("[inference]\nort_library = \"{fake}\"\n").as_bytes(),
     );
-    let o = facegate(&["--config", &cfg, "detect", fixture("obama.jpg").to_str().unwrap()]);
+    let o = facegate(&[
+        "--config",
+        &cfg,
+        "detect",
+        fixture("obama.jpg").to_str().unwrap(),
+    ]);
     assert_clean_error(&o, "could not be loaded");
 }
 
@@ -192,8 +228,71 @@ fn crc32(data: &[u8]) -> u32 {
     for &b in data {
         crc ^= b as u32;
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
+}
+
+/// A model folder holding links to the real models, with `replace` swapped for `with`.
+fn model_dir_with(dir: &Path, replace: &str, with: Option<&str>, bytes: Option<&[u8]>) -> String {
+    let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let models = dir.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    for entry in std::fs::read_dir(&real).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name();
+        if name.to_str() != Some(replace) {
+            std::os::unix::fs::symlink(entry.path(), models.join(&name)).unwrap();
+        }
+    }
+    match (with, bytes) {
+        (Some(other), _) => {
+            std::os::unix::fs::symlink(real.join(other), models.join(replace)).unwrap()
+        }
+        (None, Some(b)) => std::fs::write(models.join(replace), b).unwrap(),
+        (None, None) => {}
+    }
+    write(
+        dir,
+        "facegate.toml",
+        format!("[inference]\nmodel_dir = \"{}\"\n", models.display()).as_bytes(),
+    )
+}
+
+#[test]
+fn a_model_with_the_wrong_input_shape_is_a_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = model_dir_with(dir.path(), "arcface512.onnx", Some("pad.onnx"), None);
+    let o = facegate(&[
+        "--config",
+        &cfg,
+        "detect",
+        fixture("obama.jpg").to_str().unwrap(),
+    ]);
+    assert_clean_error(&o, "does not have the expected shape");
+    assert!(stderr(&o).contains("arcface512.onnx"), "{}", stderr(&o));
+}
+
+#[test]
+fn a_corrupt_model_file_is_a_startup_error_that_names_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = model_dir_with(
+        dir.path(),
+        "facemesh.onnx",
+        None,
+        Some(b"garbage, not protobuf"),
+    );
+    let o = facegate(&[
+        "--config",
+        &cfg,
+        "detect",
+        fixture("obama.jpg").to_str().unwrap(),
+    ]);
+    assert_clean_error(&o, "could not be opened");
+    assert!(stderr(&o).contains("facemesh.onnx"), "{}", stderr(&o));
 }

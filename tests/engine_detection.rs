@@ -60,7 +60,11 @@ fn faces_filling_the_frame_are_found_with_both_ranges() {
     let faces = e.detect(&frame).unwrap();
     assert_eq!(faces.len(), 2, "{faces:?}");
     for f in &faces {
-        assert!(f.bbox.width() > 250.0, "close faces are large: {:?}", f.bbox);
+        assert!(
+            f.bbox.width() > 250.0,
+            "close faces are large: {:?}",
+            f.bbox
+        );
     }
 }
 
@@ -70,7 +74,13 @@ fn a_single_range_can_be_configured_for_a_door_camera() {
     config.inference.embedder = EmbedderKind::Dlib128;
     config.detector.range = DetectorRange::Short;
     let mut e = Engine::open(&config).unwrap();
-    assert_eq!(e.providers().iter().filter(|(m, _)| m.starts_with("blazeface")).count(), 1);
+    assert_eq!(
+        e.providers()
+            .iter()
+            .filter(|(m, _)| m.starts_with("blazeface"))
+            .count(),
+        1
+    );
     let frame = e.decode(&fixture_bytes("obama.jpg")).unwrap();
     assert_eq!(count_faces(&mut e, &frame), 1);
 }
@@ -101,7 +111,10 @@ fn grayscale_frames_are_analysed_like_colour_ones() {
     let a = e.analyse(&colour).unwrap();
     let b = e.analyse(&gray).unwrap();
     assert_eq!((a.len(), b.len()), (1, 1));
-    let s = e.similarity(a[0].embedding.as_ref().unwrap(), b[0].embedding.as_ref().unwrap());
+    let s = e.similarity(
+        a[0].embedding.as_ref().unwrap(),
+        b[0].embedding.as_ref().unwrap(),
+    );
     assert!(s > 0.8, "same photo in grey scores {s}");
 }
 
@@ -115,7 +128,10 @@ fn jpeg_exif_orientation_is_applied_before_detection() {
     let stored = imageops::rotate90(&upright);
     let mut jpeg = Vec::new();
     stored
-        .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+        .write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )
         .unwrap();
     let tagged = with_exif_orientation(&jpeg, 8);
     let decoded = e.decode(&tagged).unwrap();
@@ -123,7 +139,10 @@ fn jpeg_exif_orientation_is_applied_before_detection() {
     let faces = e.detect(&decoded).unwrap();
     assert_eq!(faces.len(), 1);
     let kp = faces[0].keypoints;
-    assert!(kp[0].y < kp[3].y, "eyes above the mouth: the face is upright");
+    assert!(
+        kp[0].y < kp[3].y,
+        "eyes above the mouth: the face is upright"
+    );
 }
 
 /// Insert an APP1 EXIF segment holding only an orientation tag right after the SOI marker.

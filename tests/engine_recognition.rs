@@ -38,8 +38,14 @@ fn separates_same_from_different_people(kind: EmbedderKind) {
         .fold(f32::MIN, f32::max);
     // The default threshold 0.7 (false-match rate 1e-5) must accept every pair of the same
     // man, partial faces included, and a comfortable margin must remain to another man.
-    assert!(same_min >= 0.7, "{kind:?}: weakest same-person score {same_min}");
-    assert!(diff_max < 0.5, "{kind:?}: strongest different-person score {diff_max}");
+    assert!(
+        same_min >= 0.7,
+        "{kind:?}: weakest same-person score {same_min}"
+    );
+    assert!(
+        diff_max < 0.5,
+        "{kind:?}: strongest different-person score {diff_max}"
+    );
 }
 
 #[test]
@@ -85,7 +91,10 @@ fn a_batch_of_faces_gives_the_same_templates_as_one_face_at_a_time() {
                 .zip(batched)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0f32, f32::max);
-            assert!(max_diff < 1e-4, "{kind:?}: batch changes a template by {max_diff}");
+            assert!(
+                max_diff < 1e-4,
+                "{kind:?}: batch changes a template by {max_diff}"
+            );
         }
     }
 }
@@ -108,9 +117,21 @@ fn facemesh_landmarks_sit_inside_the_detected_face() {
     for f in e.analyse(&frame).unwrap() {
         let b = f.bbox();
         let margin = 0.25 * b.width();
-        for p in [f.landmarks.right_eye_center(), f.landmarks.left_eye_center()] {
-            assert!(p.x > b.left - margin && p.x < b.right + margin && p.y > b.top - margin && p.y < b.bottom);
+        for p in [
+            f.landmarks.right_eye_center(),
+            f.landmarks.left_eye_center(),
+        ] {
+            assert!(
+                p.x > b.left - margin
+                    && p.x < b.right + margin
+                    && p.y > b.top - margin
+                    && p.y < b.bottom
+            );
         }
-        assert!(f.landmarks.presence > 0.5, "presence {}", f.landmarks.presence);
+        assert!(
+            f.landmarks.presence > 0.5,
+            "presence {}",
+            f.landmarks.presence
+        );
     }
 }

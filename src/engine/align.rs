@@ -36,7 +36,9 @@ pub const ARCFACE_112: ChipTemplate = ChipTemplate {
             lm.get(index::MOUTH_LEFT),
         ]
     },
-    normalisation: Normalisation::uniform(127.0, 1.0 / 128.0),
+    // The network was trained on OpenCV (BGR) images: fed RGB it loses 1.4 points of
+    // all-pairs TAR at FAR 1e-4 on the verification set (95.6 % instead of 97.0 %).
+    normalisation: Normalisation::uniform(127.0, 1.0 / 128.0).bgr(),
 };
 
 /// dlib's 5-point template (`get_face_chip_details`, padding 0.25) on a 150×150 chip, in the
@@ -58,18 +60,23 @@ pub const DLIB_150: ChipTemplate = ChipTemplate {
         dlib_point(0.3340850613712, 0.2290642403242),
         dlib_point(0.4901123135679, 0.6277975316475),
     ],
-    landmarks: |lm| {
-        [
-            lm.get(index::LEFT_EYE_OUTER),
-            lm.get(index::LEFT_EYE_INNER_DLIB),
-            lm.get(index::RIGHT_EYE_OUTER),
-            lm.get(index::RIGHT_EYE_INNER_DLIB),
-            lm.get(index::NOSE_BASE),
-        ]
-    },
+    landmarks: dlib_points,
     // The dlib graph normalises inside the model (mean subtraction, /256): feed raw 0-255.
     normalisation: Normalisation::uniform(0.0, 1.0),
 };
+
+/// dlib's five points from the nearest FaceMesh points. (Shifting them onto dlib's own
+/// landmark positions, fitted on the fixture faces, changed nothing measurable: 99.32 % vs
+/// 99.29 % best accuracy, TAR at FAR 1e-4 78.1 % vs 77.1 % — within one or two pairs' noise.)
+fn dlib_points(lm: &Landmarks) -> [Point; 5] {
+    [
+        lm.get(index::LEFT_EYE_OUTER),
+        lm.get(index::LEFT_EYE_INNER_DLIB),
+        lm.get(index::RIGHT_EYE_OUTER),
+        lm.get(index::RIGHT_EYE_INNER_DLIB),
+        lm.get(index::NOSE_BASE),
+    ]
+}
 
 /// The chip→frame map for these landmarks, or `None` when they are degenerate.
 pub fn chip_to_frame(template: &ChipTemplate, lm: &Landmarks) -> Option<Affine> {
@@ -97,7 +104,10 @@ mod tests {
     fn dlib_template_lands_where_dlib_puts_the_eyes() {
         // dlib's chip puts the subject's left outer eye corner at about (0.74, 0.31) of 150 px.
         let p = DLIB_150.points[0];
-        assert!((p.x - 110.96).abs() < 0.01 && (p.y - 46.35).abs() < 0.01, "{p:?}");
+        assert!(
+            (p.x - 110.96).abs() < 0.01 && (p.y - 46.35).abs() < 0.01,
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! Two models cover different distances: the full-range model (192 px input) finds small far
 //! faces but misses faces that fill the frame, the short-range one (128 px) the opposite. By
-//! default both run and their candidates are merged by one NMS pass. Large frames are also
-//! searched in overlapping tiles so faces ~24 px wide are still seen by the full-range model.
+//! default both run and their candidates are merged by one NMS pass. Where the whole-frame pass
+//! cannot resolve faces as small as `detector.min_face_px`, the full-range model also searches
+//! overlapping tiles.
 
 use image::RgbImage;
 use ort::session::Session;
@@ -138,13 +139,18 @@ struct Model {
 }
 
 impl Model {
-    fn open(rt: &super::runtime::Runtime, file: &str, full_range: bool) -> Result<Self, EngineError> {
-        let (session, provider) = rt.open(file)?;
+    fn open(
+        rt: &super::runtime::Runtime,
+        file: &str,
+        full_range: bool,
+    ) -> Result<Self, EngineError> {
         let (input_size, anchors) = if full_range {
             (192, anchors(192, &[(4, 1)]))
         } else {
             (128, anchors(128, &[(8, 2), (16, 6)]))
         };
+        let side = input_size as i64;
+        let (session, provider) = rt.open_expecting(file, &[1, 3, side, side])?;
         Ok(Self {
             session,
             input_size,
@@ -202,7 +208,10 @@ pub struct Detector {
 }
 
 impl Detector {
-    pub fn open(rt: &super::runtime::Runtime, config: &DetectorConfig) -> Result<Self, EngineError> {
+    pub fn open(
+        rt: &super::runtime::Runtime,
+        config: &DetectorConfig,
+    ) -> Result<Self, EngineError> {
         let full = match config.range {
             DetectorRange::Both | DetectorRange::Full => {
                 Some(Model::open(rt, "blazeface_full.onnx", true)?)
@@ -241,7 +250,12 @@ impl Detector {
         let mut candidates = Vec::new();
         if let Some(m) = &mut self.full {
             candidates.extend(m.run(frame, whole, threshold, &mut self.buf)?);
-            for tile in tiles(frame.width(), frame.height(), m.input_size, self.config.tile_above) {
+            for tile in tiles(
+                frame.width(),
+                frame.height(),
+                m.input_size,
+                self.config.min_face_px,
+            ) {
                 candidates.extend(m.run(frame, tile, threshold, &mut self.buf)?);
             }
         }
@@ -278,7 +292,8 @@ pub fn merge_short_range(full: Vec<Detection>, short: Vec<Detection>, side: f32)
         }
         let covers_other_face = out[..n_full].iter().any(|f| {
             let c = f.bbox.center();
-            let inside = c.x > s.bbox.left && c.x < s.bbox.right && c.y > s.bbox.top && c.y < s.bbox.bottom;
+            let inside =
+                c.x > s.bbox.left && c.x < s.bbox.right && c.y > s.bbox.top && c.y < s.bbox.bottom;
             inside && f.bbox.intersection_over_union(&s.bbox) < 0.3
         });
         if !covers_other_face {
@@ -288,33 +303,36 @@ pub fn merge_short_range(full: Vec<Detection>, short: Vec<Detection>, side: f32)
     out
 }
 
-/// Overlapping square tiles for frames too large for the full-range model to see small faces:
-/// tiles of `tile_above/2 × input` pixels (at least half the shorter side), overlapping by a
-/// quarter so a face cut by one tile's edge lies whole in its neighbour.
-pub fn tiles(width: u32, height: u32, input_size: u32, tile_above: f32) -> Vec<Region> {
-    if tile_above <= 0.0 {
-        return Vec::new();
-    }
+/// The smallest face, in model input pixels, the full-range model finds reliably (measured on
+/// t1.jpg scaled down: all faces at 16 px, none at 8).
+pub const FULL_RANGE_MIN_FACE: f32 = 16.0;
+
+/// Overlapping square tiles that let the full-range model see faces of `min_face_px` in a frame
+/// where the whole-frame pass cannot (it resolves faces of 16 × side / 192 px and up). Tiles are
+/// sized so a `min_face_px` face spans 16 model pixels (side ≥ the model input), and overlap
+/// by the smallest face the whole-frame pass finds, so every face between the two lies whole in
+/// some tile. Empty when the whole-frame pass already suffices.
+pub fn tiles(width: u32, height: u32, input_size: u32, min_face_px: f32) -> Vec<Region> {
     let long = width.max(height) as f32;
-    if long < tile_above * input_size as f32 {
+    let whole_frame_min = FULL_RANGE_MIN_FACE * long / input_size as f32;
+    // 15 % slack: a face a little below the reliable size is still usually found.
+    if min_face_px <= 0.0 || min_face_px * 1.15 >= whole_frame_min {
         return Vec::new();
     }
-    let side = ((tile_above / 2.0) * input_size as f32)
-        .max(width.min(height) as f32 / 2.0)
-        .min(width.min(height) as f32) as u32;
-    let step = (side as f32 * 0.75) as u32;
+    let side = (min_face_px * 1.15 * input_size as f32 / FULL_RANGE_MIN_FACE)
+        .max(input_size as f32)
+        .round() as u32;
+    let overlap = (whole_frame_min.ceil() as u32).min(side / 2);
+    let step = (side - overlap).max(1);
     let starts = |len: u32| -> Vec<u32> {
-        let mut v = Vec::new();
-        let mut s = 0;
-        loop {
-            if s + side >= len {
-                v.push(len.saturating_sub(side));
-                break;
-            }
-            v.push(s);
-            s += step;
+        if len <= side {
+            return vec![0];
         }
-        v.dedup();
+        let mut v: Vec<u32> = (0..)
+            .map(|i| i * step)
+            .take_while(|&s| s + side < len)
+            .collect();
+        v.push(len - side);
         v
     };
     let mut out = Vec::new();
@@ -344,12 +362,36 @@ mod tests {
     #[test]
     fn anchors_sit_at_cell_centres_in_row_major_order() {
         let a = anchors(128, &[(8, 2), (16, 6)]);
-        assert_eq!(a[0], Anchor { x: 0.5 / 16.0, y: 0.5 / 16.0 });
+        assert_eq!(
+            a[0],
+            Anchor {
+                x: 0.5 / 16.0,
+                y: 0.5 / 16.0
+            }
+        );
         assert_eq!(a[1], a[0], "two anchors per cell on the stride-8 layer");
-        assert_eq!(a[2], Anchor { x: 1.5 / 16.0, y: 0.5 / 16.0 });
-        assert_eq!(a[512], Anchor { x: 0.5 / 8.0, y: 0.5 / 8.0 });
+        assert_eq!(
+            a[2],
+            Anchor {
+                x: 1.5 / 16.0,
+                y: 0.5 / 16.0
+            }
+        );
+        assert_eq!(
+            a[512],
+            Anchor {
+                x: 0.5 / 8.0,
+                y: 0.5 / 8.0
+            }
+        );
         let f = anchors(192, &[(4, 1)]);
-        assert_eq!(f[48], Anchor { x: 0.5 / 48.0, y: 1.5 / 48.0 });
+        assert_eq!(
+            f[48],
+            Anchor {
+                x: 0.5 / 48.0,
+                y: 1.5 / 48.0
+            }
+        );
     }
 
     #[test]
@@ -380,7 +422,15 @@ mod tests {
 
     #[test]
     fn nms_merges_overlapping_boxes_by_score_weight_and_keeps_separate_faces() {
-        let out = weighted_nms(vec![det(100.0, 0.6), det(10.0, 0.9), det(12.0, 0.3), det(300.0, 0.7)], 0.3);
+        let out = weighted_nms(
+            vec![
+                det(100.0, 0.6),
+                det(10.0, 0.9),
+                det(12.0, 0.3),
+                det(300.0, 0.7),
+            ],
+            0.3,
+        );
         assert_eq!(out.len(), 3);
         assert_eq!(out[0].score, 0.9, "best first, keeping the top score");
         let expect = (10.0 * 0.9 + 12.0 * 0.3) / 1.2;
@@ -390,14 +440,40 @@ mod tests {
     }
 
     #[test]
-    fn small_frames_are_not_tiled_and_large_ones_are_covered_completely() {
-        assert!(tiles(640, 480, 192, 5.0).is_empty());
-        let t = tiles(1920, 1280, 192, 5.0);
-        assert!(!t.is_empty());
-        for r in &t {
-            assert!(r.left + r.width <= 1920 && r.top + r.height <= 1280);
+    fn no_tiles_when_the_whole_frame_pass_resolves_the_smallest_face() {
+        // 640 px: the whole frame finds faces of 16 × 640 / 192 ≈ 53 px and up.
+        assert!(tiles(640, 480, 192, 60.0).is_empty());
+        assert!(!tiles(640, 480, 192, 24.0).is_empty());
+    }
+
+    #[test]
+    fn tiles_cover_the_frame_and_overlap_by_the_largest_face_they_must_catch() {
+        for (w, h) in [(1920, 1280), (1280, 720), (640, 480), (500, 2000)] {
+            let t = tiles(w, h, 192, 24.0);
+            assert!(!t.is_empty());
+            for r in &t {
+                assert!(
+                    r.left + r.width <= w && r.top + r.height <= h,
+                    "{r:?} in {w}x{h}"
+                );
+                // a 24 px face spans at least ~14 model pixels in its tile
+                assert!(24.0 * 192.0 / r.width.max(r.height) as f32 >= 13.9, "{r:?}");
+            }
+            let covers = |x: u32, y: u32, size: u32| {
+                t.iter().any(|r| {
+                    x >= r.left
+                        && x + size <= r.left + r.width
+                        && y >= r.top
+                        && y + size <= r.top + r.height
+                })
+            };
+            // Every face the whole-frame pass could miss (< 16 × long / 192) fits whole in a tile.
+            let largest_missed = (16.0 * w.max(h) as f32 / 192.0) as u32;
+            for y in (0..h - largest_missed).step_by(37) {
+                for x in (0..w - largest_missed).step_by(41) {
+                    assert!(covers(x, y, largest_missed), "{w}x{h}: face at {x},{y}");
+                }
+            }
         }
-        let covers = |x: u32, y: u32| t.iter().any(|r| x >= r.left && x < r.left + r.width && y >= r.top && y < r.top + r.height);
-        assert!(covers(0, 0) && covers(1919, 1279) && covers(960, 640) && covers(1919, 0));
     }
 }

@@ -88,7 +88,9 @@ impl OnnxEmbedder {
             EmbedderKind::Arcface512 => ("arcface512.onnx", ARCFACE_112, 512, Metric::Cosine),
             EmbedderKind::Dlib128 => ("dlib128.onnx", DLIB_150, 128, Metric::Euclidean),
         };
-        let (session, provider) = rt.open(file)?;
+        let side = template.size as i64;
+        // A free batch dimension is what `make models` produces; a fixed 1 means a stale file.
+        let (session, provider) = rt.open_expecting(file, &[-1, 3, side, side])?;
         Ok(Self {
             kind,
             session,

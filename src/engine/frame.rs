@@ -115,11 +115,8 @@ mod tests {
 
     #[test]
     fn grayscale_and_rgba_become_rgb() {
-        let gray = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(
-            20,
-            30,
-            image::Luma([77]),
-        ));
+        let gray =
+            DynamicImage::ImageLuma8(image::GrayImage::from_pixel(20, 30, image::Luma([77])));
         let rgb = decode(&png_bytes(&gray), 50.0).unwrap();
         assert_eq!((rgb.width(), rgb.height()), (20, 30));
         assert_eq!(rgb.get_pixel(3, 3).0, [77, 77, 77]);

@@ -192,8 +192,16 @@ mod tests {
     fn similarity_fit_is_least_squares_under_noise_and_never_reflects() {
         // Mirror-image targets cannot be reached without reflection: the fit must stay a
         // proper rotation (positive determinant) rather than flip the face.
-        let from = [Point::new(0.0, 0.0), Point::new(1.0, 0.0), Point::new(0.0, 1.0)];
-        let to = [Point::new(0.0, 0.0), Point::new(-1.0, 0.0), Point::new(0.0, 1.0)];
+        let from = [
+            Point::new(0.0, 0.0),
+            Point::new(1.0, 0.0),
+            Point::new(0.0, 1.0),
+        ];
+        let to = [
+            Point::new(0.0, 0.0),
+            Point::new(-1.0, 0.0),
+            Point::new(0.0, 1.0),
+        ];
         let fit = fit_similarity(&from, &to).unwrap();
         let [a, b, _, d, e, _] = fit.m;
         assert!(a * e - b * d >= 0.0);

@@ -96,7 +96,8 @@ pub struct LandmarkModel {
 
 impl LandmarkModel {
     pub fn open(rt: &super::runtime::Runtime) -> Result<Self, EngineError> {
-        let (session, provider) = rt.open("facemesh.onnx")?;
+        let side = INPUT as i64;
+        let (session, provider) = rt.open_expecting("facemesh.onnx", &[1, 3, side, side])?;
         Ok(Self {
             session,
             provider,
@@ -122,7 +123,14 @@ impl LandmarkModel {
 
     fn run_crop(&mut self, frame: &RgbImage, to_frame: &Affine) -> Result<Landmarks, EngineError> {
         let to_frame = *to_frame;
-        warp(frame, &to_frame, INPUT, INPUT, &NORMALISATION, &mut self.buf);
+        warp(
+            frame,
+            &to_frame,
+            INPUT,
+            INPUT,
+            &NORMALISATION,
+            &mut self.buf,
+        );
         let input = TensorRef::from_array_view(([1usize, 3, INPUT, INPUT], self.buf.as_slice()))?;
         let outputs = self.session.run(ort::inputs![input])?;
         let (_, raw) = outputs[0].try_extract_tensor::<f32>()?;
@@ -168,8 +176,14 @@ mod tests {
         let m = crop_for(&det);
         let a = m.apply(Point::new(10.0, 96.0));
         let b = m.apply(Point::new(180.0, 96.0));
-        assert!(((b.y - a.y) / (b.x - a.x) - 1.0).abs() < 1e-4, "crop x axis follows the eye line");
-        assert!((m.scale() - 150.0 / 192.0).abs() < 1e-5, "side = 1.5 × the longer box side");
+        assert!(
+            ((b.y - a.y) / (b.x - a.x) - 1.0).abs() < 1e-4,
+            "crop x axis follows the eye line"
+        );
+        assert!(
+            (m.scale() - 150.0 / 192.0).abs() < 1e-5,
+            "side = 1.5 × the longer box side"
+        );
         let c = m.apply(Point::new(96.0, 96.0));
         assert!(c.distance(Point::new(120.0, 130.0)) < 1e-3);
     }

@@ -91,7 +91,11 @@ pub struct Engine {
     calibration: Calibration,
     max_megapixels: f32,
     refine_landmarks: bool,
+    confirm_below: f32,
 }
+
+/// FaceMesh face-presence needed to confirm a low-scoring detection.
+const MIN_FACE_PRESENCE: f32 = 0.5;
 
 impl Engine {
     /// Load ONNX Runtime and open every model the configuration needs.
@@ -115,6 +119,7 @@ impl Engine {
             embedder: Box::new(embedder),
             max_megapixels: config.detector.max_megapixels,
             refine_landmarks: config.inference.refine_landmarks,
+            confirm_below: config.detector.confirm_below,
         })
     }
 
@@ -143,8 +148,24 @@ impl Engine {
         Ok(frame::decode(bytes, self.max_megapixels)?)
     }
 
+    /// Faces with their landmarks. A detection scoring below `detector.confirm_below` is kept
+    /// only if FaceMesh sees a face in it: the small, low-scoring candidates the tiles produce
+    /// on hair, skin and highlights have a face-presence near 0, real faces near 1.
+    pub fn locate(&mut self, frame: &RgbImage) -> Result<Vec<(Detection, Landmarks)>, EngineError> {
+        let detections = self.detector.detect(frame)?;
+        let mut out = Vec::with_capacity(detections.len());
+        for d in detections {
+            let lm = self.landmarks(frame, &d)?;
+            if d.score >= self.confirm_below || lm.presence >= MIN_FACE_PRESENCE {
+                out.push((d, lm));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every face of the frame, best first (see [`Engine::locate`]).
     pub fn detect(&mut self, frame: &RgbImage) -> Result<Vec<Detection>, EngineError> {
-        self.detector.detect(frame)
+        Ok(self.locate(frame)?.into_iter().map(|(d, _)| d).collect())
     }
 
     pub fn landmarks(
@@ -166,19 +187,8 @@ impl Engine {
 
     /// Detect, landmark and embed every face of the frame.
     pub fn analyse(&mut self, frame: &RgbImage) -> Result<Vec<Face>, EngineError> {
-        let detections = self.detect(frame)?;
-        self.analyse_detections(frame, detections)
-    }
-
-    pub fn analyse_detections(
-        &mut self,
-        frame: &RgbImage,
-        detections: Vec<Detection>,
-    ) -> Result<Vec<Face>, EngineError> {
-        let mut lms = Vec::with_capacity(detections.len());
-        for d in &detections {
-            lms.push(self.landmarks(frame, d)?);
-        }
+        let (detections, lms): (Vec<Detection>, Vec<Landmarks>) =
+            self.locate(frame)?.into_iter().unzip();
         let refs: Vec<&Landmarks> = lms.iter().collect();
         let embeddings = if refs.is_empty() {
             Vec::new()
@@ -211,7 +221,10 @@ impl Engine {
 /// The face nearest the image centre: the subject of a portrait or an ID photo.
 pub fn most_central(faces: &[Face], width: u32, height: u32) -> Option<&Face> {
     let c = Point::new(width as f32 / 2.0, height as f32 / 2.0);
-    faces
-        .iter()
-        .min_by(|a, b| a.bbox().center().distance(c).total_cmp(&b.bbox().center().distance(c)))
+    faces.iter().min_by(|a, b| {
+        a.bbox()
+            .center()
+            .distance(c)
+            .total_cmp(&b.bbox().center().distance(c))
+    })
 }

@@ -133,6 +133,31 @@ impl Runtime {
         self.open_with_threads(file, self.threads)
     }
 
+    /// Open a model and check its first input's shape (`-1` = a free dimension), so a wrong or
+    /// stale file is a startup error instead of a failure on the first frame.
+    pub fn open_expecting(
+        &self,
+        file: &str,
+        input_shape: &[i64],
+    ) -> Result<(Session, &'static str), RuntimeError> {
+        let (session, provider) = self.open(file)?;
+        let actual: Option<Vec<i64>> = session
+            .inputs()
+            .first()
+            .and_then(|i| i.dtype().tensor_shape())
+            .map(|s| s.to_vec());
+        let fits = actual
+            .as_ref()
+            .is_some_and(|a| a.iter().eq(input_shape.iter()));
+        if !fits {
+            return Err(RuntimeError::ModelShape {
+                path: self.model_path(file),
+                detail: format!("input shape {actual:?}, expected {input_shape:?} (-1 = free)"),
+            });
+        }
+        Ok((session, provider))
+    }
+
     pub fn open_with_threads(
         &self,
         file: &str,
@@ -239,7 +264,12 @@ fn provider(name: &str, cache_dir: &Path) -> Option<ExecutionProviderDispatch> {
         #[cfg(feature = "xnnpack")]
         "xnnpack" => Some(ep::XNNPACK::default().build().error_on_failure()),
         #[cfg(feature = "acl")]
-        "acl" => Some(ep::ACL::default().with_fast_math(true).build().error_on_failure()),
+        "acl" => Some(
+            ep::ACL::default()
+                .with_fast_math(true)
+                .build()
+                .error_on_failure(),
+        ),
         #[cfg(feature = "openvino")]
         "openvino" => Some(ep::OpenVINO::default().build().error_on_failure()),
         #[cfg(feature = "qnn")]

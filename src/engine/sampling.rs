@@ -6,11 +6,13 @@ use image::RgbImage;
 
 use super::geometry::{Affine, Point};
 
-/// `v' = (v - mean[c]) * scale[c]` per RGB channel.
+/// `v' = (v - mean[c]) * scale[c]` per channel, and the order of the channel planes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Normalisation {
     pub mean: [f32; 3],
     pub scale: [f32; 3],
+    /// Write the planes as B, G, R (networks trained on OpenCV images) instead of R, G, B.
+    pub bgr: bool,
 }
 
 impl Normalisation {
@@ -18,6 +20,21 @@ impl Normalisation {
         Self {
             mean: [mean; 3],
             scale: [scale; 3],
+            bgr: false,
+        }
+    }
+
+    pub const fn bgr(self) -> Self {
+        Self { bgr: true, ..self }
+    }
+
+    /// The plane an RGB channel is written to.
+    #[inline]
+    fn plane(&self, c: usize) -> usize {
+        if self.bgr {
+            2 - c
+        } else {
+            c
         }
     }
 
@@ -61,8 +78,9 @@ pub fn letterbox(
     let factor = side / size as f32;
     let w = ((region.width as f32 / factor).round() as u32).clamp(1, size);
     let h = ((region.height as f32 / factor).round() as u32).clamp(1, size);
-    let src = fr::images::ImageRef::new(img.width(), img.height(), img.as_raw(), fr::PixelType::U8x3)
-        .expect("an RgbImage buffer always matches its dimensions");
+    let src =
+        fr::images::ImageRef::new(img.width(), img.height(), img.as_raw(), fr::PixelType::U8x3)
+            .expect("an RgbImage buffer always matches its dimensions");
     let mut dst = fr::images::Image::new(w, h, fr::PixelType::U8x3);
     let options = fr::ResizeOptions::new()
         .resize_alg(fr::ResizeAlg::Convolution(fr::FilterType::Bilinear))
@@ -87,7 +105,7 @@ pub fn letterbox(
             let p = (y * w as usize + x) * 3;
             let o = y * size as usize + x;
             for c in 0..3 {
-                out[c * n + o] = (buf[p + c] as f32 - norm.mean[c]) * norm.scale[c];
+                out[norm.plane(c) * n + o] = (buf[p + c] as f32 - norm.mean[c]) * norm.scale[c];
             }
         }
     }
@@ -161,7 +179,7 @@ pub fn warp(
             }
             let o = y * width + x;
             for c in 0..3 {
-                out[c * n + o] = (acc[c] * weight - norm.mean[c]) * norm.scale[c];
+                out[norm.plane(c) * n + o] = (acc[c] * weight - norm.mean[c]) * norm.scale[c];
             }
         }
     }
@@ -190,7 +208,13 @@ mod tests {
     fn letterbox_pads_the_short_side_and_reports_the_scale() {
         let img = RgbImage::from_pixel(400, 200, image::Rgb([255, 255, 255]));
         let mut out = Vec::new();
-        let f = letterbox(&img, Region::whole(&img), 100, &Normalisation::uniform(0.0, 1.0), &mut out);
+        let f = letterbox(
+            &img,
+            Region::whole(&img),
+            100,
+            &Normalisation::uniform(0.0, 1.0),
+            &mut out,
+        );
         assert_eq!(f, 4.0);
         assert_eq!(out.len(), 3 * 100 * 100);
         assert_eq!(out[10 * 100 + 10], 255.0, "inside the image");
@@ -204,7 +228,14 @@ mod tests {
             m: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
         };
         let mut out = vec![0.0; 3 * 50 * 40];
-        warp(&img, &id, 50, 40, &Normalisation::uniform(0.0, 1.0), &mut out);
+        warp(
+            &img,
+            &id,
+            50,
+            40,
+            &Normalisation::uniform(0.0, 1.0),
+            &mut out,
+        );
         assert_eq!(out[7 * 50 + 13], 13.0);
         assert_eq!(out[50 * 40 + 7 * 50 + 13], 7.0);
         assert_eq!(out[2 * 50 * 40], 200.0);
@@ -217,13 +248,48 @@ mod tests {
             m: [1.0, 0.0, 0.5, 0.0, 1.0, -100.0],
         };
         let mut out = vec![0.0; 3 * 4 * 4];
-        warp(&img, &shift, 4, 4, &Normalisation::uniform(0.0, 1.0), &mut out);
-        assert!(out.iter().all(|&v| v == 0.0), "whole crop lies above the image");
+        warp(
+            &img,
+            &shift,
+            4,
+            4,
+            &Normalisation::uniform(0.0, 1.0),
+            &mut out,
+        );
+        assert!(
+            out.iter().all(|&v| v == 0.0),
+            "whole crop lies above the image"
+        );
         let half = Affine {
             m: [1.0, 0.0, 0.5, 0.0, 1.0, 0.0],
         };
-        warp(&img, &half, 4, 4, &Normalisation::uniform(0.0, 1.0), &mut out);
+        warp(
+            &img,
+            &half,
+            4,
+            4,
+            &Normalisation::uniform(0.0, 1.0),
+            &mut out,
+        );
         assert!((out[1] - 1.5).abs() < 1e-5);
+    }
+
+    #[test]
+    fn bgr_normalisation_writes_the_planes_in_reverse_order() {
+        let img = RgbImage::from_pixel(4, 4, image::Rgb([10, 20, 30]));
+        let id = Affine {
+            m: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+        };
+        let mut out = vec![0.0; 3 * 16];
+        warp(
+            &img,
+            &id,
+            4,
+            4,
+            &Normalisation::uniform(0.0, 1.0).bgr(),
+            &mut out,
+        );
+        assert_eq!((out[0], out[16], out[32]), (30.0, 20.0, 10.0));
     }
 
     #[test]
