@@ -160,7 +160,13 @@ pub fn bench_engine(
     let runtime = Runtime::load(&base.inference)?;
     let mut rows = Vec::new();
     for kind in [EmbedderKind::Arcface512, EmbedderKind::Dlib128] {
-        for threads in [1, 0] {
+        // Single-threaded, then the configured count (0: ONNX Runtime's default, one per core).
+        let configured = base.inference.threads;
+        for threads in if configured == 1 {
+            vec![1]
+        } else {
+            vec![1, configured]
+        } {
             let mut cfg = base.clone();
             cfg.inference.embedder = kind;
             cfg.inference.threads = threads;

@@ -11,7 +11,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use super::geometry::{BoundingBox, Point};
-use super::sampling::{letterbox, Normalisation, Region};
+use super::sampling::{pad_to_tensor, shrink_to_fit, Letterboxed, Normalisation, Region};
 use super::EngineError;
 use crate::config::{DetectorConfig, DetectorRange};
 
@@ -167,8 +167,21 @@ impl Model {
         threshold: f32,
         buf: &mut Vec<f32>,
     ) -> Result<Vec<Detection>, EngineError> {
+        let shrunk = shrink_to_fit(frame, region, self.input_size);
+        self.run_shrunk(&shrunk, region, threshold, buf)
+    }
+
+    /// Detect in an already shrunk copy of `region` (letterbox factor included).
+    fn run_shrunk(
+        &mut self,
+        shrunk: &Letterboxed,
+        region: Region,
+        threshold: f32,
+        buf: &mut Vec<f32>,
+    ) -> Result<Vec<Detection>, EngineError> {
         let size = self.input_size;
-        let factor = letterbox(frame, region, size, &NORMALISATION, buf);
+        let factor = shrunk.factor;
+        pad_to_tensor(&shrunk.image, size, &NORMALISATION, buf);
         let shape = [1usize, 3, size as usize, size as usize];
         let input = TensorRef::from_array_view((shape, buf.as_slice()))?;
         let outputs = self.session.run(ort::inputs![input])?;

@@ -64,16 +64,16 @@ impl Region {
     }
 }
 
-/// Resize `region` of `img` into the top-left of a `size`×`size` tensor, keeping the aspect
-/// ratio and padding the right or bottom with black. Returns the pixels-per-tensor-pixel
-/// factor: frame point = region origin + tensor point × factor.
-pub fn letterbox(
-    img: &RgbImage,
-    region: Region,
-    size: u32,
-    norm: &Normalisation,
-    out: &mut Vec<f32>,
-) -> f32 {
+/// `region` of a frame shrunk to fit a `size`×`size` square (aspect ratio kept), not yet
+/// padded: what the detector's letterbox holds before normalisation.
+pub struct Letterboxed {
+    pub image: RgbImage,
+    /// Frame pixels per letterbox pixel: frame point = region origin + point × factor.
+    pub factor: f32,
+}
+
+/// Resize `region` of `img` to fit a `size`×`size` square, keeping the aspect ratio.
+pub fn shrink_to_fit(img: &RgbImage, region: Region, size: u32) -> Letterboxed {
     let side = region.width.max(region.height) as f32;
     let factor = side / size as f32;
     let w = ((region.width as f32 / factor).round() as u32).clamp(1, size);
@@ -93,23 +93,29 @@ pub fn letterbox(
     fr::Resizer::new()
         .resize(&src, &mut dst, &options)
         .expect("same pixel type in and out");
+    let image = RgbImage::from_raw(w, h, dst.into_vec()).expect("w × h × 3 bytes");
+    Letterboxed { image, factor }
+}
+
+/// Write a shrunk image into the top-left of a `size`×`size` NCHW tensor, padding the right or
+/// bottom with black.
+pub fn pad_to_tensor(img: &RgbImage, size: u32, norm: &Normalisation, out: &mut Vec<f32>) {
     let n = (size * size) as usize;
     out.clear();
     out.resize(3 * n, 0.0);
     for c in 0..3 {
-        out[c * n..(c + 1) * n].fill(norm.black(c));
+        out[norm.plane(c) * n..(norm.plane(c) + 1) * n].fill(norm.black(c));
     }
-    let buf = dst.buffer();
-    for y in 0..h as usize {
-        for x in 0..w as usize {
-            let p = (y * w as usize + x) * 3;
+    let (w, buf) = (img.width() as usize, img.as_raw());
+    for y in 0..img.height() as usize {
+        for x in 0..w {
+            let p = (y * w + x) * 3;
             let o = y * size as usize + x;
             for c in 0..3 {
                 out[norm.plane(c) * n + o] = (buf[p + c] as f32 - norm.mean[c]) * norm.scale[c];
             }
         }
     }
-    factor
 }
 
 #[inline]
@@ -208,14 +214,15 @@ mod tests {
     fn letterbox_pads_the_short_side_and_reports_the_scale() {
         let img = RgbImage::from_pixel(400, 200, image::Rgb([255, 255, 255]));
         let mut out = Vec::new();
-        let f = letterbox(
-            &img,
-            Region::whole(&img),
+        let shrunk = shrink_to_fit(&img, Region::whole(&img), 100);
+        pad_to_tensor(
+            &shrunk.image,
             100,
             &Normalisation::uniform(0.0, 1.0),
             &mut out,
         );
-        assert_eq!(f, 4.0);
+        assert_eq!(shrunk.factor, 4.0);
+        assert_eq!(shrunk.image.dimensions(), (100, 50));
         assert_eq!(out.len(), 3 * 100 * 100);
         assert_eq!(out[10 * 100 + 10], 255.0, "inside the image");
         assert_eq!(out[80 * 100 + 10], 0.0, "in the bottom padding");
