@@ -12,7 +12,7 @@ use crate::engine::{most_central, Engine, EngineError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
-    #[error("cannot read pairs file {path}: {source}")]
+    #[error("cannot read {path}: {source}")]
     Read {
         path: PathBuf,
         source: std::io::Error,

@@ -296,3 +296,27 @@ fn a_corrupt_model_file_is_a_startup_error_that_names_it() {
     assert_clean_error(&o, "could not be opened");
     assert!(stderr(&o).contains("facemesh.onnx"), "{}", stderr(&o));
 }
+
+#[test]
+fn an_execution_provider_that_is_not_available_falls_back_to_the_cpu_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "facegate.toml",
+        b"[inference]\nexecution_providers = [\"tensorrt\", \"cpu\"]\n",
+    );
+    let o = facegate(&[
+        "--config",
+        &cfg,
+        "detect",
+        fixture("obama.jpg").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("tensorrt"),
+        "the fallback is reported: {}",
+        stderr(&o)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), 1);
+}

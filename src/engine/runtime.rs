@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ort::ep::{self, ExecutionProvider, ExecutionProviderDispatch};
+use ort::ep::ExecutionProviderDispatch;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 
@@ -42,7 +42,6 @@ pub enum RuntimeError {
 /// Resolve the library path: config, then `$ORT_DYLIB_PATH`, then the model folder's link made
 /// by `make models`, then the packaged location.
 pub fn ort_library_path(cfg: &InferenceConfig, model_dir: &Path) -> Result<PathBuf, RuntimeError> {
-    let mut candidates: Vec<PathBuf> = Vec::new();
     if !cfg.ort_library.is_empty() {
         // An explicit setting is the only candidate: silently using another library would
         // hide a mistake in the config.
@@ -51,8 +50,10 @@ pub fn ort_library_path(cfg: &InferenceConfig, model_dir: &Path) -> Result<PathB
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p));
     }
-    candidates.push(model_dir.join("libonnxruntime.so"));
-    candidates.push(PathBuf::from(SYSTEM_ORT_LIBRARY));
+    let candidates = [
+        model_dir.join("libonnxruntime.so"),
+        PathBuf::from(SYSTEM_ORT_LIBRARY),
+    ];
     if let Some(found) = candidates.iter().find(|p| p.exists()) {
         return Ok(found.clone());
     }
@@ -113,11 +114,27 @@ impl Runtime {
         } else {
             PathBuf::from(&cfg.cache_dir)
         };
+        // Providers this binary was built without are reported once here, not per model.
+        let execution_providers = cfg
+            .execution_providers
+            .iter()
+            .filter(|name| {
+                let compiled = name.as_str() == "cpu" || provider(name, Path::new("")).is_some();
+                if !compiled {
+                    tracing::warn!(
+                        provider = name.as_str(),
+                        "execution provider not compiled into this binary (build with --features {name}); skipping it"
+                    );
+                }
+                compiled
+            })
+            .cloned()
+            .collect();
         Ok(Self {
             env,
             library,
             model_dir,
-            execution_providers: cfg.execution_providers.clone(),
+            execution_providers,
             threads: cfg.threads,
             cache_dir,
         })
@@ -169,7 +186,7 @@ impl Runtime {
         }
         for name in &self.execution_providers {
             let Some(dispatch) = provider(name, &self.cache_dir) else {
-                continue; // "cpu" or not compiled in (already warned about by `provider`)
+                continue; // "cpu": the implicit last resort below
             };
             match open_session(&self.env, &path, Some(dispatch), threads) {
                 Ok(session) => {
@@ -246,15 +263,15 @@ fn provider_label(name: &str) -> &'static str {
 }
 
 /// Build the dispatch for a configured provider name. `None` for "cpu" (always the implicit
-/// last resort) and for providers this binary was built without.
+/// last resort) and for providers this binary was built without (`Runtime::load` warns).
 fn provider(name: &str, cache_dir: &Path) -> Option<ExecutionProviderDispatch> {
     let _ = cache_dir; // only the TensorRT engine cache uses it
     match name {
         #[cfg(feature = "cuda")]
-        "cuda" => Some(ep::CUDA::default().build().error_on_failure()),
+        "cuda" => Some(ort::ep::CUDA::default().build().error_on_failure()),
         #[cfg(feature = "tensorrt")]
         "tensorrt" => Some(
-            ep::TensorRT::default()
+            ort::ep::TensorRT::default()
                 .with_fp16(true)
                 .with_engine_cache(true)
                 .with_engine_cache_path(cache_dir.display().to_string())
@@ -262,33 +279,20 @@ fn provider(name: &str, cache_dir: &Path) -> Option<ExecutionProviderDispatch> {
                 .error_on_failure(),
         ),
         #[cfg(feature = "xnnpack")]
-        "xnnpack" => Some(ep::XNNPACK::default().build().error_on_failure()),
+        "xnnpack" => Some(ort::ep::XNNPACK::default().build().error_on_failure()),
         #[cfg(feature = "acl")]
         "acl" => Some(
-            ep::ACL::default()
+            ort::ep::ACL::default()
                 .with_fast_math(true)
                 .build()
                 .error_on_failure(),
         ),
         #[cfg(feature = "openvino")]
-        "openvino" => Some(ep::OpenVINO::default().build().error_on_failure()),
+        "openvino" => Some(ort::ep::OpenVINO::default().build().error_on_failure()),
         #[cfg(feature = "qnn")]
-        "qnn" => Some(ep::QNN::default().build().error_on_failure()),
-        "cpu" => None,
-        other => {
-            tracing::warn!(
-                provider = other,
-                "execution provider not compiled into this binary (build with --features {other}); using the next one"
-            );
-            None
-        }
+        "qnn" => Some(ort::ep::QNN::default().build().error_on_failure()),
+        _ => None, // "cpu", or a provider this binary was built without
     }
-}
-
-/// Whether the loaded library offers the CPU provider: a cheap sanity check that it is a
-/// working ONNX Runtime.
-pub fn cpu_available() -> bool {
-    ep::CPU::is_available().unwrap_or(false)
 }
 
 // The builder chain lives in an `ort::Result` function because `ort::Error<SessionBuilder>`
