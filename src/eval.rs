@@ -149,14 +149,20 @@ pub fn tar_at_far(genuine: &[f32], impostor_desc: &[f32], far: f64) -> (f64, f32
     (accepted as f64 / genuine.len().max(1) as f64, threshold)
 }
 
-/// Equal error rate: where the false-accept and false-reject rates cross.
-pub fn equal_error_rate(genuine: &[f32], impostor: &[f32]) -> f64 {
+/// Every score labelled genuine (`true`) or impostor, least alike first.
+fn labelled_ascending(genuine: &[f32], impostor: &[f32]) -> Vec<(f32, bool)> {
     let mut all: Vec<(f32, bool)> = genuine
         .iter()
         .map(|&g| (g, true))
         .chain(impostor.iter().map(|&i| (i, false)))
         .collect();
     all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    all
+}
+
+/// Equal error rate: where the false-accept and false-reject rates cross.
+pub fn equal_error_rate(genuine: &[f32], impostor: &[f32]) -> f64 {
+    let all = labelled_ascending(genuine, impostor);
     let (ng, ni) = (genuine.len() as f64, impostor.len() as f64);
     // Threshold just above all[k]: rejects everything up to k.
     let mut rejected_genuine = 0.0;
@@ -184,12 +190,7 @@ pub fn accuracy_at(genuine: &[f32], impostor: &[f32], threshold: f32) -> f64 {
 
 /// Best accuracy over all thresholds, and the threshold reaching it.
 pub fn best_accuracy(genuine: &[f32], impostor: &[f32]) -> (f64, f32) {
-    let mut all: Vec<(f32, bool)> = genuine
-        .iter()
-        .map(|&g| (g, true))
-        .chain(impostor.iter().map(|&i| (i, false)))
-        .collect();
-    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let all = labelled_ascending(genuine, impostor);
     let total = all.len() as f64;
     // Start with the threshold below everything: every genuine right, every impostor wrong.
     let mut right = genuine.len() as f64;

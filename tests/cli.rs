@@ -123,7 +123,11 @@ fn bad_images_get_clear_errors_not_panics() {
     let one = write(dir.path(), "one.png", &one);
     assert_clean_error(&facegate(&["detect", &one]), "1×1");
 
-    let huge = write(dir.path(), "huge.png", &huge_png_header());
+    let huge = write(
+        dir.path(),
+        "huge.png",
+        &common::png_claiming(100_000, 100_000),
+    );
     assert_clean_error(&facegate(&["detect", &huge]), "100000×100000");
 
     let missing = dir.path().join("nope.jpg");
@@ -205,37 +209,6 @@ fn an_unknown_config_key_is_refused_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = write(dir.path(), "bad.toml", b"[detector]\nthreshold = 0.3\n");
     assert_clean_error(&facegate(&["--config", &cfg, "print-config"]), "threshold");
-}
-
-fn huge_png_header() -> Vec<u8> {
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&100_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    png.extend_from_slice(&13u32.to_be_bytes());
-    png.extend_from_slice(&ihdr);
-    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
-    let idat = b"IDAT\x78\x9c\x03\x00\x00\x00\x00\x01".to_vec();
-    png.extend_from_slice(&((idat.len() - 4) as u32).to_be_bytes());
-    png.extend_from_slice(&idat);
-    png.extend_from_slice(&crc32(&idat).to_be_bytes());
-    png
-}
-
-fn crc32(data: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in data {
-        crc ^= b as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 /// A model folder holding links to the real models, with `replace` swapped for `with`.

@@ -164,3 +164,12 @@ fn with_exif_orientation(jpeg: &[u8], orientation: u16) -> Vec<u8> {
     out.extend_from_slice(&jpeg[2..]);
     out
 }
+
+#[test]
+fn a_png_claiming_a_huge_size_is_refused_before_any_pixel_is_decoded() {
+    let e = engine(EmbedderKind::Dlib128);
+    let err = e
+        .decode(&common::png_claiming(100_000, 100_000))
+        .unwrap_err();
+    assert!(err.to_string().contains("above the limit"), "{err}");
+}

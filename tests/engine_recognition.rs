@@ -135,3 +135,24 @@ fn facemesh_landmarks_sit_inside_the_detected_face() {
         );
     }
 }
+
+#[test]
+fn mirrored_averaging_makes_a_face_and_its_mirror_image_give_the_same_template() {
+    let cosine = |mirror: bool| {
+        let mut config = facegate::config::Config::default();
+        config.inference.threads = 1;
+        config.inference.mirror_average = mirror;
+        let mut e = Engine::open(&config).unwrap();
+        let frame = e.decode(&fixture_bytes("obama.jpg")).unwrap();
+        let flipped = image::imageops::flip_horizontal(&frame);
+        let a = e.analyse(&frame).unwrap().remove(0).embedding.unwrap();
+        let b = e.analyse(&flipped).unwrap().remove(0).embedding.unwrap();
+        e.compare(&a, &b)
+    };
+    let (with, without) = (cosine(true), cosine(false));
+    assert!(with > 0.98, "with mirrored averaging: cosine {with}");
+    assert!(
+        with > without,
+        "averaging must bring the mirror closer ({with} vs {without})"
+    );
+}

@@ -40,3 +40,36 @@ pub const SINGLE_PERSON: [&str; 7] = [
     "biden.jpg",
     "32bit.png",
 ];
+
+/// A PNG whose header claims `width`×`height` pixels, followed by a tiny data chunk: small on
+/// disk, enormous if a decoder believed it.
+pub fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind_and_data: &[u8]) {
+        out.extend_from_slice(&((kind_and_data.len() - 4) as u32).to_be_bytes());
+        out.extend_from_slice(kind_and_data);
+        out.extend_from_slice(&crc32(kind_and_data).to_be_bytes());
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(&mut png, &ihdr);
+    chunk(&mut png, b"IDAT\x78\x9c\x03\x00\x00\x00\x00\x01");
+    png
+}
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= b as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
