@@ -261,19 +261,30 @@ impl Detector {
         let threshold = self.config.score_threshold;
         let whole = Region::whole(frame);
         let mut candidates = Vec::new();
+        let mut full_view = None;
         if let Some(m) = &mut self.full {
-            candidates.extend(m.run(frame, whole, threshold, &mut self.buf)?);
-            for tile in tiles(
-                frame.width(),
-                frame.height(),
-                m.input_size,
-                self.config.min_face_px,
-            ) {
+            let view = shrink_to_fit(frame, whole, m.input_size);
+            candidates.extend(m.run_shrunk(&view, whole, threshold, &mut self.buf)?);
+            let (w, h) = (frame.width(), frame.height());
+            for tile in tiles(w, h, m.input_size, self.config.min_face_px) {
                 candidates.extend(m.run(frame, tile, threshold, &mut self.buf)?);
             }
+            full_view = Some(view);
         }
         if let Some(m) = &mut self.short {
-            let short = m.run(frame, whole, threshold, &mut self.buf)?;
+            // Cut the short-range input from the full-range one when there is one: shrinking a
+            // 192-px image again is nearly free, shrinking the whole frame again is not.
+            let view = match &full_view {
+                Some(v) => {
+                    let again = shrink_to_fit(&v.image, Region::whole(&v.image), m.input_size);
+                    Letterboxed {
+                        factor: again.factor * v.factor,
+                        image: again.image,
+                    }
+                }
+                None => shrink_to_fit(frame, whole, m.input_size),
+            };
+            let short = m.run_shrunk(&view, whole, threshold, &mut self.buf)?;
             let side = frame.width().max(frame.height()) as f32;
             if self.full.is_some() {
                 candidates = merge_short_range(candidates, short, side);
@@ -450,6 +461,32 @@ mod tests {
         assert!((out[0].bbox.center().x - expect).abs() < 1e-4);
         assert!((out[0].keypoints[0].x - expect).abs() < 1e-4);
         assert_eq!(out[1].bbox.center().x, 300.0);
+    }
+
+    #[test]
+    fn short_range_adds_missed_close_faces_but_not_blobs_over_smaller_ones() {
+        let face = |cx: f32, w: f32, score: f32| Detection {
+            bbox: BoundingBox::from_center(cx, 300.0, w, w),
+            score,
+            keypoints: [Point::new(cx, 300.0); KEYPOINTS],
+        };
+        let full = vec![face(100.0, 60.0, 0.9), face(170.0, 60.0, 0.9)];
+        let short = vec![
+            face(135.0, 200.0, 0.6), // covers both full-range faces: a mis-sized blob
+            face(600.0, 300.0, 0.8), // a close face the full-range model missed
+            face(400.0, 50.0, 0.7),  // too small for the short-range model to size well
+            face(102.0, 64.0, 0.9),  // the same face as a full-range one: joins its NMS group
+        ];
+        // Frame side 400: short-range boxes under 60 px are left to the full-range model.
+        let merged = merge_short_range(full, short, 400.0);
+        let centres: Vec<f32> = merged.iter().map(|d| d.bbox.center().x).collect();
+        assert_eq!(centres, vec![100.0, 170.0, 600.0, 102.0]);
+        let faces = weighted_nms(merged, 0.3);
+        assert_eq!(
+            faces.len(),
+            3,
+            "the duplicate merged into its full-range face"
+        );
     }
 
     #[test]
