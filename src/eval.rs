@@ -221,6 +221,17 @@ pub struct AllPairs {
     pub tar_1e5: f64,
     /// Raw closeness at FMR 1, 1e-1 … 1e-8 (see `engine::similarity`).
     pub calibration_knots: Vec<f32>,
+    /// Closeness of every genuine pair (−∞ where an image had no template).
+    #[serde(skip)]
+    pub genuine: Vec<f32>,
+}
+
+impl AllPairs {
+    /// Share of genuine pairs at or above `closeness`.
+    pub fn true_match_rate(&self, closeness: f32) -> f64 {
+        let hits = self.genuine.iter().filter(|&&g| g >= closeness).count();
+        hits as f64 / self.genuine.len().max(1) as f64
+    }
 }
 
 /// Score every pair of images; identity = the image's parent folder name. Images without a
@@ -261,6 +272,7 @@ pub fn all_pairs(
         tar_1e4: tar_at_far(&genuine, &impostor, 1e-4).0,
         tar_1e5: tar_at_far(&genuine, &impostor, 1e-5).0,
         calibration_knots: knots,
+        genuine,
     }
 }
 

@@ -272,10 +272,7 @@ fn run_eval(config: &Config, pairs_path: &Path, all: bool, threads: Option<usize
     let (best, best_threshold) = eval::best_accuracy(&genuine, &impostor);
     let (tar2, _) = eval::tar_at_far(&genuine, &impostor_desc, 1e-2);
     let (tar3, thr3) = eval::tar_at_far(&genuine, &impostor_desc, 1e-3);
-    let raw_of = |c: f32| match metric {
-        facegate::engine::embedder::Metric::Cosine => c,
-        facegate::engine::embedder::Metric::Euclidean => -c,
-    };
+    let raw_of = |c: f32| metric.raw_from_closeness(c);
     let failures = templates.iter().filter(|t| t.is_none()).count();
     let mut out = json!({
         "embedder": config.inference.embedder.name(),
@@ -302,34 +299,12 @@ fn run_eval(config: &Config, pairs_path: &Path, all: bool, threads: Option<usize
         }
         // True-match rate over all genuine pairs at the README's score levels.
         let mut levels = serde_json::Map::new();
-        let all_genuine = all_genuine_closeness(&list.images, &templates, metric);
         for s in [0.5f32, 0.6, 0.67, 0.7, 0.8] {
-            let t = metric.closeness(cal.raw_threshold(s));
-            let rate = all_genuine.iter().filter(|&&g| g >= t).count() as f64
-                / all_genuine.len().max(1) as f64;
+            let rate = ap.true_match_rate(metric.closeness(cal.raw_threshold(s)));
             levels.insert(format!("{s}"), json!(rate));
         }
         out["all_true_match_rate_at_score"] = serde_json::Value::Object(levels);
     }
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
-}
-
-fn all_genuine_closeness(
-    images: &[PathBuf],
-    templates: &[Option<Vec<f32>>],
-    metric: facegate::engine::embedder::Metric,
-) -> Vec<f32> {
-    let mut out = Vec::new();
-    for i in 0..images.len() {
-        for j in i + 1..images.len() {
-            if images[i].parent() == images[j].parent() {
-                out.push(match (&templates[i], &templates[j]) {
-                    (Some(a), Some(b)) => metric.closeness(metric.compare(a, b)),
-                    _ => f32::NEG_INFINITY,
-                });
-            }
-        }
-    }
-    out
 }

@@ -43,6 +43,14 @@ impl Metric {
         }
     }
 
+    /// The inverse of [`Metric::closeness`].
+    pub fn raw_from_closeness(self, closeness: f32) -> f32 {
+        match self {
+            Metric::Cosine => closeness,
+            Metric::Euclidean => -closeness,
+        }
+    }
+
     pub fn raw_name(self) -> &'static str {
         match self {
             Metric::Cosine => "cosine",

@@ -40,13 +40,13 @@ pub struct Calibration {
 const ARCFACE512: Calibration = Calibration {
     metric: Metric::Cosine,
     knots: [
-        -0.4789, 0.1295, 0.2445, 0.3378, 0.4155, 0.4767, 0.5489, 0.6184, 0.6879,
+        -0.4794, 0.1295, 0.2444, 0.3377, 0.4150, 0.4756, 0.5473, 0.6163, 0.6852,
     ],
 };
 const DLIB128: Calibration = Calibration {
     metric: Metric::Euclidean,
     knots: [
-        -1.1848, -0.6929, -0.6036, -0.5336, -0.4697, -0.4186, -0.3589, -0.3014, -0.2438,
+        -1.1856, -0.6929, -0.6036, -0.5335, -0.4696, -0.4181, -0.3583, -0.3006, -0.2429,
     ],
 };
 
@@ -92,16 +92,10 @@ impl Calibration {
             if s <= s1 {
                 let t = (s - s0) / (s1 - s0);
                 let c = k[i - 1] + t * (k[i] - k[i - 1]);
-                return match self.metric {
-                    Metric::Cosine => c,
-                    Metric::Euclidean => -c,
-                };
+                return self.metric.raw_from_closeness(c);
             }
         }
-        match self.metric {
-            Metric::Cosine => k[8],
-            Metric::Euclidean => -k[8],
-        }
+        self.metric.raw_from_closeness(k[8])
     }
 }
 
