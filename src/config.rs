@@ -223,14 +223,54 @@ impl Config {
     }
 
     /// The defaults as a commented TOML document (what `facegate print-config` prints).
-    pub fn default_toml() -> String {
-        let body = toml::to_string_pretty(&Config::default()).expect("defaults serialise");
-        format!(
-            "# facegate configuration: the built-in defaults. Every key is optional.\n\
-             # Documentation of each key: README.md, section \"Configuration\".\n\n{body}"
-        )
+    pub fn default_toml() -> &'static str {
+        DEFAULT_TOML
     }
 }
+
+/// The built-in defaults with the documentation of every key. Tests keep it equal to
+/// `Config::default()` and complete.
+const DEFAULT_TOML: &str = r#"# facegate configuration: the built-in defaults. Every key is optional; a file only
+# needs the keys it changes, and an unknown key is an error.
+
+[inference]
+# Path of libonnxruntime.so. Empty: $ORT_DYLIB_PATH, then <model_dir>/libonnxruntime.so (what
+# `make models` links), then /usr/lib/facegate/libonnxruntime.so.
+ort_library = ""
+# Folder with the converted models. Empty: the checkout's models/ when the binary was built
+# from one, else /usr/share/facegate/models.
+model_dir = ""
+# Execution providers in order of preference: cpu, cuda, tensorrt, xnnpack, acl, openvino,
+# qnn. Non-CPU providers need the cargo feature of the same name and an ONNX Runtime build that
+# has them; one that fails falls back to the next with a warning.
+execution_providers = ["cpu"]
+# Threads per ONNX Runtime session; 0 lets ONNX Runtime choose (one per core).
+threads = 0
+# Which network makes templates: "arcface512" (accurate) or "dlib128" (6.5x cheaper per face,
+# for weak boards). Templates of one cannot be compared with the other's.
+embedder = "arcface512"
+# Average each face's embedding with the embedding of its mirrored chip (same batch).
+mirror_average = true
+# Run FaceMesh a second time on a crop re-centred from its first landmarks.
+refine_landmarks = false
+# Folder for execution-provider caches (TensorRT engines). Empty: ~/.cache/facegate/ep.
+cache_dir = ""
+
+[detector]
+# Which BlazeFace models run: "both", "full" (faces up to ~5 m) or "short" (selfie distance).
+range = "both"
+# Minimum detection score for a face to count.
+score_threshold = 0.5
+# Detections scoring below this are kept only when FaceMesh confirms a face in them.
+confirm_below = 0.65
+# Boxes overlapping more than this (intersection over union) are one face.
+nms_iou = 0.3
+# Smallest face to find, in pixels. Below about 1/12 of the frame's longer side this adds a
+# tiled search whose cost grows with the frame area: a door camera sets its smallest face.
+min_face_px = 24.0
+# Larger images are refused before decoding.
+max_megapixels = 50.0
+"#;
 
 #[cfg(test)]
 mod tests {
@@ -238,8 +278,25 @@ mod tests {
 
     #[test]
     fn printed_defaults_parse_back_to_the_defaults() {
-        let parsed = Config::parse(&Config::default_toml()).unwrap();
+        let parsed = Config::parse(Config::default_toml()).unwrap();
         assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn printed_defaults_name_and_document_every_key() {
+        let all = toml::to_string(&Config::default()).unwrap();
+        let lines: Vec<&str> = DEFAULT_TOML.lines().collect();
+        for line in all.lines().filter(|l| l.contains(" = ")) {
+            let key = line.split(" = ").next().unwrap();
+            let at = lines
+                .iter()
+                .position(|l| l.starts_with(&format!("{key} = ")))
+                .unwrap_or_else(|| panic!("print-config lacks {key}"));
+            assert!(
+                at > 0 && lines[at - 1].starts_with('#'),
+                "{key} has no comment"
+            );
+        }
     }
 
     #[test]
