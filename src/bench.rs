@@ -89,6 +89,7 @@ pub fn bench_frame(
     let (mut dec, mut det, mut lm, mut al, mut emb) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut faces = 0;
+    let iterations = iterations.max(1); // a median needs at least one sample
     for i in 0..iterations + 2 {
         let warm = i < 2; // first runs allocate and optimise; not counted
         let mut d = Vec::new();

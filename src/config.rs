@@ -186,6 +186,20 @@ impl Config {
                 why: "must be between 0 and 1",
             });
         }
+        if !(0.0..=1.0).contains(&d.confirm_below) {
+            return Err(ConfigError::Invalid {
+                key: "detector.confirm_below",
+                value: d.confirm_below.to_string(),
+                why: "must be between 0 and 1",
+            });
+        }
+        if d.min_face_px.is_nan() || d.min_face_px < 0.0 {
+            return Err(ConfigError::Invalid {
+                key: "detector.min_face_px",
+                value: d.min_face_px.to_string(),
+                why: "must be zero or positive",
+            });
+        }
         if !(0.0..1.0).contains(&d.nms_iou) || d.nms_iou == 0.0 {
             return Err(ConfigError::Invalid {
                 key: "detector.nms_iou",
@@ -314,7 +328,32 @@ mod tests {
 
     #[test]
     fn out_of_range_values_are_rejected_with_the_key_named() {
-        let err = Config::parse("[detector]\nscore_threshold = 1.5\n").unwrap_err();
-        assert!(err.contains("detector.score_threshold"), "{err}");
+        for (text, key) in [
+            (
+                "[detector]\nscore_threshold = 1.5\n",
+                "detector.score_threshold",
+            ),
+            (
+                "[detector]\nconfirm_below = -0.1\n",
+                "detector.confirm_below",
+            ),
+            ("[detector]\nmin_face_px = -3.0\n", "detector.min_face_px"),
+            ("[detector]\nnms_iou = 1.0\n", "detector.nms_iou"),
+            (
+                "[detector]\nmax_megapixels = 0.0\n",
+                "detector.max_megapixels",
+            ),
+            (
+                "[inference]\nexecution_providers = [\"gpu\"]\n",
+                "inference.execution_providers",
+            ),
+            (
+                "[inference]\nexecution_providers = []\n",
+                "inference.execution_providers",
+            ),
+        ] {
+            let err = Config::parse(text).unwrap_err();
+            assert!(err.contains(key), "{text}: {err}");
+        }
     }
 }

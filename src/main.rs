@@ -9,6 +9,8 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 
 use facegate::config::{Config, EmbedderKind};
+use facegate::engine::detector::Detection;
+use facegate::engine::landmarks::Landmarks;
 use facegate::engine::{most_central, Engine, Face, FivePoints};
 use facegate::eval;
 
@@ -61,8 +63,8 @@ enum Command {
     Bench {
         #[arg(value_parser = ["engine"])]
         what: String,
-        #[arg(long, default_value_t = 20)]
-        iterations: usize,
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
+        iterations: u32,
         /// Photo with one face (placed on a 1280×720 frame).
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/obama.jpg"))]
         one: PathBuf,
@@ -105,11 +107,13 @@ fn run(cli: Cli) -> Result<()> {
     match &cli.command {
         Command::PrintConfig => print!("{}", Config::default_toml()),
         Command::Detect { image } => {
+            // Detection and landmarks only: no embedding is computed for `detect`.
             let mut engine = Engine::open(&config)?;
-            let (frame, faces) = analyse(&mut engine, image)?;
-            let out: Vec<_> = faces
+            let frame = read_frame(&engine, image)?;
+            let out: Vec<_> = engine
+                .locate(&frame)?
                 .iter()
-                .map(|f| face_json(f, frame.width(), frame.height()))
+                .map(|(d, lm)| face_json(d, lm, frame.width(), frame.height()))
                 .collect();
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
@@ -119,7 +123,8 @@ fn run(cli: Cli) -> Result<()> {
             let out: Vec<_> = faces
                 .iter()
                 .filter_map(|f| {
-                    let mut j = face_json(f, frame.width(), frame.height());
+                    let mut j =
+                        face_json(&f.detection, &f.landmarks, frame.width(), frame.height());
                     j["embedding"] = json!(f.embedding.as_ref()?);
                     Some(j)
                 })
@@ -174,19 +179,26 @@ fn run(cli: Cli) -> Result<()> {
                 )?;
                 frames.push((label.to_string(), jpeg));
             }
-            let rows = facegate::bench::bench_engine(&config, &frames, *iterations)?;
-            eprint!("{}", facegate::bench::format_table(&rows, *iterations));
+            let rows = facegate::bench::bench_engine(&config, &frames, *iterations as usize)?;
+            eprint!(
+                "{}",
+                facegate::bench::format_table(&rows, *iterations as usize)
+            );
             println!("{}", serde_json::to_string_pretty(&rows)?);
         }
     }
     Ok(())
 }
 
-fn analyse(engine: &mut Engine, path: &Path) -> Result<(image::RgbImage, Vec<Face>)> {
+fn read_frame(engine: &Engine, path: &Path) -> Result<image::RgbImage> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let frame = engine
+    engine
         .decode(&bytes)
-        .with_context(|| format!("{}", path.display()))?;
+        .with_context(|| format!("{}", path.display()))
+}
+
+fn analyse(engine: &mut Engine, path: &Path) -> Result<(image::RgbImage, Vec<Face>)> {
+    let frame = read_frame(engine, path)?;
     let faces = engine.analyse(&frame)?;
     Ok((frame, faces))
 }
@@ -210,10 +222,15 @@ fn round4(v: f32) -> f64 {
     (v as f64 * 10000.0).round() / 10000.0
 }
 
-fn face_json(face: &Face, width: u32, height: u32) -> serde_json::Value {
-    let b = face.bbox();
+fn face_json(
+    detection: &Detection,
+    landmarks: &Landmarks,
+    width: u32,
+    height: u32,
+) -> serde_json::Value {
+    let b = detection.bbox;
     let clamp = |v: f32, max: u32| v.round().clamp(0.0, max as f32) as i64;
-    let p = FivePoints::from_landmarks(&face.landmarks);
+    let p = FivePoints::from_landmarks(landmarks);
     let pt = |q: facegate::engine::geometry::Point| json!({"x": round1(q.x), "y": round1(q.y)});
     json!({
         "box": {
@@ -229,7 +246,7 @@ fn face_json(face: &Face, width: u32, height: u32) -> serde_json::Value {
             "left_mouth": pt(p.left_mouth),
             "right_mouth": pt(p.right_mouth),
         },
-        "detection_score": round4(face.detection.score),
+        "detection_score": round4(detection.score),
     })
 }
 

@@ -16,6 +16,16 @@ fn facegate(args: &[&str]) -> Output {
         .expect("the binary runs")
 }
 
+/// `facegate --config CFG detect obama.jpg`: one face, when the configuration works.
+fn detect_with_config(cfg: &str) -> Output {
+    facegate(&[
+        "--config",
+        cfg,
+        "detect",
+        fixture("obama.jpg").to_str().unwrap(),
+    ])
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -165,12 +175,7 @@ fn a_missing_model_folder_is_a_startup_error_that_says_what_to_do() {
         "facegate.toml",
         format!("[inference]\nmodel_dir = \"{}\"\n", dir.path().display()).as_bytes(),
     );
-    let o = facegate(&[
-        "--config",
-        &cfg,
-        "detect",
-        fixture("obama.jpg").to_str().unwrap(),
-    ]);
+    let o = detect_with_config(&cfg);
     assert_clean_error(&o, "make models");
 }
 
@@ -183,12 +188,7 @@ fn a_wrong_onnx_runtime_library_is_a_startup_error_that_says_what_to_do() {
         "facegate.toml",
         format!("[inference]\nort_library = \"{fake}\"\n").as_bytes(),
     );
-    let o = facegate(&[
-        "--config",
-        &cfg,
-        "detect",
-        fixture("obama.jpg").to_str().unwrap(),
-    ]);
+    let o = detect_with_config(&cfg);
     assert_clean_error(&o, "could not be loaded");
 }
 
@@ -211,42 +211,45 @@ fn an_unknown_config_key_is_refused_with_its_name() {
     assert_clean_error(&facegate(&["--config", &cfg, "print-config"]), "threshold");
 }
 
-/// A model folder holding links to the real models, with `replace` swapped for `with`.
-fn model_dir_with(dir: &Path, replace: &str, with: Option<&str>, bytes: Option<&[u8]>) -> String {
+/// What stands in for one model file in a test's model folder.
+enum Replacement<'a> {
+    /// A link to another of the real models.
+    OtherModel(&'a str),
+    /// A file with these bytes.
+    Bytes(&'a [u8]),
+}
+
+/// A model folder holding links to the real models, with `file` replaced; returns the path of
+/// a config file that points at it.
+fn model_dir_with(dir: &Path, file: &str, replacement: Replacement) -> String {
     let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
     let models = dir.join("models");
     std::fs::create_dir_all(&models).unwrap();
     for entry in std::fs::read_dir(&real).unwrap() {
         let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name.to_str() != Some(replace) {
-            std::os::unix::fs::symlink(entry.path(), models.join(&name)).unwrap();
+        if entry.file_name().to_str() != Some(file) {
+            std::os::unix::fs::symlink(entry.path(), models.join(entry.file_name())).unwrap();
         }
     }
-    match (with, bytes) {
-        (Some(other), _) => {
-            std::os::unix::fs::symlink(real.join(other), models.join(replace)).unwrap()
+    match replacement {
+        Replacement::OtherModel(other) => {
+            std::os::unix::fs::symlink(real.join(other), models.join(file)).unwrap()
         }
-        (None, Some(b)) => std::fs::write(models.join(replace), b).unwrap(),
-        (None, None) => {}
+        Replacement::Bytes(b) => std::fs::write(models.join(file), b).unwrap(),
     }
-    write(
-        dir,
-        "facegate.toml",
-        format!("[inference]\nmodel_dir = \"{}\"\n", models.display()).as_bytes(),
-    )
+    let config = format!("[inference]\nmodel_dir = \"{}\"\n", models.display());
+    write(dir, "facegate.toml", config.as_bytes())
 }
 
 #[test]
 fn a_model_with_the_wrong_input_shape_is_a_startup_error() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = model_dir_with(dir.path(), "arcface512.onnx", Some("pad.onnx"), None);
-    let o = facegate(&[
-        "--config",
-        &cfg,
-        "detect",
-        fixture("obama.jpg").to_str().unwrap(),
-    ]);
+    let cfg = model_dir_with(
+        dir.path(),
+        "arcface512.onnx",
+        Replacement::OtherModel("pad.onnx"),
+    );
+    let o = detect_with_config(&cfg);
     assert_clean_error(&o, "does not have the expected shape");
     assert!(stderr(&o).contains("arcface512.onnx"), "{}", stderr(&o));
 }
@@ -257,15 +260,9 @@ fn a_corrupt_model_file_is_a_startup_error_that_names_it() {
     let cfg = model_dir_with(
         dir.path(),
         "facemesh.onnx",
-        None,
-        Some(b"garbage, not protobuf"),
+        Replacement::Bytes(b"garbage, not protobuf"),
     );
-    let o = facegate(&[
-        "--config",
-        &cfg,
-        "detect",
-        fixture("obama.jpg").to_str().unwrap(),
-    ]);
+    let o = detect_with_config(&cfg);
     assert_clean_error(&o, "could not be opened");
     assert!(stderr(&o).contains("facemesh.onnx"), "{}", stderr(&o));
 }
@@ -278,12 +275,7 @@ fn an_execution_provider_that_is_not_available_falls_back_to_the_cpu_with_a_warn
         "facegate.toml",
         b"[inference]\nexecution_providers = [\"tensorrt\", \"cpu\"]\n",
     );
-    let o = facegate(&[
-        "--config",
-        &cfg,
-        "detect",
-        fixture("obama.jpg").to_str().unwrap(),
-    ]);
+    let o = detect_with_config(&cfg);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
         stderr(&o).contains("tensorrt"),

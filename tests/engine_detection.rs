@@ -173,3 +173,16 @@ fn a_png_claiming_a_huge_size_is_refused_before_any_pixel_is_decoded() {
         .unwrap_err();
     assert!(err.to_string().contains("above the limit"), "{err}");
 }
+
+#[test]
+fn a_face_filling_a_portrait_frame_is_found() {
+    // A selfie-distance face: 300 px of obama.jpg around the face, enlarged to 720×720. The
+    // full-range model alone misses it; the short-range model is what finds it.
+    let mut e = engine(EmbedderKind::Dlib128);
+    let photo = e.decode(&fixture_bytes("obama.jpg")).unwrap();
+    let crop = imageops::crop_imm(&photo, 344, 125, 300, 300).to_image();
+    let frame = imageops::resize(&crop, 720, 720, imageops::FilterType::CatmullRom);
+    let faces = e.detect(&frame).unwrap();
+    assert_eq!(faces.len(), 1, "{faces:?}");
+    assert!(faces[0].bbox.width() > 0.8 * 720.0, "{:?}", faces[0].bbox);
+}

@@ -79,6 +79,9 @@ pub fn decode(
         let cy = r[1] / input_size + anchor.y;
         let w = r[2] / input_size;
         let h = r[3] / input_size;
+        if !(w > 0.0 && h > 0.0) {
+            continue; // a degenerate regression (or NaN) is no face
+        }
         let mut keypoints = [Point::default(); KEYPOINTS];
         for (k, kp) in keypoints.iter_mut().enumerate() {
             *kp = Point::new(
@@ -102,11 +105,14 @@ pub fn weighted_nms(mut candidates: Vec<Detection>, iou: f32) -> Vec<Detection> 
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
     let mut out = Vec::new();
     while !candidates.is_empty() {
-        let best = candidates[0].bbox;
-        let (group, rest): (Vec<_>, Vec<_>) = candidates
+        // The best candidate always heads its own group, even if its box is degenerate (its
+        // IoU with itself would then be 0 and it would never leave the list).
+        let best = candidates.remove(0);
+        let (mut group, rest): (Vec<_>, Vec<_>) = candidates
             .into_iter()
-            .partition(|d| d.bbox.intersection_over_union(&best) > iou);
+            .partition(|d| d.bbox.intersection_over_union(&best.bbox) > iou);
         candidates = rest;
+        group.insert(0, best);
         let top_score = group[0].score;
         let total: f32 = group.iter().map(|d| d.score).sum();
         let mut merged = Detection {
@@ -287,7 +293,7 @@ impl Detector {
             let short = m.run_shrunk(&view, whole, threshold, &mut self.buf)?;
             let side = frame.width().max(frame.height()) as f32;
             if self.full.is_some() {
-                candidates = merge_short_range(candidates, short, side);
+                candidates = merge_short_range(candidates, short, side, self.config.nms_iou);
             } else {
                 candidates.extend(short);
             }
@@ -303,22 +309,26 @@ impl Detector {
 const SHORT_RANGE_MIN_SHARE: f32 = 0.15;
 
 /// Add the short-range candidates the full-range model did not already explain. A short-range
-/// box that overlaps a full-range face enough to be the same face joins the NMS group; one that
+/// box that overlaps a full-range face by more than `nms_iou` is the same face and joins its
+/// NMS group; one that
 /// covers a full-range face's centre without matching it is a mis-sized blob over smaller faces
 /// and is dropped; one far from every full-range face is a close face the full-range model
 /// missed, and is kept.
-pub fn merge_short_range(full: Vec<Detection>, short: Vec<Detection>, side: f32) -> Vec<Detection> {
+pub fn merge_short_range(
+    full: Vec<Detection>,
+    short: Vec<Detection>,
+    side: f32,
+    nms_iou: f32,
+) -> Vec<Detection> {
     let mut out = full;
     let n_full = out.len();
     for s in short {
         if s.bbox.width() < SHORT_RANGE_MIN_SHARE * side {
             continue;
         }
+        // "The same face" is exactly what the NMS pass will merge: IoU above `nms_iou`.
         let covers_other_face = out[..n_full].iter().any(|f| {
-            let c = f.bbox.center();
-            let inside =
-                c.x > s.bbox.left && c.x < s.bbox.right && c.y > s.bbox.top && c.y < s.bbox.bottom;
-            inside && f.bbox.intersection_over_union(&s.bbox) < 0.3
+            s.bbox.contains(f.bbox.center()) && f.bbox.intersection_over_union(&s.bbox) <= nms_iou
         });
         if !covers_other_face {
             out.push(s);
@@ -464,6 +474,25 @@ mod tests {
     }
 
     #[test]
+    fn degenerate_boxes_neither_hang_nor_crash_the_nms_and_are_not_decoded() {
+        let mut zero = det(50.0, 0.95);
+        zero.bbox = BoundingBox::from_center(50.0, 50.0, 0.0, 0.0);
+        let out = weighted_nms(vec![zero, det(10.0, 0.9), det(12.0, 0.8)], 0.3);
+        assert_eq!(
+            out.len(),
+            2,
+            "the zero-size box stands alone, the others merge"
+        );
+        let a = [Anchor { x: 0.5, y: 0.5 }];
+        let mut reg = vec![0.0; 16];
+        reg[2] = -5.0; // negative width
+        reg[3] = 10.0;
+        assert!(decode(&reg, &[5.0], &a, 192.0, 0.5).is_empty());
+        reg[2] = f32::NAN;
+        assert!(decode(&reg, &[5.0], &a, 192.0, 0.5).is_empty());
+    }
+
+    #[test]
     fn short_range_adds_missed_close_faces_but_not_blobs_over_smaller_ones() {
         let face = |cx: f32, w: f32, score: f32| Detection {
             bbox: BoundingBox::from_center(cx, 300.0, w, w),
@@ -478,7 +507,7 @@ mod tests {
             face(102.0, 64.0, 0.9),  // the same face as a full-range one: joins its NMS group
         ];
         // Frame side 400: short-range boxes under 60 px are left to the full-range model.
-        let merged = merge_short_range(full, short, 400.0);
+        let merged = merge_short_range(full, short, 400.0, 0.3);
         let centres: Vec<f32> = merged.iter().map(|d| d.bbox.center().x).collect();
         assert_eq!(centres, vec![100.0, 170.0, 600.0, 102.0]);
         let faces = weighted_nms(merged, 0.3);

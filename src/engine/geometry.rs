@@ -60,6 +60,11 @@ impl BoundingBox {
         )
     }
 
+    /// Whether `p` lies strictly inside the box.
+    pub fn contains(&self, p: Point) -> bool {
+        p.x > self.left && p.x < self.right && p.y > self.top && p.y < self.bottom
+    }
+
     pub fn intersection_over_union(&self, other: &BoundingBox) -> f32 {
         let w = (self.right.min(other.right) - self.left.max(other.left)).max(0.0);
         let h = (self.bottom.min(other.bottom) - self.top.max(other.top)).max(0.0);

@@ -7,7 +7,7 @@ use ort::ep::ExecutionProviderDispatch;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 
-use crate::config::InferenceConfig;
+use crate::config::{InferenceConfig, KNOWN_PROVIDERS};
 
 /// Where `make models` puts the converted models, known at build time. A binary built from a
 /// checkout keeps working from any directory without configuration.
@@ -119,7 +119,7 @@ impl Runtime {
             .execution_providers
             .iter()
             .filter(|name| {
-                let compiled = name.as_str() == "cpu" || provider(name, Path::new("")).is_some();
+                let compiled = compiled_in(name);
                 if !compiled {
                     tracing::warn!(
                         provider = name.as_str(),
@@ -142,12 +142,6 @@ impl Runtime {
 
     pub fn model_path(&self, file: &str) -> PathBuf {
         self.model_dir.join(file)
-    }
-
-    /// Open one model with the configured execution providers, trying them in order. Returns
-    /// the session and the name of the provider it runs on.
-    pub fn open(&self, file: &str) -> Result<(Session, &'static str), RuntimeError> {
-        self.open_with_threads(file, self.threads)
     }
 
     /// Open a model and check its first input's shape (`-1` = a free dimension), so a wrong or
@@ -175,12 +169,10 @@ impl Runtime {
         Ok((session, provider))
     }
 
-    pub fn open_with_threads(
-        &self,
-        file: &str,
-        threads: usize,
-    ) -> Result<(Session, &'static str), RuntimeError> {
-        let path = self.model_path(file);
+    /// Open one model with the configured execution providers, trying them in order. Returns
+    /// the session and the name of the provider it runs on.
+    pub fn open(&self, file: &str) -> Result<(Session, &'static str), RuntimeError> {
+        let (path, threads) = (self.model_path(file), self.threads);
         if !path.exists() {
             return Err(RuntimeError::ModelMissing { path });
         }
@@ -250,15 +242,26 @@ fn process_environment(library: &Path) -> Result<ort::environment::Environment, 
     Ok(env)
 }
 
+/// The static name of a configured provider (config validation only lets known ones in).
 fn provider_label(name: &str) -> &'static str {
+    KNOWN_PROVIDERS
+        .iter()
+        .find(|&&known| known == name)
+        .copied()
+        .unwrap_or("cpu")
+}
+
+/// Whether this binary can register `name` (CPU always; the others behind cargo features).
+fn compiled_in(name: &str) -> bool {
     match name {
-        "cuda" => "cuda",
-        "tensorrt" => "tensorrt",
-        "xnnpack" => "xnnpack",
-        "acl" => "acl",
-        "openvino" => "openvino",
-        "qnn" => "qnn",
-        _ => "cpu",
+        "cpu" => true,
+        "cuda" => cfg!(feature = "cuda"),
+        "tensorrt" => cfg!(feature = "tensorrt"),
+        "xnnpack" => cfg!(feature = "xnnpack"),
+        "acl" => cfg!(feature = "acl"),
+        "openvino" => cfg!(feature = "openvino"),
+        "qnn" => cfg!(feature = "qnn"),
+        _ => false,
     }
 }
 
@@ -344,5 +347,14 @@ mod tests {
     fn cpu_and_unknown_providers_have_no_dispatch() {
         assert!(provider("cpu", Path::new("/tmp")).is_none());
         assert!(provider("warp-drive", Path::new("/tmp")).is_none());
+    }
+
+    #[test]
+    fn a_provider_has_a_dispatch_exactly_when_it_is_compiled_in() {
+        for name in KNOWN_PROVIDERS {
+            let has_dispatch = provider(name, Path::new("/tmp")).is_some();
+            assert_eq!(has_dispatch, compiled_in(name) && name != "cpu", "{name}");
+        }
+        assert!(!compiled_in("warp-drive"));
     }
 }
