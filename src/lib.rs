@@ -1,10 +1,13 @@
 //! facegate: face recognition for door camera appliances.
 //!
 //! Layout: `config` (the one TOML file), `engine` (detection, landmarks, alignment,
-//! embeddings on ONNX Runtime), `eval` (verification metrics for `facegate eval`), `bench`
-//! (per-stage timings for `facegate bench`).
+//! embeddings on ONNX Runtime, and the inference workers), `store` (LMDB gallery and search
+//! index), `api` (the HTTP API), `eval` (verification metrics for `facegate eval`), `bench`
+//! (benchmarks for `facegate bench`).
 
 pub mod bench;
+pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod eval;
+pub mod store;

@@ -1,0 +1,722 @@
+//! The gallery: collections, persons, templates and stored images in LMDB (heed), plus the
+//! in-memory search index kept in step with every write.
+//!
+//! Durability: every write is one LMDB transaction committed with LMDB's default sync, so a
+//! call that returned `Ok` survives a crash or power cut; a write that did not return `Ok`
+//! left nothing behind. A full map is grown and the write retried instead of failing.
+
+pub mod index;
+pub mod records;
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use heed::types::{Bytes, SerdeJson, Str};
+use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls};
+
+use crate::clock::Clock;
+use crate::engine::embedder::Metric;
+use index::{exact_key, CollectionIndex, ScanStats};
+use records::{collection_prefix, decode_template, encode_template, person_key, split_person_key};
+pub use records::{CollectionRecord, FaceStorage, PersonRecord, SCHEMA_VERSION};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Lmdb(#[from] heed::Error),
+    #[error("cannot use data directory {path}: {source}")]
+    Directory {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "the store in {dir} holds templates made by embedding model {stored}, but this \
+         configuration embeds with {current}; templates of different models cannot be compared. \
+         Either configure the model the store was made with (inference.embedder), or re-enrol: \
+         stop facegate, move {dir} aside, start it again and enrol every person from their \
+         photos (PUT /persons)"
+    )]
+    WrongModel {
+        dir: PathBuf,
+        stored: String,
+        current: String,
+    },
+    #[error(
+        "the store in {dir} has schema version {found}; this facegate reads version {SCHEMA_VERSION} \
+         (use the facegate release that wrote it, or move the directory aside and re-enrol)"
+    )]
+    Schema { dir: PathBuf, found: String },
+    #[error("collection not found")]
+    CollectionNotFound,
+    #[error("person not found")]
+    PersonNotFound,
+    #[error("collection already exists")]
+    CollectionExists,
+    #[error("corrupt record under key {0:?}")]
+    Corrupt(String),
+}
+
+/// The embedding model templates come from: compared on open, recorded with each template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelId {
+    /// Name and fingerprint, e.g. `arcface512@3f2a…`.
+    pub id: String,
+    pub dim: usize,
+    pub metric: Metric,
+}
+
+/// Store settings.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Initial LMDB map size in bytes (grows by doubling when full).
+    pub map_size: usize,
+    /// Drop the file pages read while loading the index from this process's resident set
+    /// (they stay in the page cache). Keeps a board's RSS at the index, not the file.
+    pub release_pages_after_load: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            map_size: 256 << 20,
+            release_pages_after_load: true,
+        }
+    }
+}
+
+/// One person to write.
+#[derive(Debug, Clone)]
+pub struct Enrolment {
+    pub person_id: String,
+    pub person_name: String,
+    pub metadata: BTreeMap<String, String>,
+    pub template: Vec<f32>,
+    /// Thumbnail or full image bytes, as `storage` says; `None` with `NoStorage`.
+    pub image: Option<Vec<u8>>,
+    pub storage: FaceStorage,
+}
+
+/// A search result.
+#[derive(Debug, Clone)]
+pub struct Match {
+    pub person: PersonRecord,
+    pub image: Option<Vec<u8>>,
+    /// Cosine, or minus the distance (see [`Metric::closeness`]).
+    pub closeness: f32,
+}
+
+/// Which page of a listing.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub skip: usize,
+    pub take: usize,
+    /// Case-insensitive substring of the name or id; empty: everything.
+    pub search: String,
+    pub descending: bool,
+}
+
+type Dbs = (
+    Database<'static, Str, Str>,
+    Database<'static, Str, SerdeJson<CollectionRecord>>,
+    Database<'static, Bytes, SerdeJson<PersonRecord>>,
+    Database<'static, Bytes, Bytes>,
+    Database<'static, Bytes, Bytes>,
+);
+
+pub struct Store {
+    dir: PathBuf,
+    env: Env<WithoutTls>,
+    meta: Database<'static, Str, Str>,
+    collections: Database<'static, Str, SerdeJson<CollectionRecord>>,
+    persons: Database<'static, Bytes, SerdeJson<PersonRecord>>,
+    templates: Database<'static, Bytes, Bytes>,
+    images: Database<'static, Bytes, Bytes>,
+    model: ModelId,
+    clock: Arc<dyn Clock>,
+    /// Serialises writers, so index updates happen in commit order.
+    writer: Mutex<()>,
+    /// Held shared by every transaction and exclusively to resize the map, which LMDB allows
+    /// only while no transaction is open in the process.
+    gate: RwLock<()>,
+    indexes: RwLock<HashMap<String, CollectionIndex>>,
+}
+
+impl Store {
+    /// Open (or create) the store in `dir` for templates of `model`.
+    pub fn open(
+        dir: &Path,
+        model: ModelId,
+        options: &StoreOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Directory {
+            path: dir.to_owned(),
+            source,
+        })?;
+        // LMDB keeps the larger of this and the size recorded in the file; leave room to grow.
+        let existing = std::fs::metadata(dir.join("data.mdb"))
+            .map(|m| m.len() as usize)
+            .unwrap_or(0);
+        let page = page_size();
+        let map_size = options.map_size.max(existing * 2).div_ceil(page) * page;
+        let mut opts = EnvOpenOptions::new().read_txn_without_tls();
+        opts.map_size(map_size).max_dbs(8).max_readers(256);
+        // SAFETY: the data directory belongs to this process (systemd's StateDirectory or the
+        // configured folder); heed refuses a second open of the same path in one process.
+        let env = unsafe { opts.open(dir) }?;
+        env.clear_stale_readers()?;
+        let wtxn = env.write_txn()?;
+        let (meta, collections, persons, templates, images): Dbs = env
+            .create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {
+                Ok(CommitOrAbort::<_, ()>::Commit((
+                    dbo.create_database(wtxn, Some("meta"))?,
+                    dbo.create_database(wtxn, Some("collections"))?,
+                    dbo.create_database(wtxn, Some("persons"))?,
+                    dbo.create_database(wtxn, Some("templates"))?,
+                    dbo.create_database(wtxn, Some("images"))?,
+                )))
+            })?
+            .unwrap_commit();
+        let store = Store {
+            dir: dir.to_owned(),
+            env,
+            meta,
+            collections,
+            persons,
+            templates,
+            images,
+            model,
+            clock,
+            writer: Mutex::new(()),
+            gate: RwLock::new(()),
+            indexes: RwLock::new(HashMap::new()),
+        };
+        store.check_or_record_identity()?;
+        store.load_indexes()?;
+        if options.release_pages_after_load {
+            store.release_mapped_pages();
+        }
+        Ok(store)
+    }
+
+    pub fn model(&self) -> &ModelId {
+        &self.model
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn check_or_record_identity(&self) -> Result<(), StoreError> {
+        let _w = self.writer.lock().unwrap();
+        self.write(|txn| {
+            match self.meta.get(txn, "schema_version")? {
+                Some(v) if v != SCHEMA_VERSION.to_string() => {
+                    return Err(StoreError::Schema {
+                        dir: self.dir.clone(),
+                        found: v.to_owned(),
+                    })
+                }
+                Some(_) => {}
+                None => self
+                    .meta
+                    .put(txn, "schema_version", &SCHEMA_VERSION.to_string())?,
+            }
+            match self.meta.get(txn, "embedding_model")? {
+                Some(stored) if stored != self.model.id => Err(StoreError::WrongModel {
+                    dir: self.dir.clone(),
+                    stored: stored.to_owned(),
+                    current: self.model.id.clone(),
+                }),
+                Some(_) => Ok(()),
+                None => Ok(self.meta.put(txn, "embedding_model", &self.model.id)?),
+            }
+        })
+    }
+
+    fn load_indexes(&self) -> Result<(), StoreError> {
+        let mut indexes = HashMap::new();
+        self.read(|txn| {
+            for entry in self.collections.iter(txn)? {
+                let (name, _) = entry?;
+                indexes.insert(
+                    name.to_owned(),
+                    CollectionIndex::new(self.model.dim, self.model.metric),
+                );
+            }
+            for entry in self.templates.iter(txn)? {
+                let (key, value) = entry?;
+                let corrupt = || StoreError::Corrupt(String::from_utf8_lossy(key).into_owned());
+                let (collection, person_id) = split_person_key(key).ok_or_else(corrupt)?;
+                let (_, values) = decode_template(value).ok_or_else(corrupt)?;
+                if values.len() != self.model.dim {
+                    return Err(corrupt());
+                }
+                indexes
+                    .get_mut(collection)
+                    .ok_or_else(corrupt)?
+                    .upsert(person_id, &values);
+            }
+            Ok(())
+        })?;
+        *self.indexes.write().unwrap() = indexes;
+        Ok(())
+    }
+
+    /// Tell the kernel this process no longer needs the map's pages resident. They stay in
+    /// the page cache and fault back in on the next read (re-scoring touches a few).
+    fn release_mapped_pages(&self) {
+        let _g = self.gate.write().unwrap();
+        let info = self.env.info();
+        if !info.map_addr.is_null() {
+            // SAFETY: the range is LMDB's read-only shared file mapping; MADV_DONTNEED on a
+            // shared file mapping only drops page-table entries, the data stays in the file.
+            unsafe {
+                libc::madvise(info.map_addr, info.map_size, libc::MADV_DONTNEED);
+            }
+        }
+    }
+
+    /// Run `f` in a read transaction.
+    fn read<R>(
+        &self,
+        f: impl FnOnce(&RoTxn<WithoutTls>) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        let _g = self.gate.read().unwrap();
+        let txn = self.env.read_txn()?;
+        f(&txn)
+    }
+
+    /// Run `f` in a write transaction and commit it, growing the map and retrying when it is
+    /// full. The caller holds `self.writer`.
+    fn write<R>(
+        &self,
+        mut f: impl FnMut(&mut RwTxn) -> Result<R, StoreError>,
+    ) -> Result<R, StoreError> {
+        loop {
+            let gate = self.gate.read().unwrap();
+            let mut txn = self.env.write_txn()?;
+            let result = match f(&mut txn) {
+                Ok(r) => txn.commit().map(|()| r).map_err(StoreError::from),
+                Err(e) => {
+                    txn.abort();
+                    Err(e)
+                }
+            };
+            match result {
+                Err(StoreError::Lmdb(heed::Error::Mdb(MdbError::MapFull))) => {
+                    drop(gate);
+                    self.grow()?;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn grow(&self) -> Result<(), StoreError> {
+        let _g = self.gate.write().unwrap();
+        let new_size = self.env.info().map_size * 2;
+        tracing::info!(new_size, "LMDB map full; growing it");
+        // SAFETY: the gate is held exclusively, so no transaction is open in this process.
+        unsafe { self.env.resize(new_size) }?;
+        Ok(())
+    }
+
+    pub fn create_collection(&self, name: &str) -> Result<CollectionRecord, StoreError> {
+        let _w = self.writer.lock().unwrap();
+        let record = CollectionRecord {
+            name: name.to_owned(),
+            num_persons: 0,
+            created_at_ms: self.clock.now_ms(),
+        };
+        self.write(|txn| {
+            if self.collections.get(txn, name)?.is_some() {
+                return Err(StoreError::CollectionExists);
+            }
+            self.collections.put(txn, name, &record)?;
+            Ok(())
+        })?;
+        self.indexes.write().unwrap().insert(
+            name.to_owned(),
+            CollectionIndex::new(self.model.dim, self.model.metric),
+        );
+        Ok(record)
+    }
+
+    /// Delete a collection and everything in it, in one transaction. Returns the number of
+    /// persons deleted.
+    pub fn delete_collection(&self, name: &str) -> Result<u64, StoreError> {
+        let _w = self.writer.lock().unwrap();
+        let prefix = collection_prefix(name);
+        let count = self.write(|txn| {
+            let record = self
+                .collections
+                .get(txn, name)?
+                .ok_or(StoreError::CollectionNotFound)?;
+            let end = prefix_end(&prefix);
+            let range = (
+                Bound::Included(prefix.as_slice()),
+                end.as_ref()
+                    .map_or(Bound::Unbounded, |e| Bound::Excluded(e.as_slice())),
+            );
+            self.persons.delete_range(txn, &range)?;
+            self.templates.delete_range(txn, &range)?;
+            self.images.delete_range(txn, &range)?;
+            self.collections.delete(txn, name)?;
+            Ok(record.num_persons)
+        })?;
+        self.indexes.write().unwrap().remove(name);
+        Ok(count)
+    }
+
+    pub fn collection(&self, name: &str) -> Result<CollectionRecord, StoreError> {
+        self.read(|txn| {
+            self.collections
+                .get(txn, name)?
+                .ok_or(StoreError::CollectionNotFound)
+        })
+    }
+
+    /// Collections matching the page's search, and how many match in all.
+    pub fn list_collections(
+        &self,
+        page: &Page,
+    ) -> Result<(usize, Vec<CollectionRecord>), StoreError> {
+        let needle = page.search.to_lowercase();
+        self.read(|txn| {
+            let mut all = Vec::new();
+            for entry in self.collections.iter(txn)? {
+                let (name, record) = entry?;
+                if needle.is_empty() || name.to_lowercase().contains(&needle) {
+                    all.push(record);
+                }
+            }
+            Ok(paginate(all, page))
+        })
+    }
+
+    /// Write persons (insert or replace) in one transaction. With `duplicate_min_closeness`,
+    /// an item whose face matches another person of the collection at or above it is not
+    /// written and comes back as `Err(existing person id)`.
+    pub fn enrol(
+        &self,
+        collection: &str,
+        items: Vec<Enrolment>,
+        duplicate_min_closeness: Option<f32>,
+    ) -> Result<Vec<Result<PersonRecord, String>>, StoreError> {
+        let _w = self.writer.lock().unwrap();
+        if !self.indexes.read().unwrap().contains_key(collection) {
+            return Err(StoreError::CollectionNotFound);
+        }
+        let mut verdicts: Vec<Option<String>> = Vec::with_capacity(items.len());
+        for item in &items {
+            verdicts.push(match duplicate_min_closeness {
+                Some(min) => self
+                    .best_other(collection, &item.template, min, &item.person_id)?
+                    .map(|m| m.person.person_id),
+                None => None,
+            });
+        }
+        let now = self.clock.now_ms();
+        let results = self.write(|txn| {
+            let mut record = self
+                .collections
+                .get(txn, collection)?
+                .ok_or(StoreError::CollectionNotFound)?;
+            let mut results = Vec::with_capacity(items.len());
+            for (item, duplicate) in items.iter().zip(&verdicts) {
+                if let Some(other) = duplicate {
+                    results.push(Err(other.clone()));
+                    continue;
+                }
+                let key = person_key(collection, &item.person_id);
+                let previous = self.persons.get(txn, &key)?;
+                if previous.is_none() {
+                    record.num_persons += 1;
+                }
+                let person = PersonRecord {
+                    person_id: item.person_id.clone(),
+                    person_name: item.person_name.clone(),
+                    metadata: item.metadata.clone(),
+                    created_at_ms: previous.map_or(now, |p| p.created_at_ms),
+                    updated_at_ms: now,
+                    num_faces: 1,
+                    storage: item.storage,
+                };
+                self.persons.put(txn, &key, &person)?;
+                self.templates
+                    .put(txn, &key, &encode_template(&self.model.id, &item.template))?;
+                match &item.image {
+                    Some(bytes) => self.images.put(txn, &key, bytes)?,
+                    None => {
+                        self.images.delete(txn, &key)?;
+                    }
+                }
+                results.push(Ok(person));
+            }
+            self.collections.put(txn, collection, &record)?;
+            Ok(results)
+        })?;
+        let mut indexes = self.indexes.write().unwrap();
+        if let Some(index) = indexes.get_mut(collection) {
+            for (item, result) in items.iter().zip(&results) {
+                if result.is_ok() {
+                    index.upsert(&item.person_id, &item.template);
+                }
+            }
+        }
+        Ok(results)
+    }
+
+    pub fn delete_person(&self, collection: &str, person_id: &str) -> Result<(), StoreError> {
+        let _w = self.writer.lock().unwrap();
+        let key = person_key(collection, person_id);
+        self.write(|txn| {
+            let mut record = self
+                .collections
+                .get(txn, collection)?
+                .ok_or(StoreError::CollectionNotFound)?;
+            if !self.persons.delete(txn, &key)? {
+                return Err(StoreError::PersonNotFound);
+            }
+            self.templates.delete(txn, &key)?;
+            self.images.delete(txn, &key)?;
+            record.num_persons = record.num_persons.saturating_sub(1);
+            self.collections.put(txn, collection, &record)?;
+            Ok(())
+        })?;
+        if let Some(index) = self.indexes.write().unwrap().get_mut(collection) {
+            index.remove(person_id);
+        }
+        Ok(())
+    }
+
+    /// A person and their stored image.
+    pub fn person(
+        &self,
+        collection: &str,
+        person_id: &str,
+    ) -> Result<(PersonRecord, Option<Vec<u8>>), StoreError> {
+        let key = person_key(collection, person_id);
+        self.read(|txn| {
+            if self.collections.get(txn, collection)?.is_none() {
+                return Err(StoreError::CollectionNotFound);
+            }
+            let person = self
+                .persons
+                .get(txn, &key)?
+                .ok_or(StoreError::PersonNotFound)?;
+            let image = self.images.get(txn, &key)?.map(<[u8]>::to_vec);
+            Ok((person, image))
+        })
+    }
+
+    /// Persons of a collection (with stored images), ordered by id.
+    pub fn list_persons(
+        &self,
+        collection: &str,
+        page: &Page,
+    ) -> Result<(usize, Vec<(PersonRecord, Option<Vec<u8>>)>), StoreError> {
+        let prefix = collection_prefix(collection);
+        let needle = page.search.to_lowercase();
+        self.read(|txn| {
+            if self.collections.get(txn, collection)?.is_none() {
+                return Err(StoreError::CollectionNotFound);
+            }
+            let mut all = Vec::new();
+            for entry in self.persons.prefix_iter(txn, &prefix)? {
+                let (_, person) = entry?;
+                if needle.is_empty()
+                    || person.person_id.to_lowercase().contains(&needle)
+                    || person.person_name.to_lowercase().contains(&needle)
+                {
+                    all.push(person);
+                }
+            }
+            let (count, page) = paginate(all, page);
+            let mut out = Vec::with_capacity(page.len());
+            for person in page {
+                let key = person_key(collection, &person.person_id);
+                let image = self.images.get(txn, &key)?.map(<[u8]>::to_vec);
+                out.push((person, image));
+            }
+            Ok((count, out))
+        })
+    }
+
+    /// The best `k` persons of a collection at or above `min_closeness`, best first.
+    pub fn search(
+        &self,
+        collection: &str,
+        query: &[f32],
+        k: usize,
+        min_closeness: f32,
+    ) -> Result<(Vec<Match>, ScanStats), StoreError> {
+        self.search_excluding(collection, query, k, min_closeness, None)
+    }
+
+    fn best_other(
+        &self,
+        collection: &str,
+        query: &[f32],
+        min_closeness: f32,
+        except: &str,
+    ) -> Result<Option<Match>, StoreError> {
+        Ok(self
+            .search_excluding(collection, query, 1, min_closeness, Some(except))?
+            .0
+            .into_iter()
+            .next())
+    }
+
+    fn search_excluding(
+        &self,
+        collection: &str,
+        query: &[f32],
+        k: usize,
+        min_closeness: f32,
+        except: Option<&str>,
+    ) -> Result<(Vec<Match>, ScanStats), StoreError> {
+        let indexes = self.indexes.read().unwrap();
+        let index = indexes
+            .get(collection)
+            .ok_or(StoreError::CollectionNotFound)?;
+        let metric = self.model.metric;
+        let query_norm_sq: f32 = query.iter().map(|v| v * v).sum();
+        let min_key = index::key_of_closeness(metric, min_closeness, query_norm_sq);
+        // One more result when a person is excluded, so that excluding it still leaves k.
+        let want = k + usize::from(except.is_some_and(|e| index.slot(e).is_some()));
+        self.read(|txn| {
+            let mut exact = |slot: u32| -> Option<f32> {
+                let key = person_key(collection, index.id(slot));
+                let bytes = self.templates.get(txn, &key).ok()??;
+                let (_, values) = decode_template(bytes)?;
+                (values.len() == query.len()).then(|| exact_key(metric, &values, query))
+            };
+            let (hits, stats) = index.search(query, want, min_key, &mut exact);
+            let mut matches = Vec::with_capacity(hits.len());
+            for hit in hits {
+                let id = index.id(hit.slot);
+                if except == Some(id) {
+                    continue;
+                }
+                let key = person_key(collection, id);
+                let Some(person) = self.persons.get(txn, &key)? else {
+                    continue;
+                };
+                let image = self.images.get(txn, &key)?.map(<[u8]>::to_vec);
+                matches.push(Match {
+                    person,
+                    image,
+                    closeness: index::closeness_of_key(metric, hit.key, query_norm_sq),
+                });
+            }
+            matches.truncate(k);
+            Ok((matches, stats))
+        })
+    }
+
+    /// Number of collections and of persons in all of them (from the index).
+    pub fn counts(&self) -> (usize, usize) {
+        let indexes = self.indexes.read().unwrap();
+        (indexes.len(), indexes.values().map(|i| i.len()).sum())
+    }
+
+    /// Heap bytes of the search indexes.
+    pub fn index_bytes(&self) -> usize {
+        self.indexes
+            .read()
+            .unwrap()
+            .values()
+            .map(|i| i.heap_bytes())
+            .sum()
+    }
+
+    /// Every (collection, person id) with a template, for consistency checks.
+    pub fn template_keys(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.read(|txn| {
+            let mut out = Vec::new();
+            for entry in self.templates.iter(txn)? {
+                let (key, _) = entry?;
+                if let Some((c, p)) = split_person_key(key) {
+                    out.push((c.to_owned(), p.to_owned()));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// Check that every person has a template and every template a person, and that the
+    /// collection counts agree: what a crash must never break.
+    pub fn verify(&self) -> Result<Vec<String>, StoreError> {
+        self.read(|txn| {
+            let mut problems = Vec::new();
+            let mut counts: HashMap<String, u64> = HashMap::new();
+            for entry in self.persons.iter(txn)? {
+                let (key, _) = entry?;
+                let (c, p) = split_person_key(key)
+                    .ok_or_else(|| StoreError::Corrupt(String::from_utf8_lossy(key).into()))?;
+                *counts.entry(c.to_owned()).or_default() += 1;
+                if self.templates.get(txn, key)?.is_none() {
+                    problems.push(format!("person {c}/{p} has no template"));
+                }
+            }
+            for entry in self.templates.iter(txn)? {
+                let (key, _) = entry?;
+                if self.persons.get(txn, key)?.is_none() {
+                    problems.push(format!(
+                        "template {} has no person",
+                        String::from_utf8_lossy(key)
+                    ));
+                }
+            }
+            for entry in self.collections.iter(txn)? {
+                let (name, record) = entry?;
+                let n = counts.remove(name).unwrap_or(0);
+                if n != record.num_persons {
+                    problems.push(format!(
+                        "collection {name} says {} persons, holds {n}",
+                        record.num_persons
+                    ));
+                }
+            }
+            for (name, _) in counts {
+                problems.push(format!("persons of unknown collection {name}"));
+            }
+            Ok(problems)
+        })
+    }
+}
+
+/// The first key after every key that starts with `prefix` (`None`: no such key).
+fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+fn paginate<T>(mut all: Vec<T>, page: &Page) -> (usize, Vec<T>) {
+    if page.descending {
+        all.reverse();
+    }
+    let count = all.len();
+    let items = all.into_iter().skip(page.skip).take(page.take).collect();
+    (count, items)
+}
+
+fn page_size() -> usize {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if n > 0 {
+        n as usize
+    } else {
+        4096
+    }
+}
