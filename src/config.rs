@@ -33,6 +33,8 @@ pub const KNOWN_PROVIDERS: [&str; 7] = [
 pub struct Config {
     pub inference: InferenceConfig,
     pub detector: DetectorConfig,
+    pub server: ServerConfig,
+    pub store: StoreConfig,
 }
 
 /// Which embedding network turns an aligned face into a template.
@@ -153,7 +155,98 @@ impl Default for DetectorConfig {
             confirm_below: 0.65,
             nms_iou: 0.3,
             min_face_px: 24.0,
-            max_megapixels: 50.0,
+            max_megapixels: 40.0,
+        }
+    }
+}
+
+/// The HTTP API (`facegate serve`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address and port to listen on.
+    pub listen: String,
+    /// Keys accepted in the `x-api-key` header. More come from `$FACEGATE_API_KEYS`
+    /// (comma-separated), `api_key_file` and `--api-key`; with none at all the server refuses
+    /// to start unless `--insecure-no-auth` is given.
+    pub api_keys: Vec<String>,
+    /// File with one key per line (`#` starts a comment). Empty: none.
+    pub api_key_file: String,
+    /// Serve `GET /health` without a key.
+    pub public_health: bool,
+    /// Serve `GET /metrics` without a key.
+    pub public_metrics: bool,
+    /// Serve `GET /docs` and `GET /openapi.json` without a key.
+    pub public_docs: bool,
+    /// Largest request body in bytes (413 `ERR_PAYLOAD_TOO_LARGE` above it).
+    pub max_body_bytes: usize,
+    /// Inference workers, one engine each; 0: one per core, at most 4.
+    pub inference_workers: usize,
+    /// Requests that may wait for a worker; beyond that a request gets 503 `ERR_BUSY` at once.
+    pub inference_queue: usize,
+    /// Seconds a client is told to wait (`Retry-After`) after `ERR_BUSY`.
+    pub busy_retry_after_s: u32,
+    /// A second face narrower than this share of the largest one is ignored where one face is
+    /// required (`ERR_MULTIPLE_FACES` otherwise).
+    pub secondary_face_ratio: f32,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            api_keys: Vec::new(),
+            api_key_file: String::new(),
+            public_health: true,
+            public_metrics: true,
+            public_docs: true,
+            max_body_bytes: 16 << 20,
+            inference_workers: 0,
+            inference_queue: 8,
+            busy_retry_after_s: 1,
+            secondary_face_ratio: 0.4,
+        }
+    }
+}
+
+/// The LMDB gallery.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Folder of the LMDB store. Empty: `$STATE_DIRECTORY` (set by systemd's
+    /// `StateDirectory=`, e.g. /var/lib/facegate), else `./data`.
+    pub data_dir: String,
+    /// Initial LMDB map size in MiB; the map doubles whenever it fills.
+    pub map_size_mib: usize,
+    /// Side in pixels of stored face thumbnails (aligned crops).
+    pub thumbnail_px: u32,
+    /// JPEG quality of thumbnails.
+    pub thumbnail_quality: u8,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: String::new(),
+            map_size_mib: 256,
+            thumbnail_px: 160,
+            thumbnail_quality: 85,
+        }
+    }
+}
+
+impl StoreConfig {
+    /// The data directory this configuration means.
+    pub fn resolved_data_dir(&self) -> PathBuf {
+        if !self.data_dir.is_empty() {
+            return PathBuf::from(&self.data_dir);
+        }
+        match std::env::var_os("STATE_DIRECTORY") {
+            // systemd may pass several, colon-separated; the first is ours.
+            Some(v) if !v.is_empty() => {
+                PathBuf::from(v.to_string_lossy().split(':').next().unwrap_or("data"))
+            }
+            _ => PathBuf::from("data"),
         }
     }
 }
@@ -212,6 +305,56 @@ impl Config {
                 key: "detector.max_megapixels",
                 value: d.max_megapixels.to_string(),
                 why: "must be positive",
+            });
+        }
+        let s = &self.server;
+        if s.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid {
+                key: "server.listen",
+                value: s.listen.clone(),
+                why: "must be an address and port such as 127.0.0.1:8080",
+            });
+        }
+        if s.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "server.max_body_bytes",
+                value: s.max_body_bytes.to_string(),
+                why: "must be at least 1024",
+            });
+        }
+        if s.inference_queue == 0 {
+            return Err(ConfigError::Invalid {
+                key: "server.inference_queue",
+                value: "0".into(),
+                why: "must be at least 1",
+            });
+        }
+        if !(0.0..=1.0).contains(&s.secondary_face_ratio) {
+            return Err(ConfigError::Invalid {
+                key: "server.secondary_face_ratio",
+                value: s.secondary_face_ratio.to_string(),
+                why: "must be between 0 and 1",
+            });
+        }
+        if !(32..=1024).contains(&self.store.thumbnail_px) {
+            return Err(ConfigError::Invalid {
+                key: "store.thumbnail_px",
+                value: self.store.thumbnail_px.to_string(),
+                why: "must be between 32 and 1024",
+            });
+        }
+        if !(1..=100).contains(&self.store.thumbnail_quality) {
+            return Err(ConfigError::Invalid {
+                key: "store.thumbnail_quality",
+                value: self.store.thumbnail_quality.to_string(),
+                why: "must be between 1 and 100",
+            });
+        }
+        if self.store.map_size_mib == 0 {
+            return Err(ConfigError::Invalid {
+                key: "store.map_size_mib",
+                value: "0".into(),
+                why: "must be at least 1",
             });
         }
         if let Some(bad) = self
@@ -282,8 +425,46 @@ nms_iou = 0.3
 # Smallest face to find, in pixels. Below about 1/12 of the frame's longer side this adds a
 # tiled search whose cost grows with the frame area: a door camera sets its smallest face.
 min_face_px = 24.0
-# Larger images are refused before decoding.
-max_megapixels = 50.0
+# Larger images are refused before decoding (HTTP: 413 ERR_IMAGE_TOO_LARGE).
+max_megapixels = 40.0
+
+[server]
+# Address and port of the HTTP API.
+listen = "127.0.0.1:8080"
+# Keys accepted in the x-api-key header. More come from $FACEGATE_API_KEYS (comma-separated),
+# api_key_file and --api-key. With no key at all `facegate serve` refuses to start unless
+# --insecure-no-auth is given.
+api_keys = []
+# File with one key per line ('#' starts a comment). Empty: none.
+api_key_file = ""
+# Serve GET /health without a key.
+public_health = true
+# Serve GET /metrics without a key.
+public_metrics = true
+# Serve GET /docs and GET /openapi.json without a key.
+public_docs = true
+# Largest request body in bytes (413 ERR_PAYLOAD_TOO_LARGE above it).
+max_body_bytes = 16777216
+# Inference workers, one engine each; 0: one per core, at most 4.
+inference_workers = 0
+# Requests that may wait for a worker; beyond that a request gets 503 ERR_BUSY at once.
+inference_queue = 8
+# Seconds a client is told to wait (Retry-After) after ERR_BUSY.
+busy_retry_after_s = 1
+# Where one face is required, a second face narrower than this share of the largest one is
+# ignored; a larger one is ERR_MULTIPLE_FACES.
+secondary_face_ratio = 0.4
+
+[store]
+# Folder of the LMDB store. Empty: $STATE_DIRECTORY (set by systemd's StateDirectory=, e.g.
+# /var/lib/facegate), else ./data.
+data_dir = ""
+# Initial LMDB map size in MiB; the map doubles whenever it fills.
+map_size_mib = 256
+# Side in pixels of stored face thumbnails (aligned crops, JPEG).
+thumbnail_px = 160
+# JPEG quality of thumbnails.
+thumbnail_quality = 85
 "#;
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! index), `api` (the HTTP API), `eval` (verification metrics for `facegate eval`), `bench`
 //! (benchmarks for `facegate bench`).
 
+pub mod api;
 pub mod bench;
 pub mod clock;
 pub mod config;

@@ -72,20 +72,44 @@ enum Command {
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/t1.jpg"))]
         six: PathBuf,
     },
+    /// Run the HTTP API (and, with a camera configured, the recognition pipeline).
+    Serve {
+        /// Address and port to listen on (overrides server.listen); port 0 picks a free one.
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<std::net::SocketAddr>,
+        /// Folder of the LMDB store (overrides store.data_dir).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// An accepted API key (repeatable); adds to the configured keys.
+        #[arg(long, value_name = "KEY")]
+        api_key: Vec<String>,
+        /// Serve without any API key check. Only for a closed test bench: every client on the
+        /// network gets full access, and /health and the log say so.
+        #[arg(long)]
+        insecure_no_auth: bool,
+    },
     /// Print the built-in default configuration.
     PrintConfig,
 }
 
 fn main() {
+    let cli = Cli::parse();
+    // A daemon logs its requests and enrolments; one-shot commands only their problems.
+    let default_level = if matches!(cli.command, Command::Serve { .. }) {
+        // ONNX Runtime's own info lines are session-construction chatter.
+        "info,ort=warn"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FACEGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if let Err(e) = run(Cli::parse()) {
+    if let Err(e) = run(cli) {
         eprintln!("facegate: error: {e:#}");
         std::process::exit(1);
     }
@@ -106,6 +130,18 @@ fn run(cli: Cli) -> Result<()> {
     let config = load_config(&cli)?;
     match &cli.command {
         Command::PrintConfig => print!("{}", Config::default_toml()),
+        Command::Serve {
+            listen,
+            data_dir,
+            api_key,
+            insecure_no_auth,
+        } => serve(
+            config,
+            *listen,
+            data_dir.clone(),
+            api_key,
+            *insecure_no_auth,
+        )?,
         Command::Detect { image } => {
             // Detection and landmarks only: no embedding is computed for `detect`.
             let mut engine = Engine::open(&config)?;
@@ -188,6 +224,114 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Every configured API key: the config file, `$FACEGATE_API_KEYS`, the key file, the flags.
+fn gather_api_keys(config: &Config, flags: &[String]) -> Result<Vec<String>> {
+    let mut keys: Vec<String> = config.server.api_keys.clone();
+    if let Ok(env) = std::env::var("FACEGATE_API_KEYS") {
+        keys.extend(
+            env.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(String::from),
+        );
+    }
+    if !config.server.api_key_file.is_empty() {
+        let path = &config.server.api_key_file;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read server.api_key_file {path}"))?;
+        keys.extend(facegate::api::auth::parse_key_file(&text));
+    }
+    keys.extend(flags.iter().cloned());
+    keys.retain(|k| !k.trim().is_empty());
+    Ok(keys)
+}
+
+fn serve(
+    mut config: Config,
+    listen: Option<std::net::SocketAddr>,
+    data_dir: Option<PathBuf>,
+    key_flags: &[String],
+    insecure_no_auth: bool,
+) -> Result<()> {
+    use facegate::api::{server, ApiKeys};
+    if let Some(addr) = listen {
+        config.server.listen = addr.to_string();
+    }
+    if let Some(dir) = data_dir {
+        config.store.data_dir = dir.display().to_string();
+    }
+    let keys = gather_api_keys(&config, key_flags)?;
+    let keys = match (keys.is_empty(), insecure_no_auth) {
+        (_, true) => {
+            tracing::warn!(
+                "AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach {} can \
+                 read, enrol and delete persons",
+                config.server.listen
+            );
+            ApiKeys::disabled()
+        }
+        (false, false) => ApiKeys::new(&keys),
+        (true, false) => bail!(
+            "no API key is configured. Set server.api_keys or server.api_key_file in the \
+             config file, FACEGATE_API_KEYS in the environment, or pass --api-key KEY \
+             (--insecure-no-auth serves without keys, for a closed test bench only)"
+        ),
+    };
+    let data_dir = config.store.resolved_data_dir();
+    let addr: std::net::SocketAddr = config.server.listen.parse()?;
+    let state = server::open_state(config, &data_dir, keys)
+        .with_context(|| format!("cannot start with data directory {}", data_dir.display()))?;
+    let (workers, threads) = server::worker_layout(&state.config);
+    let (collections, persons) = state.store.counts();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("facegate-io")
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        let bound = listener.local_addr()?;
+        tracing::info!(
+            %bound,
+            data_dir = %data_dir.display(),
+            collections,
+            persons,
+            workers,
+            threads_per_worker = threads,
+            embedder = state.workers.info().fingerprint.as_str(),
+            "facegate API ready"
+        );
+        // Scripts and tests wait for this line to learn the port.
+        println!("facegate: listening on http://{bound}");
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
+        server::serve(listener, std::sync::Arc::new(state), shutdown_signal()).await?;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+/// SIGINT or SIGTERM (systemd's stop).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in progress");
 }
 
 fn read_frame(engine: &Engine, path: &Path) -> Result<image::RgbImage> {

@@ -96,6 +96,34 @@ pub fn cut_chip(frame: &RgbImage, template: &ChipTemplate, to_frame: &Affine, ou
     );
 }
 
+/// The aligned face crop kept as a thumbnail: the ArcFace layout shrunk so that the face fills
+/// about 70 % of a `size`×`size` square, leaving hair and chin in view, upright whatever the
+/// head roll. `None` when the landmarks are degenerate.
+pub fn thumbnail(frame: &RgbImage, lm: &Landmarks, size: u32) -> Option<RgbImage> {
+    const FACE_SHARE: f32 = 0.7;
+    let s = size as f32 / 112.0;
+    let mut template = ARCFACE_112;
+    template.size = size as usize;
+    template.normalisation = Normalisation::uniform(0.0, 1.0);
+    for p in template.points.iter_mut() {
+        *p = Point::new(
+            ((p.x - 56.0) * FACE_SHARE + 56.0) * s,
+            ((p.y - 56.0) * FACE_SHARE + 56.0) * s,
+        );
+    }
+    let map = chip_to_frame(&template, lm)?;
+    let n = (size * size) as usize;
+    let mut planes = vec![0f32; 3 * n];
+    cut_chip(frame, &template, &map, &mut planes);
+    let mut out = RgbImage::new(size, size);
+    for (i, px) in out.pixels_mut().enumerate() {
+        for c in 0..3 {
+            px[c] = planes[c * n + i].round().clamp(0.0, 255.0) as u8;
+        }
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

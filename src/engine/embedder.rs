@@ -92,10 +92,11 @@ impl OnnxEmbedder {
         kind: EmbedderKind,
         mirror_average: bool,
     ) -> Result<Self, EngineError> {
-        let (file, template, dimension, metric) = match kind {
-            EmbedderKind::Arcface512 => ("arcface512.onnx", ARCFACE_112, 512, Metric::Cosine),
-            EmbedderKind::Dlib128 => ("dlib128.onnx", DLIB_150, 128, Metric::Euclidean),
+        let (template, dimension, metric) = match kind {
+            EmbedderKind::Arcface512 => (ARCFACE_112, 512, Metric::Cosine),
+            EmbedderKind::Dlib128 => (DLIB_150, 128, Metric::Euclidean),
         };
+        let file = model_file(kind);
         let side = template.size as i64;
         // A free batch dimension is what `make models` produces; a fixed 1 means a stale file.
         let (session, provider) = rt.open_expecting(file, &[-1, 3, side, side])?;
@@ -185,6 +186,24 @@ impl Embedder for OnnxEmbedder {
             .map(|m| m.as_ref().and_then(|_| vectors.next()))
             .collect())
     }
+}
+
+/// The model file of an embedder.
+pub fn model_file(kind: EmbedderKind) -> &'static str {
+    match kind {
+        EmbedderKind::Arcface512 => "arcface512.onnx",
+        EmbedderKind::Dlib128 => "dlib128.onnx",
+    }
+}
+
+/// `name@<first 16 hex digits of the model file's SHA-256>`: what a store records, so that
+/// templates of a different network (or different weights) are never compared.
+pub fn fingerprint(model_dir: &std::path::Path, kind: EmbedderKind) -> std::io::Result<String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(model_dir.join(model_file(kind)))?;
+    let digest = sha2::Sha256::digest(&bytes);
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    Ok(format!("{}@{hex}", kind.name()))
 }
 
 pub fn l2_normalise(v: &mut [f32]) {

@@ -11,9 +11,11 @@ pub mod embedder;
 pub mod frame;
 pub mod geometry;
 pub mod landmarks;
+pub mod liveness;
 pub mod runtime;
 pub mod sampling;
 pub mod similarity;
+pub mod workers;
 
 use image::RgbImage;
 use serde::Serialize;
@@ -92,6 +94,7 @@ pub struct Engine {
     max_megapixels: f32,
     refine_landmarks: bool,
     confirm_below: f32,
+    fingerprint: String,
 }
 
 /// FaceMesh face-presence needed to confirm a low-scoring detection.
@@ -112,7 +115,17 @@ impl Engine {
             config.inference.embedder,
             config.inference.mirror_average,
         )?;
+        let fingerprint = embedder::fingerprint(&runtime.model_dir, config.inference.embedder)
+            .map_err(|e| {
+                EngineError::Inference(format!(
+                    "cannot read {}: {e}",
+                    runtime
+                        .model_path(embedder::model_file(config.inference.embedder))
+                        .display()
+                ))
+            })?;
         Ok(Self {
+            fingerprint,
             detector,
             landmarks,
             calibration: Calibration::for_embedder(config.inference.embedder),
@@ -133,6 +146,16 @@ impl Engine {
 
     pub fn embedder_kind(&self) -> EmbedderKind {
         self.embedder.kind()
+    }
+
+    /// Embedder name and model-file hash (see [`embedder::fingerprint`]).
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    /// Length of the templates.
+    pub fn dimension(&self) -> usize {
+        self.embedder.dimension()
     }
 
     pub fn metric(&self) -> Metric {

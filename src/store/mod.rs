@@ -107,6 +107,9 @@ pub struct Match {
     pub closeness: f32,
 }
 
+/// A person and their stored image.
+pub type StoredPerson = (PersonRecord, Option<Vec<u8>>);
+
 /// Which page of a listing.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
@@ -494,11 +497,7 @@ impl Store {
     }
 
     /// A person and their stored image.
-    pub fn person(
-        &self,
-        collection: &str,
-        person_id: &str,
-    ) -> Result<(PersonRecord, Option<Vec<u8>>), StoreError> {
+    pub fn person(&self, collection: &str, person_id: &str) -> Result<StoredPerson, StoreError> {
         let key = person_key(collection, person_id);
         self.read(|txn| {
             if self.collections.get(txn, collection)?.is_none() {
@@ -518,7 +517,7 @@ impl Store {
         &self,
         collection: &str,
         page: &Page,
-    ) -> Result<(usize, Vec<(PersonRecord, Option<Vec<u8>>)>), StoreError> {
+    ) -> Result<(usize, Vec<StoredPerson>), StoreError> {
         let prefix = collection_prefix(collection);
         let needle = page.search.to_lowercase();
         self.read(|txn| {

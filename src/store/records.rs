@@ -99,7 +99,7 @@ pub fn template_parts(bytes: &[u8]) -> Option<(&str, &[u8])> {
     let len = bytes[1] as usize;
     let model = std::str::from_utf8(bytes.get(2..2 + len)?).ok()?;
     let values = &bytes[2 + len..];
-    (values.len() % 4 == 0).then_some((model, values))
+    values.len().is_multiple_of(4).then_some((model, values))
 }
 
 #[cfg(test)]

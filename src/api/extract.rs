@@ -1,0 +1,238 @@
+//! Request input: JSON bodies whose errors name the offending field, base64 images in the
+//! forms clients send them, and the identifier rules of api.md §1.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, Request};
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine as _;
+use serde::de::DeserializeOwned;
+
+use super::error::{ApiError, ErrorCode};
+
+/// A JSON body. Unknown fields are ignored; a wrong type or a missing field is
+/// `ERR_INVALID_REQUEST` naming the field; a body over the limit is `ERR_PAYLOAD_TOO_LARGE`.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = read_body(req, state).await?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+/// The raw body, with the size limit mapped to the documented error.
+pub async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(inner)
+            if std::error::Error::source(&inner).is_some_and(is_length_limit)
+                || inner.to_string().contains("length limit") =>
+        {
+            ApiError::new(ErrorCode::ErrPayloadTooLarge)
+        }
+        other => ApiError::invalid(format!("cannot read the request body: {other}")),
+    })
+}
+
+fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::invalid(
+            "the request body is empty; a JSON object is expected",
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::invalid(format!("the request body is not valid JSON: {inner}"))
+        } else if path == "." || path.is_empty() {
+            ApiError::invalid(strip_position(&inner.to_string()))
+        } else {
+            ApiError::invalid(format!(
+                "field `{path}`: {}",
+                strip_position(&inner.to_string())
+            ))
+        }
+        .with_metadata_if(path != "." && !path.is_empty(), "field", path)
+    })
+}
+
+trait MaybeMetadata {
+    fn with_metadata_if(self, cond: bool, key: &str, value: String) -> Self;
+}
+
+impl MaybeMetadata for ApiError {
+    fn with_metadata_if(self, cond: bool, key: &str, value: String) -> Self {
+        if cond {
+            self.with_metadata(key, value)
+        } else {
+            self
+        }
+    }
+}
+
+/// serde_json appends " at line 1 column 42"; the field path says more.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+/// Query parameters; a malformed one is `ERR_INVALID_REQUEST`.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e| ApiError::invalid(format!("bad query parameters: {}", e.body_text())))
+    }
+}
+
+const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
+    .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+    .with_decode_allow_trailing_bits(true);
+const STANDARD_LENIENT: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
+const URL_SAFE_LENIENT: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
+
+/// The bytes of a base64 image field: an optional `data:image/...;base64,` prefix, padding or
+/// none, whitespace and line breaks anywhere, standard or URL-safe alphabet.
+pub fn decode_base64_image(text: &str) -> Result<Vec<u8>, ApiError> {
+    let body = match text.trim_start().strip_prefix("data:") {
+        Some(rest) => rest
+            .split_once(',')
+            .map(|(_, b)| b)
+            .ok_or_else(|| ApiError::new(ErrorCode::ErrBase64ImageCannotBeDecoded))?,
+        None => text,
+    };
+    let compact: Vec<u8> = body.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if compact.is_empty() {
+        return Err(ApiError::new(ErrorCode::ErrBase64ImageCannotBeDecoded));
+    }
+    STANDARD_LENIENT
+        .decode(&compact)
+        .or_else(|_| URL_SAFE_LENIENT.decode(&compact))
+        .map_err(|_| ApiError::new(ErrorCode::ErrBase64ImageCannotBeDecoded))
+}
+
+pub fn encode_base64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Collection names: letters, digits, `_`, `-`, `.`; 1–64 characters.
+pub fn check_collection_name(name: &str) -> Result<(), ApiError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(ErrorCode::ErrInvalidCollectionName))
+    }
+}
+
+/// Person ids: 1–128 characters, no control characters.
+pub fn check_person_id(id: &str) -> Result<(), ApiError> {
+    let n = id.chars().count();
+    if n == 0 || n > 128 {
+        return Err(ApiError::invalid("person_id must have 1 to 128 characters")
+            .with_metadata("field", "person_id"));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(
+            ApiError::invalid("person_id must not contain control characters")
+                .with_metadata("field", "person_id"),
+        );
+    }
+    Ok(())
+}
+
+/// A similarity threshold in [0, 1].
+pub fn check_score(field: &str, v: f32) -> Result<f32, ApiError> {
+    if (0.0..=1.0).contains(&v) {
+        Ok(v)
+    } else {
+        Err(
+            ApiError::invalid(format!("{field} must be between 0 and 1"))
+                .with_metadata("field", field.to_owned()),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_images_are_accepted_in_every_form_clients_send() {
+        let bytes = b"\xff\xd8\xff\xe0 some jpeg";
+        let plain = encode_base64(bytes);
+        let unpadded = plain.trim_end_matches('=').to_owned();
+        let wrapped = plain
+            .as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let data_url = format!("data:image/jpeg;base64,{plain}");
+        for form in [plain, unpadded, wrapped, data_url] {
+            assert_eq!(decode_base64_image(&form).unwrap(), bytes, "{form}");
+        }
+        for bad in ["", "   ", "not base64!!", "data:image/png;base64"] {
+            assert_eq!(
+                decode_base64_image(bad).unwrap_err().code,
+                ErrorCode::ErrBase64ImageCannotBeDecoded
+            );
+        }
+    }
+
+    #[test]
+    fn collection_names_follow_the_documented_alphabet() {
+        for ok in ["staff", "a.b-c_d", "X1", &"a".repeat(64)] {
+            assert!(check_collection_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "a b", "a/b", "é", &"a".repeat(65)] {
+            assert!(check_collection_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn wrong_types_name_the_field() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Body {
+            name: String,
+            items: Vec<u32>,
+        }
+        let e = parse_json::<Body>(br#"{"name": 5, "items": []}"#).unwrap_err();
+        assert!(e.message.contains("`name`"), "{}", e.message);
+        let e = parse_json::<Body>(br#"{"name": "x", "items": [1, "a"]}"#).unwrap_err();
+        assert!(e.message.contains("items[1]"), "{}", e.message);
+        let e = parse_json::<Body>(br#"{"items": []}"#).unwrap_err();
+        assert!(e.message.contains("missing field `name`"), "{}", e.message);
+        let e = parse_json::<Body>(b"{").unwrap_err();
+        assert!(e.message.contains("not valid JSON"), "{}", e.message);
+    }
+}

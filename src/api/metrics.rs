@@ -1,0 +1,143 @@
+//! Prometheus metrics (`GET /metrics`). The request middleware, the inference path and the
+//! store feed them; gauges of the store are read at scrape time.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    request_seconds: Family<RouteLabels, Histogram>,
+    pub inference_seconds: Histogram,
+    pub busy: Counter,
+    pub auth_failures: Counter,
+    pub search_seconds: Histogram,
+    persons: Gauge,
+    collections: Gauge,
+    in_flight: Gauge,
+    index_bytes: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("facegate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests answered", requests.clone());
+        let request_seconds = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.001, 2.0, 14))
+        });
+        registry.register(
+            "http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            request_seconds.clone(),
+        );
+        let inference_seconds = Histogram::new(exponential_buckets(0.005, 2.0, 12));
+        registry.register(
+            "inference_duration_seconds",
+            "Time from queueing an image to its analysis (decode, detect, landmarks, embed)",
+            inference_seconds.clone(),
+        );
+        let search_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        registry.register(
+            "search_duration_seconds",
+            "Time of one 1:N index search with re-scoring",
+            search_seconds.clone(),
+        );
+        let busy = Counter::default();
+        registry.register(
+            "inference_rejected",
+            "Requests refused with ERR_BUSY because the inference queue was full",
+            busy.clone(),
+        );
+        let auth_failures = Counter::default();
+        registry.register(
+            "auth_failures",
+            "Requests with a wrong API key",
+            auth_failures.clone(),
+        );
+        let persons = Gauge::default();
+        registry.register("store_persons", "Enrolled persons", persons.clone());
+        let collections = Gauge::default();
+        registry.register("store_collections", "Collections", collections.clone());
+        let in_flight = Gauge::default();
+        registry.register(
+            "inference_in_flight",
+            "Images queued or being analysed",
+            in_flight.clone(),
+        );
+        let index_bytes = Gauge::default();
+        registry.register(
+            "index_bytes",
+            "Memory held by the search indexes",
+            index_bytes.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            request_seconds,
+            inference_seconds,
+            busy,
+            auth_failures,
+            search_seconds,
+            persons,
+            collections,
+            in_flight,
+            index_bytes,
+        }
+    }
+
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                method: method.to_owned(),
+                route: route.to_owned(),
+                status,
+            })
+            .inc();
+        self.request_seconds
+            .get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    /// The text exposition, with the gauges set from current values.
+    pub fn render(
+        &self,
+        collections: usize,
+        persons: usize,
+        in_flight: usize,
+        index_bytes: usize,
+    ) -> String {
+        self.collections.set(collections as i64);
+        self.persons.set(persons as i64);
+        self.in_flight.set(in_flight as i64);
+        self.index_bytes.set(index_bytes as i64);
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -1,0 +1,78 @@
+//! Starting the API: inference workers, the store, and the listener with graceful shutdown.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+
+use super::{metrics::Metrics, router, ApiKeys, AppState};
+use crate::clock::SystemClock;
+use crate::config::Config;
+use crate::engine::workers::InferenceWorkers;
+use crate::engine::EngineError;
+use crate::store::{ModelId, Store, StoreError, StoreOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Workers and threads per ONNX Runtime session for this machine: `server.inference_workers`
+/// (0: one per core, at most 4), and the cores shared out between them when
+/// `inference.threads` is 0, so that concurrent requests do not oversubscribe the CPU.
+pub fn worker_layout(config: &Config) -> (usize, usize) {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let workers = match config.server.inference_workers {
+        0 => cores.clamp(1, 4),
+        n => n,
+    };
+    let threads = match config.inference.threads {
+        0 => (cores / workers).max(1),
+        n => n,
+    };
+    (workers, threads)
+}
+
+/// Open the engines and the store in `data_dir`.
+pub fn open_state(config: Config, data_dir: &Path, keys: ApiKeys) -> Result<AppState, StartError> {
+    let (workers, threads) = worker_layout(&config);
+    let mut engine_config = config.clone();
+    engine_config.inference.threads = threads;
+    let workers = InferenceWorkers::start(&engine_config, workers, config.server.inference_queue)?;
+    let info = workers.info();
+    let model = ModelId {
+        id: info.fingerprint.clone(),
+        dim: info.dimension,
+        metric: info.metric,
+    };
+    let options = StoreOptions {
+        map_size: config.store.map_size_mib << 20,
+        ..StoreOptions::default()
+    };
+    let store = Store::open(data_dir, model, &options, Arc::new(SystemClock))?;
+    Ok(AppState {
+        config,
+        store: Arc::new(store),
+        workers,
+        keys,
+        metrics: Metrics::new(),
+        started: Instant::now(),
+    })
+}
+
+/// Serve until `shutdown` resolves; requests in progress are finished first.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
