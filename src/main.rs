@@ -59,18 +59,36 @@ enum Command {
         #[arg(long)]
         threads: Option<usize>,
     },
-    /// Benchmarks. `engine`: per-stage latency on 1280×720 frames.
+    /// Benchmarks, each reported next to a reference measured in the same run.
+    /// `engine`: per-stage latency on 1280×720 frames. `search`: exact 1:N search over random
+    /// templates next to the memory-bandwidth floor. `http`: /face-search under load next to
+    /// one engine pass. `memory`: resident memory of `serve` with N persons enrolled.
     Bench {
-        #[arg(value_parser = ["engine"])]
+        #[arg(value_parser = ["engine", "search", "http", "memory"])]
         what: String,
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
         iterations: u32,
-        /// Photo with one face (placed on a 1280×720 frame).
+        /// Photo with one face (engine: placed on a 1280×720 frame; http, memory: the query).
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/obama.jpg"))]
         one: PathBuf,
         /// Photo with six faces.
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/t1.jpg"))]
         six: PathBuf,
+        /// search: collection sizes.
+        #[arg(long, value_delimiter = ',', default_value = "10000,100000,1000000")]
+        templates: Vec<usize>,
+        /// search: template dimensions.
+        #[arg(long, value_delimiter = ',', default_value = "512,128")]
+        dim: Vec<usize>,
+        /// http: persons enrolled; memory: persons enrolled.
+        #[arg(long, default_value_t = 100_000)]
+        persons: usize,
+        /// http: concurrent clients, one load run each.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,16")]
+        clients: Vec<usize>,
+        /// http: requests per client per run.
+        #[arg(long, default_value_t = 20)]
+        requests: usize,
     },
     /// Run the HTTP API (and, with a camera configured, the recognition pipeline).
     Serve {
@@ -192,37 +210,80 @@ fn run(cli: Cli) -> Result<()> {
             threads,
         } => run_eval(&config, pairs, *all_pairs, *threads)?,
         Command::Bench {
-            what: _,
+            what,
             iterations,
             one,
             six,
-        } => {
-            let mut frames = Vec::new();
-            for (label, path) in [("1280x720, 1 face", one), ("1280x720, 6 faces", six)] {
-                let photo = image::open(path)
-                    .with_context(|| {
-                        format!(
-                            "cannot read bench photo {} (run `make models` for the fixtures in {FIXTURE_DIR})",
-                            path.display()
-                        )
-                    })?
-                    .to_rgb8();
-                let frame = facegate::bench::frame_1280x720(&photo);
-                let mut jpeg = Vec::new();
-                frame.write_to(
-                    &mut std::io::Cursor::new(&mut jpeg),
-                    image::ImageFormat::Jpeg,
-                )?;
-                frames.push((label.to_string(), jpeg));
+            templates,
+            dim,
+            persons,
+            clients,
+            requests,
+        } => match what.as_str() {
+            "search" => {
+                let mut rows = Vec::new();
+                for &d in dim {
+                    for &n in templates {
+                        let queries = (20_000_000 / n).clamp(20, 200);
+                        let row = facegate::bench::search::bench_search(n, d, queries);
+                        eprint!("{}", facegate::bench::search::format_search_table(&[row.clone()]));
+                        rows.push(row);
+                    }
+                }
+                eprint!("{}", facegate::bench::search::format_search_table(&rows));
+                println!("{}", serde_json::to_string_pretty(&rows)?);
             }
-            let rows = facegate::bench::bench_engine(&config, &frames, *iterations as usize)?;
-            eprint!(
-                "{}",
-                facegate::bench::format_table(&rows, *iterations as usize)
-            );
-            println!("{}", serde_json::to_string_pretty(&rows)?);
-        }
+            "http" => {
+                let report =
+                    facegate::bench::http::bench_http(&config, one, *persons, clients, *requests)?;
+                eprint!("{}", facegate::bench::http::format_http_report(&report));
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            "memory" => {
+                let exe = std::env::current_exe()?;
+                let report =
+                    facegate::bench::memory::bench_memory(&config, &exe, one, *persons)?;
+                eprintln!(
+                    "{} persons ({}-d, NoStorage): RSS {:.1} MiB (peak {:.1}) vs empty store {:.1} \
+                     MiB (peak {:.1}); LMDB file {:.0} MiB",
+                    report.persons,
+                    report.dim,
+                    report.rss_mib,
+                    report.peak_rss_mib,
+                    report.empty_rss_mib,
+                    report.empty_peak_rss_mib,
+                    report.store_file_mib
+                );
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            _ => bench_engine_command(&config, *iterations, one, six)?,
+        },
     }
+    Ok(())
+}
+
+fn bench_engine_command(config: &Config, iterations: u32, one: &Path, six: &Path) -> Result<()> {
+    let mut frames = Vec::new();
+    for (label, path) in [("1280x720, 1 face", one), ("1280x720, 6 faces", six)] {
+        let photo = image::open(path)
+            .with_context(|| {
+                format!(
+                    "cannot read bench photo {} (run `make models` for the fixtures in {FIXTURE_DIR})",
+                    path.display()
+                )
+            })?
+            .to_rgb8();
+        let frame = facegate::bench::frame_1280x720(&photo);
+        let mut jpeg = Vec::new();
+        frame.write_to(
+            &mut std::io::Cursor::new(&mut jpeg),
+            image::ImageFormat::Jpeg,
+        )?;
+        frames.push((label.to_string(), jpeg));
+    }
+    let rows = facegate::bench::bench_engine(config, &frames, iterations as usize)?;
+    eprint!("{}", facegate::bench::format_table(&rows, iterations as usize));
+    println!("{}", serde_json::to_string_pretty(&rows)?);
     Ok(())
 }
 

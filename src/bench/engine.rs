@@ -1,4 +1,4 @@
-//! `facegate bench engine`: per-stage latency on 1280×720 frames, measured side by side.
+//! Per-stage latency of the face engine on 1280×720 frames (`facegate bench engine`), measured side by side.
 
 use std::time::Instant;
 
