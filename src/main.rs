@@ -226,7 +226,12 @@ fn run(cli: Cli) -> Result<()> {
                     for &n in templates {
                         let queries = (20_000_000 / n).clamp(20, 200);
                         let row = facegate::bench::search::bench_search(n, d, queries);
-                        eprint!("{}", facegate::bench::search::format_search_table(&[row.clone()]));
+                        eprint!(
+                            "{}",
+                            facegate::bench::search::format_search_table(std::slice::from_ref(
+                                &row
+                            ))
+                        );
                         rows.push(row);
                     }
                 }
@@ -241,8 +246,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             "memory" => {
                 let exe = std::env::current_exe()?;
-                let report =
-                    facegate::bench::memory::bench_memory(&config, &exe, one, *persons)?;
+                let report = facegate::bench::memory::bench_memory(&config, &exe, one, *persons)?;
                 eprintln!(
                     "{} persons ({}-d, NoStorage): RSS {:.1} MiB (peak {:.1}) vs empty store {:.1} \
                      MiB (peak {:.1}); LMDB file {:.0} MiB",
@@ -282,7 +286,10 @@ fn bench_engine_command(config: &Config, iterations: u32, one: &Path, six: &Path
         frames.push((label.to_string(), jpeg));
     }
     let rows = facegate::bench::bench_engine(config, &frames, iterations as usize)?;
-    eprint!("{}", facegate::bench::format_table(&rows, iterations as usize));
+    eprint!(
+        "{}",
+        facegate::bench::format_table(&rows, iterations as usize)
+    );
     println!("{}", serde_json::to_string_pretty(&rows)?);
     Ok(())
 }

@@ -22,7 +22,13 @@ const TOTAL: usize = 1_050;
 /// Distinct photos made from the single-face fixtures: crops and mirror images.
 fn synthetic_faces() -> Vec<String> {
     let mut out = Vec::new();
-    for name in ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "32bit.png"] {
+    for name in [
+        "obama.jpg",
+        "obama2.jpg",
+        "obama3.jpg",
+        "biden.jpg",
+        "32bit.png",
+    ] {
         let img = image::open(common::fixture(name)).unwrap().to_rgb8();
         let h = 420;
         let w = img.width() * h / img.height();
@@ -45,7 +51,8 @@ fn bulk(url: &str, faces: &[String], first: usize) -> Result<Vec<(String, String
                    "face_base_64": faces[n % faces.len()]})
         })
         .collect();
-    let body = json!({"collection_name": "site", "face_storage_type": "NoStorage", "persons": persons});
+    let body =
+        json!({"collection_name": "site", "face_storage_type": "NoStorage", "persons": persons});
     let response = ureq::put(&format!("{url}/persons"))
         .set("x-api-key", KEY)
         .timeout(Duration::from_secs(60))
@@ -77,7 +84,12 @@ fn a_server_killed_mid_enrolment_keeps_every_acknowledged_person_and_nothing_hal
     let data = dir.path().join("data");
     // dlib128 keeps the test quick; durability does not depend on the embedder.
     let mut server = Server::start_with(&data, &dlib()).unwrap();
-    assert_eq!(server.call("POST", "/collection", Some(&json!({"name": "site"}))).0, 200);
+    assert_eq!(
+        server
+            .call("POST", "/collection", Some(&json!({"name": "site"})))
+            .0,
+        200
+    );
 
     // Two clients enrol batches until the server dies under them.
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
@@ -99,7 +111,10 @@ fn a_server_killed_mid_enrolment_keeps_every_acknowledged_person_and_nothing_hal
                 }
                 match bulk(&url, &faces, first) {
                     Ok(items) => acknowledged.lock().unwrap().extend(
-                        items.into_iter().filter(|(_, c)| c == "OK").map(|(id, _)| id),
+                        items
+                            .into_iter()
+                            .filter(|(_, c)| c == "OK")
+                            .map(|(id, _)| id),
                     ),
                     Err(_) => return,
                 }
@@ -108,7 +123,10 @@ fn a_server_killed_mid_enrolment_keeps_every_acknowledged_person_and_nothing_hal
         .collect();
     let started = Instant::now();
     while acknowledged.lock().unwrap().len() < 400 {
-        assert!(started.elapsed() < Duration::from_secs(300), "enrolment too slow");
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "enrolment too slow"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     // Requests are in flight at this moment: kill without any chance to clean up.
@@ -123,19 +141,35 @@ fn a_server_killed_mid_enrolment_keeps_every_acknowledged_person_and_nothing_hal
     // The store opens cleanly and is consistent: every person has a template and the
     // counts agree; every acknowledged person is there.
     let model = ModelId {
-        id: fingerprint(&model_dir(&InferenceConfig::default()), EmbedderKind::Dlib128).unwrap(),
+        id: fingerprint(
+            &model_dir(&InferenceConfig::default()),
+            EmbedderKind::Dlib128,
+        )
+        .unwrap(),
         dim: 128,
         metric: Metric::Euclidean,
     };
     {
-        let store = Store::open(&data, model, &StoreOptions::default(), Arc::new(SystemClock))
-            .expect("the store opens after SIGKILL");
+        let store = Store::open(
+            &data,
+            model,
+            &StoreOptions::default(),
+            Arc::new(SystemClock),
+        )
+        .expect("the store opens after SIGKILL");
         assert_eq!(store.verify().unwrap(), Vec::<String>::new());
-        let stored: std::collections::HashSet<String> =
-            store.template_keys().unwrap().into_iter().map(|(_, p)| p).collect();
+        let stored: std::collections::HashSet<String> = store
+            .template_keys()
+            .unwrap()
+            .into_iter()
+            .map(|(_, p)| p)
+            .collect();
         let missing: Vec<_> = acked.iter().filter(|id| !stored.contains(*id)).collect();
         assert!(missing.is_empty(), "acknowledged but lost: {missing:?}");
-        assert_eq!(store.collection("site").unwrap().num_persons as usize, stored.len());
+        assert_eq!(
+            store.collection("site").unwrap().num_persons as usize,
+            stored.len()
+        );
     }
 
     // Restarted, the server finds acknowledged persons by their photo.
@@ -145,12 +179,17 @@ fn a_server_killed_mid_enrolment_keeps_every_acknowledged_person_and_nothing_hal
         let (status, hits) = server.call(
             "POST",
             "/face-search",
-            Some(&json!({"collection_name": "site", "face_base_64": faces[n % faces.len()],
-                         "min_similarity_score": 0.9, "max_results": 200})),
+            Some(
+                &json!({"collection_name": "site", "face_base_64": faces[n % faces.len()],
+                         "min_similarity_score": 0.9, "max_results": 200}),
+            ),
         );
         assert_eq!(status, 200, "{hits}");
         assert!(
-            hits.as_array().unwrap().iter().any(|h| h["person_id"] == id.as_str()),
+            hits.as_array()
+                .unwrap()
+                .iter()
+                .any(|h| h["person_id"] == id.as_str()),
             "{id} not found"
         );
     }

@@ -194,7 +194,11 @@ async fn load(
         );
     }
     let seconds = started.elapsed().as_secs_f64();
-    let mut ok: Vec<f64> = all.iter().filter(|(s, _)| *s == 200).map(|(_, ms)| *ms).collect();
+    let mut ok: Vec<f64> = all
+        .iter()
+        .filter(|(s, _)| *s == 200)
+        .map(|(_, ms)| *ms)
+        .collect();
     let busy = all.iter().filter(|(s, _)| *s == 503).count();
     let (p50, p99) = percentiles(&mut ok);
     Ok(LoadRow {

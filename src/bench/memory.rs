@@ -65,8 +65,13 @@ pub fn bench_memory(
     let _ = std::fs::remove_dir_all(&root);
     let (full, empty) = (root.join("full"), root.join("empty"));
     for (dir, n) in [(&full, persons), (&empty, 0)] {
-        let store = Store::open(dir, model.clone(), &StoreOptions::default(), Arc::new(SystemClock))
-            .map_err(setup)?;
+        let store = Store::open(
+            dir,
+            model.clone(),
+            &StoreOptions::default(),
+            Arc::new(SystemClock),
+        )
+        .map_err(setup)?;
         store.create_collection("bench").map_err(setup)?;
         let mut rng = RandomVectors::new(11);
         for start in (0..n).step_by(5000) {
@@ -112,7 +117,15 @@ fn measure(
     photo: &[u8],
 ) -> Result<(u64, u64), MemoryBenchError> {
     let mut child = Command::new(exe)
-        .args(["--embedder", kind.name(), "serve", "--listen", "127.0.0.1:0", "--api-key", KEY])
+        .args([
+            "--embedder",
+            kind.name(),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-key",
+            KEY,
+        ])
         .arg("--data-dir")
         .arg(dir)
         .env("FACEGATE_LOG", "warn")

@@ -168,6 +168,16 @@ impl CollectionIndex {
                 .sum::<usize>()
     }
 
+    /// Give back the spare capacity left by growing while loading.
+    pub fn shrink_to_fit(&mut self) {
+        self.codes.shrink_to_fit();
+        self.scale.shrink_to_fit();
+        self.residual.shrink_to_fit();
+        self.norm.shrink_to_fit();
+        self.ids.shrink_to_fit();
+        self.slots.shrink_to_fit();
+    }
+
     /// Add or replace the template of `id`.
     pub fn upsert(&mut self, id: &str, template: &[f32]) {
         assert_eq!(template.len(), self.dim, "template dimension");

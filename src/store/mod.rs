@@ -197,7 +197,7 @@ impl Store {
             indexes: RwLock::new(HashMap::new()),
         };
         store.check_or_record_identity()?;
-        store.load_indexes()?;
+        store.load_indexes(options.release_pages_after_load)?;
         if options.release_pages_after_load {
             store.release_mapped_pages();
         }
@@ -239,7 +239,7 @@ impl Store {
         })
     }
 
-    fn load_indexes(&self) -> Result<(), StoreError> {
+    fn load_indexes(&self, release_pages: bool) -> Result<(), StoreError> {
         let mut indexes = HashMap::new();
         self.read(|txn| {
             for entry in self.collections.iter(txn)? {
@@ -249,8 +249,13 @@ impl Store {
                     CollectionIndex::new(self.model.dim, self.model.metric),
                 );
             }
-            for entry in self.templates.iter(txn)? {
+            for (n, entry) in self.templates.iter(txn)?.enumerate() {
                 let (key, value) = entry?;
+                // Keep the start-up peak near the steady state: without this, every page of
+                // the file stays resident until the end of the load.
+                if release_pages && n % 16_384 == 16_383 {
+                    self.release_mapped_pages();
+                }
                 let corrupt = || StoreError::Corrupt(String::from_utf8_lossy(key).into_owned());
                 let (collection, person_id) = split_person_key(key).ok_or_else(corrupt)?;
                 let (_, values) = decode_template(value).ok_or_else(corrupt)?;
@@ -264,20 +269,47 @@ impl Store {
             }
             Ok(())
         })?;
+        for index in indexes.values_mut() {
+            index.shrink_to_fit();
+        }
         *self.indexes.write().unwrap() = indexes;
         Ok(())
     }
 
     /// Tell the kernel this process no longer needs the map's pages resident. They stay in
-    /// the page cache and fault back in on the next read (re-scoring touches a few).
+    /// the page cache and fault back in on the next read (re-scoring touches a few). LMDB
+    /// does not report where it mapped the file (`mdb_env_info` gives an address only with
+    /// `MDB_FIXEDMAP`), so the mapping is found in `/proc/self/maps`.
     fn release_mapped_pages(&self) {
-        let _g = self.gate.write().unwrap();
-        let info = self.env.info();
-        if !info.map_addr.is_null() {
-            // SAFETY: the range is LMDB's read-only shared file mapping; MADV_DONTNEED on a
-            // shared file mapping only drops page-table entries, the data stays in the file.
+        let file = self.dir.join("data.mdb");
+        let file = std::fs::canonicalize(&file).unwrap_or(file);
+        let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+            return;
+        };
+        for line in maps.lines() {
+            let mut fields = line.split_whitespace();
+            let (Some(range), Some(path)) = (fields.next(), fields.nth(4)) else {
+                continue;
+            };
+            if std::path::Path::new(path) != file {
+                continue;
+            }
+            let Some((start, end)) = range.split_once('-') else {
+                continue;
+            };
+            let (Ok(start), Ok(end)) = (
+                usize::from_str_radix(start, 16),
+                usize::from_str_radix(end, 16),
+            ) else {
+                continue;
+            };
+            // SAFETY: the range is LMDB's read-only shared mapping of its data file (LMDB
+            // writes through the file descriptor, not the map). MADV_DONTNEED on a shared
+            // file mapping only drops this process's page-table entries; the data stays in the
+            // file and the page cache, and a later read faults it back in, so this is safe even
+            // with a read transaction open.
             unsafe {
-                libc::madvise(info.map_addr, info.map_size, libc::MADV_DONTNEED);
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
             }
         }
     }
