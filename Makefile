@@ -1,7 +1,8 @@
 # facegate: every set-up step the two README commands need, idempotent.
-#   make run    build everything needed and run the demo of the main job
+#   make run    build everything needed and start the main job (facegate serve) on the
+#               built-in default configuration, with an API key generated into data/api-key
 #   make test   build everything needed and run the whole suite (what CI runs)
-# Building blocks: make deps | venv | models | build | lint | bench | eval
+# Building blocks: make deps | venv | models | build | lint | demo | bench | eval
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -14,8 +15,9 @@ SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CARGO      ?= cargo
 BIN        := target/release/facegate
 EVAL_PAIRS ?= ../shared/eval/faces/pairs.csv
+DATA       ?= data
 
-.PHONY: all deps venv models build test lint run bench eval clean-models
+.PHONY: all deps venv models build test lint run demo bench eval clean-models
 
 all: build
 
@@ -51,8 +53,18 @@ lint:
 test: models lint
 	$(CARGO) test --release --locked
 
-# Until the daemon lands, the main job's demo is the engine itself on the fixture photos.
+# The main job on the built-in defaults: the HTTP API on 127.0.0.1:8080 with its store in
+# ./data. The server refuses to run without an API key, so one is generated on first run.
 run: models build
+	@mkdir -p $(DATA)
+	@[ -s $(DATA)/api-key ] || (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' > $(DATA)/api-key)
+	@echo "API key (kept in $(DATA)/api-key): $$(cat $(DATA)/api-key)"
+	@echo "try:  curl -s -H 'x-api-key: $$(cat $(DATA)/api-key)' http://127.0.0.1:8080/collections"
+	@echo "docs: http://127.0.0.1:8080/docs"
+	FACEGATE_API_KEYS="$$(cat $(DATA)/api-key)" exec $(BIN) serve --data-dir $(DATA)
+
+# The engine alone on the fixture photos: faces of a group photo and three comparisons.
+demo: models build
 	@echo "== faces on the insightface group photo (facegate detect tests/fixtures/t1.jpg)"
 	@$(BIN) detect tests/fixtures/t1.jpg | python3 -c 'import json,sys; [print("  face %d: box %s score %.2f" % (i, f["box"], f["detection_score"])) for i, f in enumerate(json.load(sys.stdin))]'
 	@for pair in "obama.jpg obama2.jpg" "obama.jpg obama_partial_face.jpg" "obama.jpg biden.jpg"; do \
@@ -65,6 +77,9 @@ run: models build
 
 bench: models build
 	$(BIN) bench engine
+	$(BIN) bench search
+	$(BIN) bench http
+	$(BIN) bench memory
 
 # Needs the shared evaluation set (not part of the repository; never used by `make test`).
 eval: models build

@@ -322,12 +322,22 @@ fn scan(index: &CollectionIndex, query: &[i8], p: &ScanParams) -> Vec<u32> {
     let query = query.as_slice();
     #[cfg(target_arch = "x86_64")]
     {
+        if std::arch::is_x86_feature_detected!("avx512bw") {
+            // SAFETY: the CPU has AVX-512BW (checked just above).
+            return unsafe { scan_avx512(index, query, p) };
+        }
         if std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 (checked just above).
             return unsafe { scan_avx2(index, query, p) };
         }
     }
     scan_portable(index, query, p)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512bw")]
+unsafe fn scan_avx512(index: &CollectionIndex, query: &[i16], p: &ScanParams) -> Vec<u32> {
+    scan_body(index, query, p)
 }
 
 #[cfg(target_arch = "x86_64")]
