@@ -172,6 +172,9 @@ pub struct ServerConfig {
     pub api_keys: Vec<String>,
     /// File with one key per line (`#` starts a comment). Empty: none.
     pub api_key_file: String,
+    /// Wrong keys one client address may send per minute; past that it gets 429
+    /// `ERR_RATE_LIMITED` until the minute is over. 0: no limit.
+    pub auth_failures_per_minute: u32,
     /// Serve `GET /health` without a key.
     pub public_health: bool,
     /// Serve `GET /metrics` without a key.
@@ -197,6 +200,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:8080".into(),
             api_keys: Vec::new(),
             api_key_file: String::new(),
+            auth_failures_per_minute: 20,
             public_health: true,
             public_metrics: true,
             public_docs: true,
@@ -437,6 +441,9 @@ listen = "127.0.0.1:8080"
 api_keys = []
 # File with one key per line ('#' starts a comment). Empty: none.
 api_key_file = ""
+# Wrong keys one client address may send per minute; past that it gets 429 ERR_RATE_LIMITED
+# until the minute is over. 0: no limit.
+auth_failures_per_minute = 20
 # Serve GET /health without a key.
 public_health = true
 # Serve GET /metrics without a key.

@@ -73,6 +73,27 @@ fn protected_endpoints_need_a_valid_key_and_health_does_not() {
 }
 
 #[test]
+fn a_client_guessing_keys_is_rate_limited_even_with_the_right_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        config: "[server]\nauth_failures_per_minute = 3\n".into(),
+        ..Options::default()
+    };
+    let s = Server::start_with(&dir.path().join("data"), &options).unwrap();
+    for guess in ["a", "b", "c"] {
+        assert_error(
+            s.call_with_key("GET", "/collections", None, Some(guess)),
+            403,
+            "ERR_API_KEY_NOT_VALID",
+        );
+    }
+    let e = assert_error(s.call("GET", "/collections", None), 429, "ERR_RATE_LIMITED");
+    assert!(e["message"].is_string());
+    // Health stays reachable for monitoring.
+    assert_eq!(s.call_with_key("GET", "/health", None, None).0, 200);
+}
+
+#[test]
 fn collections_are_created_listed_read_and_deleted() {
     let (_d, s) = start();
     let (status, body) = s.call("POST", "/collection", Some(&json!({"name": "staff"})));

@@ -36,6 +36,7 @@ pub struct AppState {
     pub store: Arc<Store>,
     pub workers: InferenceWorkers,
     pub keys: ApiKeys,
+    pub throttle: auth::AuthThrottle,
     pub metrics: metrics::Metrics,
     pub started: Instant,
 }

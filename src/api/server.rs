@@ -56,10 +56,12 @@ pub fn open_state(config: Config, data_dir: &Path, keys: ApiKeys) -> Result<AppS
         ..StoreOptions::default()
     };
     let store = Store::open(data_dir, model, &options, Arc::new(SystemClock))?;
+    let throttle = super::auth::AuthThrottle::new(config.server.auth_failures_per_minute);
     Ok(AppState {
         config,
         store: Arc::new(store),
         workers,
+        throttle,
         keys,
         metrics: Metrics::new(),
         started: Instant::now(),
@@ -72,7 +74,8 @@ pub async fn serve(
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
 }
