@@ -3,20 +3,68 @@
 //! internet.
 
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::{collections, error, ops, persons, search};
 
-struct ApiKeyScheme;
+/// The `x-api-key` scheme, and the error answers any protected endpoint can give (auth,
+/// request validation, size limits, overload), added to every operation that needs a key.
+struct CommonResponses;
 
-impl Modify for ApiKeyScheme {
+impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "api_key",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))),
         );
+        let common = [
+            ("400", "ERR_INVALID_COLLECTION_NAME"),
+            ("401", "ERR_API_KEY_NOT_PRESENT"),
+            ("403", "ERR_API_KEY_NOT_VALID"),
+            ("413", "ERR_PAYLOAD_TOO_LARGE, ERR_IMAGE_TOO_LARGE"),
+            ("422", "ERR_INVALID_REQUEST (the message names the field)"),
+            (
+                "429",
+                "ERR_RATE_LIMITED (too many wrong keys from this address)",
+            ),
+            ("500", "ERR_DATABASE_ERROR, ERR_INTERNAL"),
+            ("503", "ERR_BUSY (inference queue full; see Retry-After)"),
+        ];
+        for item in openapi.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                if op.security.is_none() {
+                    continue;
+                }
+                for (status, description) in common {
+                    op.responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| {
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content(
+                                    "application/json",
+                                    ContentBuilder::new()
+                                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                                        .build(),
+                                )
+                                .build()
+                                .into()
+                        });
+                }
+            }
+        }
     }
 }
 
@@ -34,7 +82,7 @@ impl Modify for ApiKeyScheme {
         ops::detect, ops::liveness, ops::health, ops::metrics,
     ),
     components(schemas(error::ErrorBody)),
-    modifiers(&ApiKeyScheme),
+    modifiers(&CommonResponses),
 )]
 pub struct ApiDoc;
 

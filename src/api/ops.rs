@@ -181,7 +181,7 @@ pub async fn health(State(state): State<SharedState>) -> impl IntoResponse {
 }
 
 #[utoipa::path(get, path = "/metrics", tag = "operations",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+    responses((status = 200, description = "Prometheus text format", content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
     let (collections, persons) = state.store.counts();
     let text = state.metrics.render(
