@@ -90,6 +90,28 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         requests: usize,
     },
+    /// Enrol photos through a running server (PUT /persons): each photo's file stem is the
+    /// person id and name. Prints one result per photo; exits 1 if any was not enrolled.
+    Enroll {
+        /// Base URL of the API.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// API key; default: $FACEGATE_API_KEY.
+        #[arg(long)]
+        api_key: Option<String>,
+        #[arg(long)]
+        collection: String,
+        /// Create the collection first when it does not exist.
+        #[arg(long)]
+        create: bool,
+        /// What to keep of each photo.
+        #[arg(long, default_value = "StoreThumbnails",
+              value_parser = ["NoStorage", "StoreThumbnails", "StoreFullImage"])]
+        storage: String,
+        /// JPEG/PNG files, or folders of them.
+        #[arg(required = true)]
+        photos: Vec<PathBuf>,
+    },
     /// Run the HTTP API (and, with a camera configured, the recognition pipeline).
     Serve {
         /// Address and port to listen on (overrides server.listen); port 0 picks a free one.
@@ -148,6 +170,31 @@ fn run(cli: Cli) -> Result<()> {
     let config = load_config(&cli)?;
     match &cli.command {
         Command::PrintConfig => print!("{}", Config::default_toml()),
+        Command::Enroll {
+            url,
+            api_key,
+            collection,
+            create,
+            storage,
+            photos,
+        } => {
+            let key = match api_key
+                .clone()
+                .or_else(|| std::env::var("FACEGATE_API_KEY").ok())
+            {
+                Some(k) => k,
+                None => bail!("no API key: pass --api-key or set FACEGATE_API_KEY"),
+            };
+            let files = facegate::api::client::photo_files(photos)?;
+            let results = facegate::api::client::enroll_photos(
+                url, &key, collection, *create, storage, &files,
+            )?;
+            println!("{}", serde_json::to_string_pretty(&results)?);
+            let failed = results.iter().filter(|r| r.code != "OK").count();
+            if failed > 0 {
+                bail!("{failed} of {} photos were not enrolled", results.len());
+            }
+        }
         Command::Serve {
             listen,
             data_dir,

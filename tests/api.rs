@@ -960,3 +960,54 @@ fn an_upstream_client_flow_works_end_to_end() {
     assert_eq!(status, 200);
     assert_eq!(del["num_persons"], 2);
 }
+
+#[test]
+fn the_enroll_command_enrols_a_folder_of_photos_through_the_api() {
+    let (dir, s) = start();
+    let photos = dir.path().join("photos");
+    std::fs::create_dir(&photos).unwrap();
+    std::fs::write(photos.join("obama.jpg"), fixture_bytes("obama.jpg")).unwrap();
+    std::fs::write(photos.join("biden.jpg"), fixture_bytes("biden.jpg")).unwrap();
+    std::fs::write(photos.join("wall.jpg"), no_face_jpeg()).unwrap();
+    std::fs::write(photos.join("notes.txt"), "not a photo").unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+        .args([
+            "enroll",
+            "--url",
+            &s.url,
+            "--collection",
+            "staff",
+            "--create",
+        ])
+        .arg(&photos)
+        .env("FACEGATE_API_KEY", KEY)
+        .output()
+        .unwrap();
+    let results: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let codes: Vec<(&str, &str)> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["person_id"].as_str().unwrap(),
+                r["code"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            ("biden", "OK"),
+            ("obama", "OK"),
+            ("wall", "ERR_FACE_NOT_DETECTED")
+        ]
+    );
+    assert!(
+        !out.status.success(),
+        "a photo that was not enrolled fails the command"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 3 photos were not enrolled"));
+    let (_, c) = s.call("GET", "/collection/staff", None);
+    assert_eq!(c["num_persons"], 2);
+}

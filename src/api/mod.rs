@@ -3,6 +3,7 @@
 //! Swagger UI.
 
 pub mod auth;
+pub mod client;
 pub mod collections;
 pub mod error;
 pub mod extract;
