@@ -55,6 +55,16 @@ impl AppState {
             .await
             .map_err(|e| ApiError::internal("blocking task", &e))?
     }
+
+    /// `ERR_NOT_FOUND` unless the collection exists: checked before any inference is spent.
+    pub async fn require_collection(self: &Arc<Self>, name: &str) -> Result<(), ApiError> {
+        let name = name.to_owned();
+        self.blocking(move |s| {
+            s.store.collection(&name)?;
+            Ok(())
+        })
+        .await
+    }
 }
 
 /// The complete application.

@@ -180,16 +180,6 @@ fn enrolment_from(
     })
 }
 
-async fn require_collection(state: &SharedState, name: &str) -> Result<(), ApiError> {
-    let name = name.to_owned();
-    state
-        .blocking(move |s| {
-            s.store.collection(&name)?;
-            Ok(())
-        })
-        .await
-}
-
 /// Closeness at or above which a comparison reaches `score`.
 pub fn closeness_for_score(state: &AppState, score: f32) -> f32 {
     let info = state.workers.info();
@@ -221,7 +211,7 @@ pub async fn upsert(
         body.duplicate_check_min_similarity
             .unwrap_or(DEFAULT_DUPLICATE_SIMILARITY),
     )?;
-    require_collection(&state, &body.collection_name).await?;
+    state.require_collection(&body.collection_name).await?;
     let storage = body.face_storage_type.unwrap_or_default();
     let liveness = body.check_liveness.unwrap_or(false);
     let analysis = analyse(&state, body.face_base_64, wanted_for(storage, liveness)).await?;
@@ -287,7 +277,7 @@ pub async fn bulk_upsert(
     ApiJson(body): ApiJson<BulkBody>,
 ) -> Result<Json<Vec<ItemResult>>, ApiError> {
     check_collection_name(&body.collection_name)?;
-    require_collection(&state, &body.collection_name).await?;
+    state.require_collection(&body.collection_name).await?;
     let storage = body.face_storage_type.unwrap_or_default();
     let wanted = wanted_for(storage, false);
     // Items are analysed as many at a time as there are workers.

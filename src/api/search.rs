@@ -136,16 +136,6 @@ async fn search_store(
         .await
 }
 
-async fn require_collection(state: &SharedState, name: &str) -> Result<(), ApiError> {
-    let name = name.to_owned();
-    state
-        .blocking(move |s| {
-            s.store.collection(&name)?;
-            Ok(())
-        })
-        .await
-}
-
 #[utoipa::path(post, path = "/face-search", tag = "search", request_body = FaceSearchBody,
     responses((status = 200, description = "Matches, best first; [] when none qualifies", body = Vec<SearchHit>),
         (status = 400, description = "ERR_FACE_NOT_DETECTED, ERR_MULTIPLE_FACES, ERR_BASE64_IMAGE_CANNOT_BE_DECODED, ERR_LIVENESS_ERROR", body = ErrorBody),
@@ -162,7 +152,7 @@ pub async fn face_search(
         body.min_similarity_score.unwrap_or(DEFAULT_MIN_SIMILARITY),
     )?;
     let k = max_results(body.max_results)?;
-    require_collection(&state, &body.collection_name).await?;
+    state.require_collection(&body.collection_name).await?;
     let liveness = body.check_liveness.unwrap_or(false);
     let wanted = Wanted {
         embeddings: true,
@@ -198,7 +188,7 @@ pub async fn multi_face_search(
         body.min_similarity_score.unwrap_or(DEFAULT_MIN_SIMILARITY),
     )?;
     let k = max_results(body.max_results)?;
-    require_collection(&state, &body.collection_name).await?;
+    state.require_collection(&body.collection_name).await?;
     let wanted = Wanted {
         embeddings: true,
         thumbnails: true,

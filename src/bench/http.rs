@@ -10,10 +10,9 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{percentiles, RandomVectors};
+use super::percentiles;
 use crate::api::{server, ApiKeys};
 use crate::config::Config;
-use crate::store::{Enrolment, FaceStorage};
 
 const KEY: &str = "bench-key";
 
@@ -66,32 +65,12 @@ pub fn bench_http(
     let _ = std::fs::remove_dir_all(&dir);
     let state = server::open_state(config.clone(), &dir, ApiKeys::new(&[KEY.to_owned()]))?;
     let (workers, threads) = server::worker_layout(config);
-    let dim = state.workers.info().dimension;
     state
         .store
         .create_collection("bench")
         .map_err(|e| HttpBenchError::Setup(e.to_string()))?;
-    let mut rng = RandomVectors::new(7);
-    for start in (0..persons).step_by(5000) {
-        let batch = (start..(start + 5000).min(persons))
-            .map(|i| {
-                let mut template = vec![0f32; dim];
-                rng.fill_unit(&mut template);
-                Enrolment {
-                    person_id: format!("p{i:07}"),
-                    person_name: format!("Person {i}"),
-                    metadata: Default::default(),
-                    template,
-                    image: None,
-                    storage: FaceStorage::NoStorage,
-                }
-            })
-            .collect();
-        state
-            .store
-            .enrol("bench", batch, None)
-            .map_err(|e| HttpBenchError::Setup(e.to_string()))?;
-    }
+    super::enrol_random(&state.store, "bench", persons, 7)
+        .map_err(|e| HttpBenchError::Setup(e.to_string()))?;
     let state = Arc::new(state);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

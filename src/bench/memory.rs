@@ -9,12 +9,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::RandomVectors;
 use crate::clock::SystemClock;
 use crate::config::{Config, EmbedderKind};
 use crate::engine::embedder::{fingerprint, Metric};
 use crate::engine::runtime::model_dir;
-use crate::store::{Enrolment, FaceStorage, ModelId, Store, StoreOptions};
+use crate::store::{ModelId, Store, StoreOptions};
 
 const KEY: &str = "bench-key";
 
@@ -73,24 +72,7 @@ pub fn bench_memory(
         )
         .map_err(setup)?;
         store.create_collection("bench").map_err(setup)?;
-        let mut rng = RandomVectors::new(11);
-        for start in (0..n).step_by(5000) {
-            let batch = (start..(start + 5000).min(n))
-                .map(|i| {
-                    let mut template = vec![0f32; dim];
-                    rng.fill_unit(&mut template);
-                    Enrolment {
-                        person_id: format!("p{i:07}"),
-                        person_name: format!("Person {i}"),
-                        metadata: Default::default(),
-                        template,
-                        image: None,
-                        storage: FaceStorage::NoStorage,
-                    }
-                })
-                .collect();
-            store.enrol("bench", batch, None).map_err(setup)?;
-        }
+        super::enrol_random(&store, "bench", n, 11).map_err(setup)?;
     }
     let photo = std::fs::read(image)?;
     let (rss, peak) = measure(exe, kind, &full, &photo)?;

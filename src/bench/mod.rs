@@ -18,6 +18,36 @@ pub fn percentiles(samples: &mut [f64]) -> (f64, f64) {
     (at(0.5), at(0.99))
 }
 
+/// Enrol `persons` random unit templates (`NoStorage`) into `collection`, 5,000 per
+/// transaction.
+pub fn enrol_random(
+    store: &crate::store::Store,
+    collection: &str,
+    persons: usize,
+    seed: u64,
+) -> Result<(), crate::store::StoreError> {
+    let dim = store.model().dim;
+    let mut rng = RandomVectors::new(seed);
+    for start in (0..persons).step_by(5000) {
+        let batch = (start..(start + 5000).min(persons))
+            .map(|i| {
+                let mut template = vec![0f32; dim];
+                rng.fill_unit(&mut template);
+                crate::store::Enrolment {
+                    person_id: format!("p{i:07}"),
+                    person_name: format!("Person {i}"),
+                    metadata: Default::default(),
+                    template,
+                    image: None,
+                    storage: crate::store::FaceStorage::NoStorage,
+                }
+            })
+            .collect();
+        store.enrol(collection, batch, None)?;
+    }
+    Ok(())
+}
+
 /// Deterministic random unit vectors (SplitMix64 → uniform → normalised): benchmarks need
 /// reproducible data, not statistical quality.
 pub struct RandomVectors(u64);
