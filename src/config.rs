@@ -35,6 +35,7 @@ pub struct Config {
     pub detector: DetectorConfig,
     pub server: ServerConfig,
     pub store: StoreConfig,
+    pub liveness: LivenessConfig,
 }
 
 /// Which embedding network turns an aligned face into a template.
@@ -156,6 +157,85 @@ impl Default for DetectorConfig {
             nms_iou: 0.3,
             min_face_px: 24.0,
             max_megapixels: 40.0,
+        }
+    }
+}
+
+/// Still-image liveness checks (`check_liveness`, `POST /liveness`): the upstream capture
+/// requirements, each with its limit.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LivenessConfig {
+    /// FACE_TOO_SMALL below this face-box side, in pixels.
+    pub min_face_px: f32,
+    /// FACE_TOO_SMALL below this distance between the eye centres, in pixels.
+    pub min_eye_distance_px: f32,
+    /// FACE_CLOSE_TO_BORDER when the face box is nearer an image edge, in pixels.
+    pub min_border_px: f32,
+    /// FACE_TOO_CLOSE when the face box is wider than this share of the image width.
+    pub max_face_share: f32,
+    /// TOO_MANY_FACES when another face is at least this share of the main face's width.
+    pub second_face_share: f32,
+    /// FACE_ANGLE_TOO_LARGE beyond this head yaw, in degrees.
+    pub max_yaw_deg: f32,
+    /// FACE_ANGLE_TOO_LARGE beyond this head pitch, in degrees.
+    pub max_pitch_deg: f32,
+    /// EYES_CLOSED when both eyes' aspect ratio (lid opening over eye width) is below this.
+    pub min_eye_aspect_ratio: f32,
+    /// FACE_IS_OCCLUDED below this FaceMesh face-presence probability.
+    pub min_face_presence: f32,
+    /// FACE_IS_OCCLUDED when the eyes-to-mouth distance over the eye distance is outside
+    /// this range (landmarks fitted to something that is not a whole face).
+    pub face_proportion: [f32; 2],
+    /// FACE_IS_OCCLUDED when the grey-level spread (standard deviation, 0–255) around an eye
+    /// or the mouth is below this: a uniform occluder over a feature.
+    pub min_feature_contrast: f32,
+    /// Run the presentation-attack (PAD) model on faces that pass the geometric checks.
+    /// Without it no face is ever reported live.
+    pub pad_enabled: bool,
+    /// PAD model file (in `inference.model_dir` unless absolute).
+    pub pad_model: String,
+    /// Side of the PAD model's square input, in pixels.
+    pub pad_input_size: u32,
+    /// The crop around the face box the model expects: box × this, about its centre.
+    pub pad_crop_scale: f32,
+    /// Channel order of the input planes: "rgb" or "bgr".
+    pub pad_channel_order: String,
+    /// Input value = (pixel − mean) × scale, per channel (R, G, B), pixels 0–255.
+    pub pad_mean: [f32; 3],
+    pub pad_scale: [f32; 3],
+    /// Apply softmax to the outputs (false: the outputs are probabilities already).
+    pub pad_softmax: bool,
+    /// Which output is the live class.
+    pub pad_live_output: usize,
+    /// FACE_NOT_LIVE below this live probability.
+    pub pad_threshold: f32,
+}
+
+impl Default for LivenessConfig {
+    fn default() -> Self {
+        Self {
+            min_face_px: 150.0,
+            min_eye_distance_px: 50.0,
+            min_border_px: 15.0,
+            max_face_share: 0.8,
+            second_face_share: 0.4,
+            max_yaw_deg: 30.0,
+            max_pitch_deg: 30.0,
+            min_eye_aspect_ratio: 0.12,
+            min_face_presence: 0.5,
+            face_proportion: [0.6, 1.8],
+            min_feature_contrast: 5.0,
+            pad_enabled: true,
+            pad_model: "pad.onnx".into(),
+            pad_input_size: 128,
+            pad_crop_scale: 2.7,
+            pad_channel_order: "rgb".into(),
+            pad_mean: [0.0; 3],
+            pad_scale: [1.0; 3],
+            pad_softmax: true,
+            pad_live_output: 0,
+            pad_threshold: 0.3,
         }
     }
 }
@@ -361,6 +441,28 @@ impl Config {
                 why: "must be at least 1",
             });
         }
+        let l = &self.liveness;
+        if !["rgb", "bgr"].contains(&l.pad_channel_order.as_str()) {
+            return Err(ConfigError::Invalid {
+                key: "liveness.pad_channel_order",
+                value: l.pad_channel_order.clone(),
+                why: "must be \"rgb\" or \"bgr\"",
+            });
+        }
+        if !(0.0..=1.0).contains(&l.pad_threshold) {
+            return Err(ConfigError::Invalid {
+                key: "liveness.pad_threshold",
+                value: l.pad_threshold.to_string(),
+                why: "must be between 0 and 1",
+            });
+        }
+        if !(16..=1024).contains(&l.pad_input_size) {
+            return Err(ConfigError::Invalid {
+                key: "liveness.pad_input_size",
+                value: l.pad_input_size.to_string(),
+                why: "must be between 16 and 1024",
+            });
+        }
         if let Some(bad) = self
             .inference
             .execution_providers
@@ -461,6 +563,54 @@ busy_retry_after_s = 1
 # Where one face is required, a second face narrower than this share of the largest one is
 # ignored; a larger one is ERR_MULTIPLE_FACES.
 secondary_face_ratio = 0.4
+
+[liveness]
+# Still-image checks run by check_liveness and POST /liveness (upstream capture requirements).
+# FACE_TOO_SMALL below this face-box side, in pixels.
+min_face_px = 150.0
+# FACE_TOO_SMALL below this distance between the eye centres, in pixels.
+min_eye_distance_px = 50.0
+# FACE_CLOSE_TO_BORDER when the face box is nearer an image edge, in pixels.
+min_border_px = 15.0
+# FACE_TOO_CLOSE when the face box is wider than this share of the image width.
+max_face_share = 0.8
+# TOO_MANY_FACES when another face is at least this share of the main face's width.
+second_face_share = 0.4
+# FACE_ANGLE_TOO_LARGE beyond this head yaw, in degrees.
+max_yaw_deg = 30.0
+# FACE_ANGLE_TOO_LARGE beyond this head pitch, in degrees.
+max_pitch_deg = 30.0
+# EYES_CLOSED when both eyes' aspect ratio (lid opening over eye width) is below this.
+min_eye_aspect_ratio = 0.12
+# FACE_IS_OCCLUDED below this FaceMesh face-presence probability.
+min_face_presence = 0.5
+# FACE_IS_OCCLUDED when eyes-to-mouth distance over eye distance is outside this range.
+face_proportion = [0.6, 1.8]
+# FACE_IS_OCCLUDED when the grey-level spread (standard deviation, 0-255) around an eye or the
+# mouth is below this: a uniform occluder over a feature.
+min_feature_contrast = 5.0
+# Run the presentation-attack (PAD) model on faces that pass the checks above. Without it no
+# face is ever reported live.
+pad_enabled = true
+# PAD model file (in inference.model_dir unless absolute) and its input convention, so that
+# another model of the MiniFASNet family can be swapped in without code changes:
+pad_model = "pad.onnx"
+# side of its square input,
+pad_input_size = 128
+# the crop it expects (the face box times this, about its centre),
+pad_crop_scale = 2.7
+# channel order of the planes ("rgb" or "bgr"),
+pad_channel_order = "rgb"
+# input value = (pixel - mean) * scale per channel, pixels 0-255,
+pad_mean = [0.0, 0.0, 0.0]
+# (the scale of each channel)
+pad_scale = [1.0, 1.0, 1.0]
+# whether to apply softmax to its outputs,
+pad_softmax = true
+# and which output is the live class.
+pad_live_output = 0
+# FACE_NOT_LIVE below this live probability.
+pad_threshold = 0.3
 
 [store]
 # Folder of the LMDB store. Empty: $STATE_DIRECTORY (set by systemd's StateDirectory=, e.g.

@@ -46,6 +46,14 @@ enum Command {
         #[arg(long, default_value_t = 0.7)]
         min_similarity: f32,
     },
+    /// The still-image liveness checks of each image, with every measured value.
+    Liveness {
+        images: Vec<PathBuf>,
+        /// Also report the PAD model's live probability for the largest face even when the
+        /// geometric checks fail (for measuring the model, never for a verdict).
+        #[arg(long)]
+        pad_always: bool,
+    },
     /// Templates of every face in an image.
     Embed { image: PathBuf },
     /// Verification accuracy over a CSV of `left,right,same` pairs.
@@ -170,6 +178,26 @@ fn run(cli: Cli) -> Result<()> {
     let config = load_config(&cli)?;
     match &cli.command {
         Command::PrintConfig => print!("{}", Config::default_toml()),
+        Command::Liveness { images, pad_always } => {
+            let mut engine = Engine::open(&config)?;
+            let mut out = Vec::new();
+            for image in images {
+                let frame = read_frame(&engine, image)?;
+                let faces = engine.locate(&frame)?;
+                let verdict = engine.liveness(&frame, &faces, &config.liveness)?;
+                let mut row = json!({"image": image.display().to_string(), "verdict": verdict});
+                let largest = faces
+                    .iter()
+                    .max_by(|a, b| a.0.bbox.width().total_cmp(&b.0.bbox.width()));
+                if let (true, Some((det, _))) = (*pad_always, largest) {
+                    row["pad_live_probability"] =
+                        json!(engine.pad_live_probability(&frame, &det.bbox)?);
+                    row["face_px"] = json!(det.bbox.width().min(det.bbox.height()));
+                }
+                out.push(row);
+            }
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
         Command::Enroll {
             url,
             api_key,

@@ -665,7 +665,7 @@ fn compare_matches_the_same_person_and_not_another() {
 }
 
 #[test]
-fn liveness_is_never_claimed_without_a_presentation_attack_check() {
+fn liveness_reports_every_check_and_gates_enrolment_search_and_compare() {
     let (_d, s) = start();
     let (status, v) = s.call(
         "POST",
@@ -673,12 +673,17 @@ fn liveness_is_never_claimed_without_a_presentation_attack_check() {
         Some(&json!({"face_base_64": photo("obama.jpg")})),
     );
     assert_eq!(status, 200, "{v}");
-    assert_eq!(v["is_live"], false);
+    assert_eq!(v["is_live"], true, "{v}");
+    assert_eq!(v["metadata"]["code"], "OK");
     let checks = v["metadata"]["checks"].as_array().unwrap();
+    assert!(
+        checks.iter().any(|c| c["name"] == "pad_live_probability"),
+        "{v}"
+    );
     assert!(
         checks
             .iter()
-            .any(|c| c["name"] == "pad" && c["result"] == "not_run"),
+            .all(|c| c["result"] == "passed" && c["limit"].is_string()),
         "{v}"
     );
     let (_, v) = s.call(
@@ -686,22 +691,81 @@ fn liveness_is_never_claimed_without_a_presentation_attack_check() {
         "/liveness",
         Some(&json!({"face_base_64": b64(&no_face_jpeg())})),
     );
+    assert_eq!(v["is_live"], false);
     assert_eq!(v["metadata"]["code"], "FACE_NOT_FOUND");
-    // check_liveness on enrolment refuses, with the upstream code in metadata, and stores nothing.
+
+    // check_liveness: a good photo enrols; a photo failing a check is refused with the
+    // upstream code in metadata, and nothing is stored.
     create_collection(&s, "staff");
-    let e = assert_error(
+    let enrol_checked = |id: &str, image: String| {
         s.call(
             "PUT",
             "/person",
-            Some(&json!({"person_id": "a", "collection_name": "staff",
-            "face_base_64": photo("obama.jpg"), "check_liveness": true})),
+            Some(&json!({"person_id": id, "collection_name": "staff",
+            "face_base_64": image, "check_liveness": true})),
+        )
+    };
+    assert_eq!(enrol_checked("obama", photo("obama.jpg")).0, 200);
+    let img = image::load_from_memory(&fixture_bytes("obama.jpg"))
+        .unwrap()
+        .to_rgb8();
+    let small = image::imageops::resize(
+        &img,
+        img.width() / 2,
+        img.height() / 2,
+        image::imageops::FilterType::Triangle,
+    );
+    let e = assert_error(
+        enrol_checked("small", b64(&common::server::jpeg(&small))),
+        400,
+        "ERR_LIVENESS_ERROR",
+    );
+    assert_eq!(e["metadata"]["code"], "FACE_TOO_SMALL", "{e}");
+    assert!(e["metadata"]["checks"].is_array(), "{e}");
+    let (_, c) = s.call("GET", "/collection/staff", None);
+    assert_eq!(c["num_persons"], 1);
+    let (status, hits) = s.call(
+        "POST",
+        "/face-search",
+        Some(&json!({"collection_name": "staff",
+        "face_base_64": photo("obama2.jpg"), "check_liveness": true})),
+    );
+    assert_eq!(status, 200, "{hits}");
+    assert_eq!(hits[0]["person_id"], "obama");
+    assert_error(
+        s.call(
+            "POST",
+            "/compare",
+            Some(&json!({"face_base_64": b64(&common::server::jpeg(&small)),
+            "ref_face_base_64": photo("obama.jpg"), "check_liveness": true})),
         ),
         400,
         "ERR_LIVENESS_ERROR",
     );
-    assert!(e["metadata"]["code"].is_string(), "{e}");
-    let (_, c) = s.call("GET", "/collection/staff", None);
-    assert_eq!(c["num_persons"], 0);
+}
+
+#[test]
+fn without_a_pad_model_no_face_is_reported_live() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        config: "[liveness]\npad_enabled = false\n".into(),
+        ..Options::default()
+    };
+    let s = Server::start_with(&dir.path().join("data"), &options).unwrap();
+    let (_, v) = s.call(
+        "POST",
+        "/liveness",
+        Some(&json!({"face_base_64": photo("obama.jpg")})),
+    );
+    assert_eq!(v["is_live"], false);
+    assert_eq!(v["metadata"]["code"], "UNKNOWN_ERROR");
+    let checks = v["metadata"]["checks"].as_array().unwrap();
+    assert!(
+        checks
+            .iter()
+            .any(|c| c["name"] == "pad" && c["result"] == "not_run"),
+        "{v}"
+    );
 }
 
 #[test]

@@ -11,7 +11,7 @@ use super::error::{ApiError, ErrorCode};
 use super::extract::decode_base64_image;
 use super::AppState;
 use crate::engine::geometry::BoundingBox;
-use crate::engine::liveness::{check_still, Verdict};
+use crate::engine::liveness::Verdict;
 use crate::engine::{align, Engine, FivePoints};
 
 /// What to compute for each face.
@@ -99,11 +99,12 @@ pub async fn analyse(
     wanted: Wanted,
 ) -> Result<Analysis, ApiError> {
     let thumb_px = state.config.store.thumbnail_px;
+    let limits = state.config.liveness.clone();
     let quality = state.config.store.thumbnail_quality;
     let started = std::time::Instant::now();
     let result = state
         .workers
-        .run(move |engine| run(engine, &base64, wanted, thumb_px, quality))
+        .run(move |engine| run(engine, &base64, wanted, thumb_px, quality, &limits))
         .await;
     match result {
         Err(_busy) => {
@@ -127,14 +128,17 @@ fn run(
     wanted: Wanted,
     thumb_px: u32,
     quality: u8,
+    limits: &crate::config::LivenessConfig,
 ) -> Result<Analysis, ApiError> {
     let _span = tracing::debug_span!("analyse").entered();
     let bytes = decode_base64_image(base64)?;
     let frame = engine.decode(&bytes)?;
     let located = engine.locate(&frame)?;
-    let liveness = wanted
-        .liveness
-        .then(|| check_still(frame.width(), frame.height(), &located));
+    let liveness = if wanted.liveness {
+        Some(engine.liveness(&frame, &located, limits)?)
+    } else {
+        None
+    };
     let embeddings = if wanted.embeddings && !located.is_empty() {
         let refs: Vec<_> = located.iter().map(|(_, lm)| lm).collect();
         engine.embed(&frame, &refs)?

@@ -12,6 +12,7 @@ pub mod frame;
 pub mod geometry;
 pub mod landmarks;
 pub mod liveness;
+pub mod pad;
 pub mod runtime;
 pub mod sampling;
 pub mod similarity;
@@ -95,6 +96,7 @@ pub struct Engine {
     refine_landmarks: bool,
     confirm_below: f32,
     fingerprint: String,
+    pad: Option<pad::PadModel>,
 }
 
 /// FaceMesh face-presence needed to confirm a low-scoring detection.
@@ -124,7 +126,13 @@ impl Engine {
                         .display()
                 ))
             })?;
+        let pad = if config.liveness.pad_enabled {
+            Some(pad::PadModel::open(runtime, &config.liveness)?)
+        } else {
+            None
+        };
         Ok(Self {
+            pad,
             fingerprint,
             detector,
             landmarks,
@@ -140,6 +148,9 @@ impl Engine {
     pub fn providers(&self) -> Vec<(&'static str, &'static str)> {
         let mut v = self.detector.providers();
         v.push(("facemesh", self.landmarks.provider));
+        if let Some(pad) = &self.pad {
+            v.push(("pad", pad.provider));
+        }
         v.push((self.embedder.kind().name(), self.embedder.provider()));
         v
     }
@@ -228,6 +239,45 @@ impl Engine {
                 embedding,
             })
             .collect())
+    }
+
+    /// Still-image liveness of a photo's faces: the geometric checks, then (only when they
+    /// pass) the PAD model when it is enabled.
+    pub fn liveness(
+        &mut self,
+        frame: &RgbImage,
+        faces: &[(Detection, Landmarks)],
+        limits: &crate::config::LivenessConfig,
+    ) -> Result<liveness::Verdict, EngineError> {
+        let mut failure = None;
+        let pad = &mut self.pad;
+        let verdict = liveness::check_still(frame, faces, limits, &mut |bbox| {
+            let model = pad.as_mut()?;
+            match model.live_probability(frame, bbox) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    failure = Some(e);
+                    None
+                }
+            }
+        });
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(verdict),
+        }
+    }
+
+    /// The PAD model's live probability for a face box, whatever the geometric checks say
+    /// (for measuring the model; `None` when PAD is disabled).
+    pub fn pad_live_probability(
+        &mut self,
+        frame: &RgbImage,
+        bbox: &BoundingBox,
+    ) -> Result<Option<f32>, EngineError> {
+        match self.pad.as_mut() {
+            Some(model) => Ok(Some(model.live_probability(frame, bbox)?)),
+            None => Ok(None),
+        }
     }
 
     /// Raw comparison value (cosine or distance) of two templates.
