@@ -11,4 +11,6 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod eval;
+pub mod eval_liveness;
+pub mod pipeline;
 pub mod store;

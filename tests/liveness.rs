@@ -175,3 +175,37 @@ fn a_low_pad_score_is_face_not_live_and_pad_is_never_skipped_silently() {
     assert_eq!(v.code, "UNKNOWN_ERROR");
     assert_eq!(check(&v, "pad").result, "not_run");
 }
+
+#[test]
+fn on_a_slice_of_the_synthetic_presentations_no_attack_is_live_and_no_bona_fide_a_spoof() {
+    use facegate::eval_liveness::evaluate;
+    use facegate::pipeline::track_liveness::TrackLimits;
+    let mut config = Config::default();
+    config.inference.embedder = EmbedderKind::Dlib128;
+    config.detector.min_face_px = 60.0;
+    let mut engine = Engine::open(&config).unwrap();
+    let photos: Vec<RgbImage> = ["obama.jpg", "biden.jpg", "32bit.png", "obama2.jpg"]
+        .iter()
+        .map(|n| photo(n))
+        .collect();
+    let report = evaluate(
+        &mut engine,
+        &photos,
+        12,
+        24,
+        8,
+        &TrackLimits::default(),
+        &|_, _| {},
+    )
+    .unwrap();
+    assert_eq!(report.attacks.sequences, 12);
+    assert_eq!(report.bona_fide.sequences, 24);
+    assert_eq!(report.attacks.live, 0, "{report:?}");
+    assert_eq!(report.bona_fide.spoof, 0, "{report:?}");
+    // Head motion of up to ±20° is mostly large enough to judge.
+    assert!(report.bona_fide.live >= 6, "{report:?}");
+    assert!(
+        report.landmark_noise > 0.0 && report.landmark_noise < 0.05,
+        "{report:?}"
+    );
+}

@@ -66,6 +66,13 @@ impl RandomVectors {
         (z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
     }
 
+    /// Uniform values in [-1, 1).
+    pub fn fill_raw(&mut self, out: &mut [f32]) {
+        for v in out.iter_mut() {
+            *v = self.next_f32();
+        }
+    }
+
     /// A unit vector of `dim` values, written into `out`.
     pub fn fill_unit(&mut self, out: &mut [f32]) {
         // The sum of three uniforms is close enough to a Gaussian for direction sampling.

@@ -59,6 +59,11 @@ pub fn eye_aspect_ratio(lm: &Landmarks, eye: &[usize; 6]) -> f32 {
     (p(1).distance(p(5)) + p(2).distance(p(4))) / (2.0 * width)
 }
 
+/// The mean eye aspect ratio of both eyes (for blink series).
+pub fn eye_aspect_ratio_pair(lm: &Landmarks) -> f32 {
+    (eye_aspect_ratio(lm, &RIGHT_EYE) + eye_aspect_ratio(lm, &LEFT_EYE)) / 2.0
+}
+
 /// Yaw and pitch of the face plane: its normal is the cross product of the eye line and the
 /// line from the eyes' midpoint to the mouth's, in FaceMesh's 3-D coordinates (depth has the
 /// same scale as x and y).

@@ -1,0 +1,3 @@
+//! Decision logic over camera tracks: pure functions, no I/O.
+
+pub mod track_liveness;
