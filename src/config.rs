@@ -182,6 +182,9 @@ pub struct LivenessConfig {
     pub max_pitch_deg: f32,
     /// EYES_CLOSED when both eyes' aspect ratio (lid opening over eye width) is below this.
     pub min_eye_aspect_ratio: f32,
+    /// EYES_CLOSED when, on both eyes, less than this share of a box around the eye is darker
+    /// than half the cheek's grey: no iris or pupil in view.
+    pub min_eye_darkness: f32,
     /// FACE_IS_OCCLUDED below this FaceMesh face-presence probability.
     pub min_face_presence: f32,
     /// FACE_IS_OCCLUDED when the eyes-to-mouth distance over the eye distance is outside
@@ -223,6 +226,7 @@ impl Default for LivenessConfig {
             max_yaw_deg: 30.0,
             max_pitch_deg: 30.0,
             min_eye_aspect_ratio: 0.12,
+            min_eye_darkness: 0.15,
             min_face_presence: 0.5,
             face_proportion: [0.6, 1.8],
             min_feature_contrast: 5.0,
@@ -582,6 +586,9 @@ max_yaw_deg = 30.0
 max_pitch_deg = 30.0
 # EYES_CLOSED when both eyes' aspect ratio (lid opening over eye width) is below this.
 min_eye_aspect_ratio = 0.12
+# EYES_CLOSED when, on both eyes, less than this share of a box around the eye is darker than
+# half the cheek's grey: no iris or pupil in view.
+min_eye_darkness = 0.15
 # FACE_IS_OCCLUDED below this FaceMesh face-presence probability.
 min_face_presence = 0.5
 # FACE_IS_OCCLUDED when eyes-to-mouth distance over eye distance is outside this range.

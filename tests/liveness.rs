@@ -140,9 +140,33 @@ fn a_covered_nose_and_mouth_is_face_is_occluded() {
 }
 
 #[test]
-fn closed_eyes_are_eyes_closed() {
-    // No closed-eye photo is in reach (FaceMesh keeps painted-over eyes open), so the eyes
-    // are closed at the landmark level: each upper-lid point moved onto the lower lid.
+fn eyes_painted_shut_are_eyes_closed() {
+    // Each eye covered with cheek-coloured skin and a lash line: lids without an iris.
+    let mut img = photo("obama.jpg");
+    for (ex, ey) in [(439i32, 217i32), (546, 215)] {
+        let skin = *img.get_pixel(ex as u32, (ey + 28) as u32);
+        for y in -11..=11 {
+            for x in -26..=26 {
+                if (x * x) as f32 / 676.0 + (y * y) as f32 / 121.0 <= 1.0 {
+                    img.put_pixel((ex + x) as u32, (ey + y) as u32, skin);
+                }
+            }
+        }
+        for x in -22..=22i32 {
+            let y = ey + 2 + (x * x) / 120;
+            for t in 0..3 {
+                img.put_pixel((ex + x) as u32, (y + t) as u32, Rgb([40, 28, 25]));
+            }
+        }
+    }
+    let (code, v) = code_of(&img);
+    assert_eq!(code, "EYES_CLOSED", "{v:?}");
+    assert!(check(&v, "eye_darkness").value.unwrap() < 0.15, "{v:?}");
+}
+
+#[test]
+fn closed_lids_in_the_landmarks_are_eyes_closed() {
+    // The landmark side of the check: upper-lid points moved onto the lower lid.
     let img = photo("obama.jpg");
     let mut engine = engine();
     let mut faces = engine.locate(&img).unwrap();

@@ -136,6 +136,48 @@ pub fn region_contrast(frame: &RgbImage, c: Point, side: f32) -> f32 {
     ((sum_sq / n - mean * mean).max(0.0)).sqrt() as f32
 }
 
+/// How open an eye looks: the share of pixels in a box around it (eye width × half of it)
+/// that are darker than half the cheek's median grey. An open eye shows its iris and pupil
+/// (a fifth to a third of the box); a shut one shows lid skin and a thin lash line.
+pub fn eye_darkness(frame: &RgbImage, lm: &Landmarks, eye: &[usize; 6], cheek: Point) -> f32 {
+    let grey = |x: u32, y: u32| {
+        let p = frame.get_pixel(x, y);
+        0.299 * p[0] as f32 + 0.587 * p[1] as f32 + 0.114 * p[2] as f32
+    };
+    let clamp_x = |v: f32| v.clamp(0.0, frame.width() as f32 - 1.0) as u32;
+    let clamp_y = |v: f32| v.clamp(0.0, frame.height() as f32 - 1.0) as u32;
+    let (outer, inner) = (lm.get(eye[0]), lm.get(eye[3]));
+    let c = outer.midpoint(inner);
+    let w = outer.distance(inner);
+    let (hw, hh) = (w / 2.0, w / 4.0);
+    let half = (w / 4.0).max(1.0);
+    let mut skin: Vec<f32> = Vec::new();
+    for y in clamp_y(cheek.y - half)..=clamp_y(cheek.y + half) {
+        for x in clamp_x(cheek.x - half)..=clamp_x(cheek.x + half) {
+            skin.push(grey(x, y));
+        }
+    }
+    if skin.is_empty() {
+        return 0.0;
+    }
+    skin.sort_by(f32::total_cmp);
+    let dark = skin[skin.len() / 2] * 0.5;
+    let (mut n, mut d) = (0u32, 0u32);
+    for y in clamp_y(c.y - hh)..=clamp_y(c.y + hh) {
+        for x in clamp_x(c.x - hw)..=clamp_x(c.x + hw) {
+            n += 1;
+            if grey(x, y) < dark {
+                d += 1;
+            }
+        }
+    }
+    if n == 0 {
+        0.0
+    } else {
+        d as f32 / n as f32
+    }
+}
+
 /// Check one photo. `faces` are the detected faces with landmarks; `pad` gives the live
 /// probability of a face box (`None`: no PAD model) and is called only when every geometric
 /// check has passed.
@@ -292,6 +334,21 @@ pub fn check_still(
     if pose.yaw.abs() > limits.max_yaw_deg || pose.pitch.abs() > limits.max_pitch_deg {
         return fail("FACE_ANGLE_TOO_LARGE", checks);
     }
+    // Cheek reference: halfway from each eye to the mouth corner below it.
+    let darkness = [
+        eye_darkness(frame, lm, &RIGHT_EYE, p.left_eye.midpoint(p.left_mouth)),
+        eye_darkness(frame, lm, &LEFT_EYE, p.right_eye.midpoint(p.right_mouth)),
+    ];
+    let darkest = darkness[0].max(darkness[1]);
+    checks.push(measured(
+        "eye_darkness",
+        darkest,
+        format!(
+            ">= {} on at least one eye (share of the eye box darker than half the cheek)",
+            limits.min_eye_darkness
+        ),
+        darkest >= limits.min_eye_darkness,
+    ));
     let ears = [
         eye_aspect_ratio(lm, &RIGHT_EYE),
         eye_aspect_ratio(lm, &LEFT_EYE),
@@ -303,7 +360,8 @@ pub fn check_still(
         format!(">= {} on at least one eye", limits.min_eye_aspect_ratio),
         open >= limits.min_eye_aspect_ratio,
     ));
-    if open < limits.min_eye_aspect_ratio {
+    // FaceMesh's lids barely follow a closing eye, so the eye must also show a dark iris.
+    if open < limits.min_eye_aspect_ratio || darkest < limits.min_eye_darkness {
         return fail("EYES_CLOSED", checks);
     }
     match pad(&det.bbox) {
