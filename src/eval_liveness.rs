@@ -48,6 +48,25 @@ fn wave(amplitude: f64, rng: &mut Rng) -> impl Fn(usize) -> f64 {
     move |i| amplitude * (phase + speed * i as f64).sin()
 }
 
+/// A smooth random motion: turns up to `max_turn_deg` (yaw; pitch a random share of it),
+/// roll up to `max_roll_deg`, shifts up to `max_shift` (camera units) — the rotation and the
+/// shift of frame `i`.
+fn motion(
+    rng: &mut Rng,
+    max_turn_deg: f64,
+    max_roll_deg: f64,
+    max_shift: [f64; 3],
+) -> impl Fn(usize) -> ([[f64; 3]; 3], [f64; 3]) {
+    let turn = rng.uniform(0.0, max_turn_deg.to_radians());
+    let yaw = wave(turn, rng);
+    let pitch = wave(turn * rng.uniform(0.2, 1.0), rng);
+    let roll = wave(rng.uniform(0.0, max_roll_deg.to_radians()), rng);
+    let tx = wave(rng.uniform(0.0, max_shift[0]), rng);
+    let ty = wave(rng.uniform(0.0, max_shift[1]), rng);
+    let tz = wave(rng.uniform(0.0, max_shift[2]), rng);
+    move |i| (rotation(yaw(i), pitch(i), roll(i)), [tx(i), ty(i), tz(i)])
+}
+
 /// A 3×3 rotation from yaw (about y), pitch (about x) and roll (about z), radians.
 fn rotation(yaw: f64, pitch: f64, roll: f64) -> [[f64; 3]; 3] {
     let (sy, cy) = yaw.sin_cos();
@@ -225,22 +244,16 @@ pub fn attack_sequence(
     let target = rng.uniform(90.0, 160.0);
     let distance = 0.5;
     let scale = face_px / (target * distance / FOCAL);
-    let tilt = rng.uniform(0.0, 40f64.to_radians());
-    let yaw = wave(tilt, rng);
-    let pitch = wave(tilt * rng.uniform(0.2, 1.0), rng);
-    let roll = wave(rng.uniform(0.0, 15f64.to_radians()), rng);
-    let tx = wave(rng.uniform(0.0, 0.06), rng);
-    let ty = wave(rng.uniform(0.0, 0.04), rng);
-    let tz = wave(rng.uniform(0.0, 0.08), rng);
+    let pose = motion(rng, 40.0, 15.0, [0.06, 0.04, 0.08]);
     let mut points = Vec::new();
     let mut ears = Vec::new();
     for i in 0..frames {
-        let r = rotation(yaw(i), pitch(i), roll(i));
+        let (r, t) = pose(i);
         let frame = render_plane(
             photo,
             (face_x, face_y),
             &r,
-            [tx(i), ty(i), distance + tz(i)],
+            [t[0], t[1], distance + t[2]],
             scale,
             rng,
         );
@@ -303,21 +316,15 @@ pub fn bona_fide_sequence(
     let target = rng.uniform(30.0, 60.0);
     let distance = 0.5;
     let unit = target * distance / FOCAL / eye; // model pixels → camera units
-    let amplitude = rng.uniform(0.0, 20f64.to_radians());
-    let yaw = wave(amplitude, rng);
-    let pitch = wave(amplitude * rng.uniform(0.2, 1.0), rng);
-    let roll = wave(rng.uniform(0.0, 10f64.to_radians()), rng);
-    let tx = wave(rng.uniform(0.0, 0.05), rng);
-    let ty = wave(rng.uniform(0.0, 0.03), rng);
-    let tz = wave(rng.uniform(0.0, 0.06), rng);
+    let pose = motion(rng, 20.0, 10.0, [0.05, 0.03, 0.06]);
     (0..frames)
         .map(|i| {
-            let r = rotation(yaw(i), pitch(i), roll(i));
+            let (r, t) = pose(i);
             model
                 .iter()
                 .map(|&p| {
                     let q = apply(&r, [p[0] * unit, p[1] * unit, -p[2] * unit]);
-                    let mut pt = project([q[0] + tx(i), q[1] + ty(i), q[2] + distance + tz(i)]);
+                    let mut pt = project([q[0] + t[0], q[1] + t[1], q[2] + distance + t[2]]);
                     pt.x += (rng.normal() * noise * target) as f32;
                     pt.y += (rng.normal() * noise * target) as f32;
                     pt
