@@ -265,6 +265,9 @@ fn run(cli: Cli) -> Result<()> {
                 None => bail!("no API key: pass --api-key or set FACEGATE_API_KEY"),
             };
             let files = facegate::api::client::photo_files(photos)?;
+            if files.is_empty() {
+                bail!("no JPEG or PNG photo found in the paths given");
+            }
             let results = facegate::api::client::enroll_photos(
                 url, &key, collection, *create, storage, &files,
             )?;
@@ -346,6 +349,12 @@ fn run(cli: Cli) -> Result<()> {
             clients,
             requests,
         } => match what.as_str() {
+            _ if templates.contains(&0) || dim.contains(&0) || clients.contains(&0) => {
+                bail!("--templates, --dim and --clients take numbers of at least 1")
+            }
+            _ if *requests == 0 || *persons == 0 => {
+                bail!("--requests and --persons must be at least 1")
+            }
             "search" => {
                 let mut rows = Vec::new();
                 for &d in dim {

@@ -285,3 +285,15 @@ fn an_execution_provider_that_is_not_available_falls_back_to_the_cpu_with_a_warn
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v.as_array().unwrap().len(), 1);
 }
+
+#[test]
+fn benches_and_enroll_refuse_empty_input_with_a_clear_error() {
+    let o = facegate(&["bench", "search", "--templates", "0"]);
+    assert_clean_error(&o, "at least 1");
+    let o = facegate(&["bench", "search", "--dim", "0"]);
+    assert_clean_error(&o, "at least 1");
+    let empty = tempfile::tempdir().unwrap();
+    let dir = empty.path().to_str().unwrap();
+    let o = facegate(&["enroll", "--collection", "staff", "--api-key", "k", dir]);
+    assert_clean_error(&o, "no JPEG or PNG photo");
+}

@@ -63,27 +63,10 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         } else if path == "." || path.is_empty() {
             ApiError::invalid(strip_position(&inner.to_string()))
         } else {
-            ApiError::invalid(format!(
-                "field `{path}`: {}",
-                strip_position(&inner.to_string())
-            ))
+            let message = format!("field `{path}`: {}", strip_position(&inner.to_string()));
+            ApiError::invalid(message).with_metadata("field", path)
         }
-        .with_metadata_if(path != "." && !path.is_empty(), "field", path)
     })
-}
-
-trait MaybeMetadata {
-    fn with_metadata_if(self, cond: bool, key: &str, value: String) -> Self;
-}
-
-impl MaybeMetadata for ApiError {
-    fn with_metadata_if(self, cond: bool, key: &str, value: String) -> Self {
-        if cond {
-            self.with_metadata(key, value)
-        } else {
-            self
-        }
-    }
 }
 
 /// serde_json appends " at line 1 column 42"; the field path says more.

@@ -155,26 +155,29 @@ fn wanted_for(storage: FaceStorage, liveness: bool) -> Wanted {
 /// The template and stored image of an enrolment photo.
 fn enrolment_from(
     state: &AppState,
-    analysis: Analysis,
+    mut analysis: Analysis,
     person_id: String,
     person_name: String,
     metadata: BTreeMap<String, String>,
     storage: FaceStorage,
 ) -> Result<Enrolment, ApiError> {
     let face = analysis.single_face(state.config.server.secondary_face_ratio)?;
+    let template = face
+        .embedding
+        .clone()
+        .expect("single_face has an embedding");
+    let thumbnail = face.thumbnail.clone();
+    // The posted bytes move into the record: they can be up to the body limit.
     let image = match storage {
         FaceStorage::NoStorage => None,
-        FaceStorage::StoreThumbnails => face.thumbnail.clone(),
-        FaceStorage::StoreFullImage => analysis.original.clone(),
+        FaceStorage::StoreThumbnails => thumbnail,
+        FaceStorage::StoreFullImage => analysis.original.take(),
     };
     Ok(Enrolment {
         person_id,
         person_name,
         metadata,
-        template: face
-            .embedding
-            .clone()
-            .expect("single_face has an embedding"),
+        template,
         image,
         storage,
     })
@@ -215,17 +218,19 @@ pub async fn upsert(
     let storage = body.face_storage_type.unwrap_or_default();
     let liveness = body.check_liveness.unwrap_or(false);
     let analysis = analyse(&state, body.face_base_64, wanted_for(storage, liveness)).await?;
+    // A missing or doubled face is reported before liveness, as upstream does.
+    analysis.single_face(state.config.server.secondary_face_ratio)?;
+    if liveness {
+        analysis.require_live()?;
+    }
     let enrolment = enrolment_from(
         &state,
-        analysis.clone(),
+        analysis,
         body.person_id,
         body.person_name.unwrap_or_default(),
         body.metadata.unwrap_or_default(),
         storage,
     )?;
-    if liveness {
-        analysis.require_live()?;
-    }
     let duplicate = body
         .check_duplicates
         .unwrap_or(false)

@@ -93,14 +93,14 @@ fn round_score(s: f32) -> f32 {
     (s * 1e4).round() / 1e4
 }
 
-fn hit(state: &AppState, m: Match) -> Option<SearchHit> {
-    Some(SearchHit {
+fn hit(state: &AppState, m: Match) -> SearchHit {
+    SearchHit {
         similarity_score: round_score(score_of_closeness(state, m.closeness)),
         person_id: m.person.person_id,
         person_name: m.person.person_name,
         metadata: m.person.metadata,
         face_base_64: m.image.map(|b| encode_base64(&b)),
-    })
+    }
 }
 
 /// Search the store off the executor; results below `min_score` are dropped.
@@ -126,7 +126,7 @@ async fn search_store(
                 out.push(
                     matches
                         .into_iter()
-                        .filter_map(|m| hit(s, m))
+                        .map(|m| hit(s, m))
                         .filter(|h| h.similarity_score >= min_score)
                         .collect(),
                 );
