@@ -36,6 +36,9 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub liveness: LivenessConfig,
+    pub mqtt: MqttConfig,
+    /// The cameras `facegate serve` watches (`[[cameras]]` tables); none by default.
+    pub cameras: Vec<CameraConfig>,
 }
 
 /// Which embedding network turns an aligned face into a template.
@@ -297,6 +300,171 @@ impl Default for ServerConfig {
     }
 }
 
+/// Where a camera's frames come from.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKind {
+    /// A V4L2 device (USB or CSI camera).
+    #[default]
+    V4l2,
+    /// MJPEG over HTTP (`multipart/x-mixed-replace`), as many IP cameras serve it.
+    Mjpeg,
+    /// A folder of JPEG/PNG frames (name order) or a single image, for demos and tests.
+    Replay,
+}
+
+/// Pixel format asked of a V4L2 device.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PixelFormat {
+    #[default]
+    Mjpeg,
+    Yuyv,
+}
+
+/// What liveness a camera requires before a match opens its door.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LivenessMode {
+    /// Not checked: every match is accepted (reported as `skipped`).
+    Off,
+    /// The still-image checks and the PAD model on the track's best frame must pass.
+    #[default]
+    Still,
+    /// As `still`, and the track's landmark motion must show a three-dimensional head.
+    Track,
+}
+
+/// One camera of `facegate serve` (a `[[cameras]]` table).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CameraConfig {
+    pub name: String,
+    pub source: SourceKind,
+    pub device: String,
+    pub format: PixelFormat,
+    pub width: u32,
+    pub height: u32,
+    pub fps: f32,
+    pub url: String,
+    pub path: String,
+    pub replay_loop: bool,
+    pub collection: String,
+    pub min_similarity_score: f32,
+    pub liveness: LivenessMode,
+    pub door: String,
+    pub detect_every: u32,
+    pub min_face_px: f32,
+    pub hold_off_s: f32,
+    pub decide_after: u32,
+    pub decision_timeout_s: f32,
+    pub track_lost_s: f32,
+}
+
+impl Default for CameraConfig {
+    fn default() -> Self {
+        Self {
+            name: "camera".into(),
+            source: SourceKind::V4l2,
+            device: "/dev/video0".into(),
+            format: PixelFormat::Mjpeg,
+            width: 1280,
+            height: 720,
+            fps: 15.0,
+            url: String::new(),
+            path: String::new(),
+            replay_loop: true,
+            collection: "default".into(),
+            min_similarity_score: 0.7,
+            liveness: LivenessMode::Still,
+            door: String::new(),
+            detect_every: 1,
+            min_face_px: 110.0,
+            hold_off_s: 10.0,
+            decide_after: 3,
+            decision_timeout_s: 3.0,
+            track_lost_s: 0.5,
+        }
+    }
+}
+
+/// The MQTT link to door controllers and home automation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MqttConfig {
+    pub enabled: bool,
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    pub ca_file: String,
+    pub username: String,
+    pub password_file: String,
+    pub client_id: String,
+    pub device_id: String,
+    pub topic_prefix: String,
+    pub keep_alive_s: u16,
+    pub max_packet_kib: usize,
+    pub outbox_max_events: usize,
+    pub outbox_map_mib: usize,
+    pub event_thumbnail: bool,
+    pub homeassistant: bool,
+    pub discovery_prefix: String,
+    pub flush_timeout_s: f32,
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            host: "127.0.0.1".into(),
+            port: 1883,
+            tls: false,
+            ca_file: String::new(),
+            username: String::new(),
+            password_file: String::new(),
+            client_id: String::new(),
+            device_id: String::new(),
+            topic_prefix: "facegate".into(),
+            keep_alive_s: 15,
+            max_packet_kib: 512,
+            outbox_max_events: 10_000,
+            outbox_map_mib: 256,
+            event_thumbnail: false,
+            homeassistant: true,
+            discovery_prefix: "homeassistant".into(),
+            flush_timeout_s: 5.0,
+        }
+    }
+}
+
+impl MqttConfig {
+    /// This appliance's name in topics: `device_id`, else the host name.
+    pub fn resolved_device_id(&self) -> String {
+        if !self.device_id.is_empty() {
+            return self.device_id.clone();
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .unwrap_or_default();
+        let host: String = host
+            .trim()
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        if host.is_empty() {
+            "facegate".into()
+        } else {
+            host
+        }
+    }
+}
+
 /// The LMDB gallery.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -479,6 +647,8 @@ impl Config {
                 why: "unknown provider (known: cpu, cuda, tensorrt, xnnpack, acl, openvino, qnn)",
             });
         }
+        self.validate_cameras()?;
+        self.validate_mqtt()?;
         if self.inference.execution_providers.is_empty() {
             return Err(ConfigError::Invalid {
                 key: "inference.execution_providers",
@@ -489,16 +659,180 @@ impl Config {
         Ok(())
     }
 
+    fn validate_cameras(&self) -> Result<(), ConfigError> {
+        let invalid = |key, value: String, why| Err(ConfigError::Invalid { key, value, why });
+        let mut names = std::collections::HashSet::new();
+        for c in &self.cameras {
+            if !is_topic_segment(&c.name) {
+                return invalid(
+                    "cameras.name",
+                    c.name.clone(),
+                    "must be 1-64 letters, digits, '-' or '_' (it is an MQTT topic level)",
+                );
+            }
+            if !names.insert(c.name.as_str()) {
+                return invalid("cameras.name", c.name.clone(), "two cameras have this name");
+            }
+            if !c.door.is_empty() && !is_topic_segment(&c.door) {
+                return invalid(
+                    "cameras.door",
+                    c.door.clone(),
+                    "must be empty or 1-64 letters, digits, '-' or '_'",
+                );
+            }
+            match c.source {
+                SourceKind::Replay if c.path.is_empty() => {
+                    return invalid(
+                        "cameras.path",
+                        String::new(),
+                        "a replay camera needs the path of a folder or an image",
+                    );
+                }
+                SourceKind::Mjpeg if !c.url.starts_with("http://") => {
+                    return invalid(
+                        "cameras.url",
+                        c.url.clone(),
+                        "an mjpeg camera needs an http:// URL",
+                    );
+                }
+                SourceKind::V4l2 if c.device.is_empty() => {
+                    return invalid(
+                        "cameras.device",
+                        String::new(),
+                        "a v4l2 camera needs a device path",
+                    );
+                }
+                _ => {}
+            }
+            if !(c.fps >= 0.0 && c.fps <= 240.0) {
+                return invalid(
+                    "cameras.fps",
+                    c.fps.to_string(),
+                    "must be between 0 and 240",
+                );
+            }
+            if c.width == 0 || c.height == 0 {
+                return invalid(
+                    "cameras.width",
+                    format!("{}x{}", c.width, c.height),
+                    "width and height must be positive",
+                );
+            }
+            if !(0.0..=1.0).contains(&c.min_similarity_score) {
+                return invalid(
+                    "cameras.min_similarity_score",
+                    c.min_similarity_score.to_string(),
+                    "must be between 0 and 1",
+                );
+            }
+            if c.detect_every == 0 {
+                return invalid("cameras.detect_every", "0".into(), "must be at least 1");
+            }
+            if c.decide_after == 0 {
+                return invalid("cameras.decide_after", "0".into(), "must be at least 1");
+            }
+            if !(c.min_face_px >= 16.0) {
+                return invalid(
+                    "cameras.min_face_px",
+                    c.min_face_px.to_string(),
+                    "must be at least 16",
+                );
+            }
+            for (key, v) in [
+                ("cameras.hold_off_s", c.hold_off_s),
+                ("cameras.decision_timeout_s", c.decision_timeout_s),
+                ("cameras.track_lost_s", c.track_lost_s),
+            ] {
+                if !(v >= 0.0 && v.is_finite()) {
+                    return invalid(
+                        key,
+                        v.to_string(),
+                        "must be a non-negative number of seconds",
+                    );
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_mqtt(&self) -> Result<(), ConfigError> {
+        let m = &self.mqtt;
+        let invalid = |key, value: String, why| Err(ConfigError::Invalid { key, value, why });
+        if m.topic_prefix.is_empty()
+            || m.topic_prefix.contains(['#', '+'])
+            || m.topic_prefix.ends_with('/')
+        {
+            return invalid(
+                "mqtt.topic_prefix",
+                m.topic_prefix.clone(),
+                "must be non-empty, without '#', '+' or a trailing '/'",
+            );
+        }
+        if !m.device_id.is_empty() && !is_topic_segment(&m.device_id) {
+            return invalid(
+                "mqtt.device_id",
+                m.device_id.clone(),
+                "must be empty or 1-64 letters, digits, '-' or '_'",
+            );
+        }
+        if m.tls && m.ca_file.is_empty() {
+            return invalid(
+                "mqtt.ca_file",
+                String::new(),
+                "TLS needs the broker's CA certificate (PEM)",
+            );
+        }
+        if m.max_packet_kib < 16 {
+            return invalid(
+                "mqtt.max_packet_kib",
+                m.max_packet_kib.to_string(),
+                "must be at least 16",
+            );
+        }
+        if m.outbox_max_events == 0 {
+            return invalid("mqtt.outbox_max_events", "0".into(), "must be at least 1");
+        }
+        if m.outbox_map_mib == 0 {
+            return invalid("mqtt.outbox_map_mib", "0".into(), "must be at least 1");
+        }
+        if m.keep_alive_s < 5 {
+            return invalid(
+                "mqtt.keep_alive_s",
+                m.keep_alive_s.to_string(),
+                "must be at least 5",
+            );
+        }
+        if !(m.flush_timeout_s >= 0.0 && m.flush_timeout_s.is_finite()) {
+            return invalid(
+                "mqtt.flush_timeout_s",
+                m.flush_timeout_s.to_string(),
+                "must be a non-negative number of seconds",
+            );
+        }
+        Ok(())
+    }
+
     /// The defaults as a commented TOML document (what `facegate print-config` prints).
     pub fn default_toml() -> &'static str {
         DEFAULT_TOML
     }
 }
 
+/// 1 to 64 characters that are safe as one MQTT topic level and in Home Assistant ids.
+pub fn is_topic_segment(s: &str) -> bool {
+    (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
 /// The built-in defaults with the documentation of every key. Tests keep it equal to
 /// `Config::default()` and complete.
 const DEFAULT_TOML: &str = r#"# facegate configuration: the built-in defaults. Every key is optional; a file only
 # needs the keys it changes, and an unknown key is an error.
+
+# Cameras watched by `facegate serve`: none by default. Each is a [[cameras]] table; the
+# commented example at the end of this file lists every key with its default.
+cameras = []
 
 [inference]
 # Path of libonnxruntime.so. Empty: $ORT_DYLIB_PATH, then <model_dir>/libonnxruntime.so (what
@@ -629,6 +963,91 @@ map_size_mib = 256
 thumbnail_px = 160
 # JPEG quality of thumbnails.
 thumbnail_quality = 85
+
+[mqtt]
+# Publish decisions to an MQTT broker (events, door access, availability, Home Assistant).
+enabled = false
+# Broker address and port.
+host = "127.0.0.1"
+port = 1883
+# TLS to the broker (rustls); needs ca_file.
+tls = false
+# PEM file of the CA that signed the broker's certificate.
+ca_file = ""
+# User name; empty: connect without credentials.
+username = ""
+# File whose first line is the password (or $FACEGATE_MQTT_PASSWORD).
+password_file = ""
+# MQTT client id (the broker keeps this session across restarts). Empty: facegate-<device_id>.
+client_id = ""
+# This appliance's topic level. Empty: the host name.
+device_id = ""
+# Topics: <topic_prefix>/<device_id>/status, .../<camera>/event, .../<door>/access.
+topic_prefix = "facegate"
+# Seconds between keep-alive pings; the broker publishes the Last Will ("offline") after 1.5x.
+keep_alive_s = 15
+# Largest MQTT packet in KiB, both ways (rumqttc's 10 KiB default drops the connection on a
+# thumbnail); an event that would exceed it is sent without its thumbnail.
+max_packet_kib = 512
+# Messages kept in the durable outbox (LMDB, <data_dir>/outbox) while the broker is away;
+# past this the oldest are dropped and counted (facegate_outbox_dropped_total).
+outbox_max_events = 10000
+# LMDB map size of the outbox in MiB (address space, not memory).
+outbox_map_mib = 256
+# Put a base64 JPEG face thumbnail into each event.
+event_thumbnail = false
+# Announce a Home Assistant device (MQTT discovery), again whenever HA comes online.
+homeassistant = true
+# Home Assistant's discovery prefix (it announces itself on <prefix>/status).
+discovery_prefix = "homeassistant"
+# On shutdown, seconds to wait for the broker to acknowledge the outbox before exiting.
+flush_timeout_s = 5.0
+
+# An example camera with every key at its default (uncomment and adapt):
+# [[cameras]]
+# # Name in topics, /health and metrics (letters, digits, '-', '_').
+# name = "camera"
+# # "v4l2" (device), "mjpeg" (url: MJPEG over HTTP) or "replay" (path: folder or image).
+# source = "v4l2"
+# # V4L2 device path.
+# device = "/dev/video0"
+# # V4L2 pixel format: "mjpeg" or "yuyv".
+# format = "mjpeg"
+# # V4L2 frame size asked for (the driver may pick the nearest it has).
+# width = 1280
+# # (height of the frame size)
+# height = 720
+# # V4L2 frames per second asked for; replay pace (0: as fast as the pipeline takes them).
+# fps = 15.0
+# # MJPEG stream URL (http://...).
+# url = ""
+# # Replay: a folder of JPEG/PNG frames (played in name order) or one image.
+# path = ""
+# # Replay: start again at the end (false: play once, then the camera is "ended").
+# replay_loop = true
+# # Collection searched for this camera's faces.
+# collection = "default"
+# # A match needs a fused similarity_score at or above this (0.7 = FMR 1e-5, see README).
+# min_similarity_score = 0.7
+# # Liveness required before a match: "off", "still" (still checks + PAD on the best frame)
+# # or "track" (also 3-D head motion over the track).
+# liveness = "still"
+# # Door this camera guards: access messages go to <prefix>/<device>/<door>/access. Empty: none.
+# door = ""
+# # Run the detector on every k-th frame (tracks coast in between).
+# detect_every = 1
+# # Smallest face side in pixels the detector looks for on this camera (from 1/12 of the
+# # frame's longer side up, no tiled search is needed: 107 px at 1280x720).
+# min_face_px = 110.0
+# # No second event for the same person on this camera within this many seconds.
+# hold_off_s = 10.0
+# # Embedded frames of a track without a match before it is declared unknown.
+# decide_after = 3
+# # A track still waiting for liveness evidence after this many seconds is decided with
+# # what it has (undetermined).
+# decision_timeout_s = 3.0
+# # A track not seen for this many seconds has ended.
+# track_lost_s = 0.5
 "#;
 
 #[cfg(test)]
@@ -655,6 +1074,47 @@ mod tests {
                 at > 0 && lines[at - 1].starts_with('#'),
                 "{key} has no comment"
             );
+        }
+    }
+
+    #[test]
+    fn printed_defaults_document_every_camera_key_in_the_example() {
+        let all = toml::to_string(&CameraConfig::default()).unwrap();
+        let lines: Vec<&str> = DEFAULT_TOML.lines().collect();
+        for line in all.lines().filter(|l| l.contains(" = ")) {
+            let at = lines
+                .iter()
+                .position(|l| *l == format!("# {line}"))
+                .unwrap_or_else(|| panic!("the camera example lacks `{line}`"));
+            assert!(lines[at - 1].starts_with("# #"), "{line} has no comment");
+        }
+    }
+
+    #[test]
+    fn a_camera_table_parses_and_bad_camera_keys_are_named() {
+        let c = Config::parse(
+            "[[cameras]]\nname = \"front\"\nsource = \"replay\"\npath = \"/tmp/x\"\ndoor = \"main\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.cameras.len(), 1);
+        assert_eq!(c.cameras[0].door, "main");
+        assert_eq!(c.cameras[0].hold_off_s, 10.0);
+        for (text, key) in [
+            ("[[cameras]]\nsource = \"replay\"\n", "cameras.path"),
+            ("[[cameras]]\nname = \"a/b\"\n", "cameras.name"),
+            (
+                "[[cameras]]\nname = \"a\"\n[[cameras]]\nname = \"a\"\n",
+                "cameras.name",
+            ),
+            (
+                "[[cameras]]\nmin_similarity_score = 2.0\n",
+                "cameras.min_similarity_score",
+            ),
+            ("[mqtt]\ntopic_prefix = \"a/#\"\n", "mqtt.topic_prefix"),
+            ("[mqtt]\ntls = true\n", "mqtt.ca_file"),
+        ] {
+            let err = Config::parse(text).unwrap_err();
+            assert!(err.contains(key), "{text}: {err}");
         }
     }
 

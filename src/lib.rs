@@ -7,10 +7,13 @@
 
 pub mod api;
 pub mod bench;
+pub mod camera;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod engine;
 pub mod eval;
 pub mod eval_liveness;
+pub mod mqtt;
 pub mod pipeline;
 pub mod store;

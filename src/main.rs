@@ -507,11 +507,22 @@ fn serve(
             embedder = state.workers.info().fingerprint.as_str(),
             "facegate API ready"
         );
+        let daemon = facegate::daemon::Daemon::start(
+            &state.config,
+            state.store.clone(),
+            state.metrics.daemon.clone(),
+            &data_dir,
+        )
+        .context("cannot start the cameras and the MQTT link")?;
+        let _ = state.daemon.set(daemon.status());
         // Scripts and tests wait for this line to learn the port.
         println!("facegate: listening on http://{bound}");
         use std::io::Write as _;
         std::io::stdout().flush()?;
         server::serve(listener, std::sync::Arc::new(state), shutdown_signal()).await?;
+        // The API has finished its requests; now capture stops, the pipelines finish their
+        // frame and the outbox is flushed to the broker.
+        daemon.shutdown().await;
         tracing::info!("stopped");
         Ok(())
     })

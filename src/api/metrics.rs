@@ -33,6 +33,8 @@ pub struct Metrics {
     collections: Gauge,
     in_flight: Gauge,
     index_bytes: Gauge,
+    /// Cameras, decisions, outbox and MQTT.
+    pub daemon: crate::daemon::metrics::DaemonMetrics,
 }
 
 impl Default for Metrics {
@@ -94,7 +96,9 @@ impl Metrics {
             "Memory held by the search indexes",
             index_bytes.clone(),
         );
+        let daemon = crate::daemon::metrics::DaemonMetrics::register(&mut registry);
         Self {
+            daemon,
             registry,
             requests,
             request_seconds,

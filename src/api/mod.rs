@@ -40,6 +40,8 @@ pub struct AppState {
     pub throttle: auth::AuthThrottle,
     pub metrics: metrics::Metrics,
     pub started: Instant,
+    /// Cameras and MQTT, once `facegate serve` has started them.
+    pub daemon: std::sync::OnceLock<Arc<crate::daemon::DaemonStatus>>,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -175,8 +175,8 @@ pub async fn health(State(state): State<SharedState>) -> impl IntoResponse {
             "persons": persons,
             "index_bytes": state.store.index_bytes(),
         },
-        "camera": {"enabled": false},
-        "mqtt": {"enabled": false},
+        "cameras": state.daemon.get().map(|d| d.cameras_json()).unwrap_or_else(|| json!([])),
+        "mqtt": state.daemon.get().map(|d| d.mqtt_json()).unwrap_or_else(|| json!({"enabled": false})),
     }))
 }
 
@@ -184,6 +184,9 @@ pub async fn health(State(state): State<SharedState>) -> impl IntoResponse {
     responses((status = 200, description = "Prometheus text format", content_type = "application/openmetrics-text")))]
 pub async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
     let (collections, persons) = state.store.counts();
+    if let Some(d) = state.daemon.get() {
+        d.update_metrics(&state.metrics.daemon);
+    }
     let text = state.metrics.render(
         collections,
         persons,

@@ -65,6 +65,7 @@ pub fn open_state(config: Config, data_dir: &Path, keys: ApiKeys) -> Result<AppS
         keys,
         metrics: Metrics::new(),
         started: Instant::now(),
+        daemon: std::sync::OnceLock::new(),
     })
 }
 

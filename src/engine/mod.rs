@@ -13,6 +13,7 @@ pub mod geometry;
 pub mod landmarks;
 pub mod liveness;
 pub mod pad;
+pub mod quality;
 pub mod runtime;
 pub mod sampling;
 pub mod similarity;

@@ -1,3 +1,5 @@
 //! Decision logic over camera tracks: pure functions, no I/O.
 
+pub mod decision;
 pub mod track_liveness;
+pub mod tracker;

@@ -1,0 +1,255 @@
+//! MJPEG over HTTP (`multipart/x-mixed-replace`), the stream most IP cameras serve.
+
+use std::io::{BufRead, BufReader, Read};
+use std::time::Duration;
+
+use image::RgbImage;
+
+use super::{decode_frame, CameraError, FrameSource, SourceOpener};
+
+/// Largest JPEG part accepted; anything bigger is a broken stream.
+const MAX_PART_BYTES: usize = 16 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A camera that sends nothing for this long is considered gone and reconnected.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct MjpegOpener {
+    url: String,
+    max_megapixels: f32,
+}
+
+impl MjpegOpener {
+    pub fn new(url: &str, max_megapixels: f32) -> Self {
+        Self {
+            url: url.to_owned(),
+            max_megapixels,
+        }
+    }
+}
+
+impl SourceOpener for MjpegOpener {
+    fn open(&mut self) -> Result<Box<dyn FrameSource>, CameraError> {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(CONNECT_TIMEOUT)
+            .timeout_read(READ_TIMEOUT)
+            .build();
+        let response = agent
+            .get(&self.url)
+            .call()
+            .map_err(|e| CameraError::Unavailable(format!("{}: {e}", redact(&self.url))))?;
+        let content_type = response.header("content-type").unwrap_or("").to_owned();
+        let boundary = boundary_of(&content_type).ok_or_else(|| {
+            CameraError::Unavailable(format!(
+                "{} answered {content_type:?}, not multipart/x-mixed-replace with a boundary",
+                redact(&self.url)
+            ))
+        })?;
+        let reader: Box<dyn Read + Send> = response.into_reader();
+        Ok(Box::new(MjpegSource {
+            parts: MultipartReader::new(BufReader::new(reader), &boundary),
+            max_megapixels: self.max_megapixels,
+        }))
+    }
+
+    fn describe(&self) -> String {
+        format!("mjpeg {}", redact(&self.url))
+    }
+}
+
+/// The URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// The boundary parameter of a `multipart/x-mixed-replace` content type.
+pub fn boundary_of(content_type: &str) -> Option<String> {
+    let lower = content_type.to_ascii_lowercase();
+    if !lower.starts_with("multipart/") {
+        return None;
+    }
+    content_type.split(';').skip(1).find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        (k.trim().eq_ignore_ascii_case("boundary")).then(|| {
+            let v = v.trim().trim_matches('"');
+            // Some cameras put the leading dashes in the header too.
+            v.strip_prefix("--").unwrap_or(v).to_owned()
+        })
+    })
+}
+
+struct MjpegSource {
+    parts: MultipartReader<BufReader<Box<dyn Read + Send>>>,
+    max_megapixels: f32,
+}
+
+impl FrameSource for MjpegSource {
+    fn next_frame(&mut self) -> Result<Option<RgbImage>, CameraError> {
+        match self.parts.next_part() {
+            Ok(Some(jpeg)) => decode_frame(&jpeg, self.max_megapixels).map(Some),
+            // An HTTP camera stream has no end: the camera went away.
+            Ok(None) => Err(CameraError::Unavailable("the MJPEG stream ended".into())),
+            Err(e) => Err(CameraError::Unavailable(format!("MJPEG stream: {e}"))),
+        }
+    }
+}
+
+/// Splits a multipart stream into part bodies. Parts with `Content-Length` are read exactly;
+/// parts without are read up to the next boundary line.
+pub struct MultipartReader<R> {
+    reader: R,
+    delimiter: Vec<u8>,
+    /// The delimiter line of the next part has already been consumed.
+    at_part: bool,
+}
+
+impl<R: BufRead> MultipartReader<R> {
+    pub fn new(reader: R, boundary: &str) -> Self {
+        Self {
+            reader,
+            delimiter: format!("--{boundary}").into_bytes(),
+            at_part: false,
+        }
+    }
+
+    fn read_line(&mut self, line: &mut Vec<u8>) -> std::io::Result<usize> {
+        line.clear();
+        let n = (&mut self.reader)
+            .take(MAX_PART_BYTES as u64)
+            .read_until(b'\n', line)?;
+        Ok(n)
+    }
+
+    /// The next part's body; `None` at the closing delimiter or the end of the stream.
+    pub fn next_part(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        let mut line = Vec::new();
+        if !self.at_part {
+            loop {
+                if self.read_line(&mut line)? == 0 {
+                    return Ok(None);
+                }
+                if line.starts_with(&self.delimiter) {
+                    break;
+                }
+            }
+            if line[self.delimiter.len()..].starts_with(b"--") {
+                return Ok(None);
+            }
+        }
+        self.at_part = false;
+        let mut length = None;
+        loop {
+            if self.read_line(&mut line)? == 0 {
+                return Ok(None);
+            }
+            let text = String::from_utf8_lossy(&line);
+            let text = text.trim();
+            if text.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = text.split_once(':') {
+                if k.trim().eq_ignore_ascii_case("content-length") {
+                    length = v.trim().parse::<usize>().ok();
+                }
+            }
+        }
+        match length {
+            Some(n) if n > MAX_PART_BYTES => Err(std::io::Error::other(format!(
+                "a part of {n} bytes is over the {MAX_PART_BYTES}-byte limit"
+            ))),
+            Some(n) => {
+                let mut body = vec![0; n];
+                self.reader.read_exact(&mut body)?;
+                Ok(Some(body))
+            }
+            None => {
+                let mut body = Vec::new();
+                loop {
+                    if self.read_line(&mut line)? == 0 {
+                        return Ok(Some(trim_crlf(body)));
+                    }
+                    if line.starts_with(&self.delimiter) {
+                        if line[self.delimiter.len()..].starts_with(b"--") {
+                            // The closing delimiter: this was the last part.
+                            return Ok(Some(trim_crlf(body)));
+                        }
+                        self.at_part = true;
+                        return Ok(Some(trim_crlf(body)));
+                    }
+                    body.extend_from_slice(&line);
+                    if body.len() > MAX_PART_BYTES {
+                        return Err(std::io::Error::other(
+                            "a part without Content-Length never ended",
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The CRLF before a delimiter belongs to the delimiter, not the body.
+fn trim_crlf(mut body: Vec<u8>) -> Vec<u8> {
+    if body.ends_with(b"\r\n") {
+        body.truncate(body.len() - 2);
+    } else if body.ends_with(b"\n") {
+        body.truncate(body.len() - 1);
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_boundary_is_read_from_the_content_type_with_or_without_quotes_and_dashes() {
+        assert_eq!(
+            boundary_of("multipart/x-mixed-replace; boundary=frame").as_deref(),
+            Some("frame")
+        );
+        assert_eq!(
+            boundary_of("multipart/x-mixed-replace;boundary=\"--myboundary\"").as_deref(),
+            Some("myboundary")
+        );
+        assert_eq!(boundary_of("image/jpeg"), None);
+    }
+
+    #[test]
+    fn parts_with_and_without_content_length_are_split_exactly() {
+        let a = b"\xff\xd8jpeg-one\r\n--frame-not-a-delimiter\xff\xd9";
+        let b = b"\xff\xd8two\nlines\xff\xd9";
+        let mut stream = Vec::new();
+        stream.extend_from_slice(b"preamble\r\n--frame\r\nContent-Type: image/jpeg\r\n");
+        stream.extend_from_slice(format!("Content-Length: {}\r\n\r\n", a.len()).as_bytes());
+        stream.extend_from_slice(a);
+        stream.extend_from_slice(b"\r\n--frame\r\nContent-Type: image/jpeg\r\n\r\n");
+        stream.extend_from_slice(b);
+        stream.extend_from_slice(b"\r\n--frame\r\ncontent-length: 3\r\n\r\nabc\r\n--frame--\r\n");
+        let mut parts = MultipartReader::new(std::io::Cursor::new(stream), "frame");
+        assert_eq!(parts.next_part().unwrap().unwrap(), a.to_vec());
+        assert_eq!(parts.next_part().unwrap().unwrap(), b.to_vec());
+        assert_eq!(parts.next_part().unwrap().unwrap(), b"abc".to_vec());
+        assert!(parts.next_part().unwrap().is_none());
+    }
+
+    #[test]
+    fn a_part_claiming_more_than_the_limit_is_an_error_not_an_allocation() {
+        let stream = format!("--f\r\nContent-Length: {}\r\n\r\n", MAX_PART_BYTES + 1);
+        let mut parts = MultipartReader::new(std::io::Cursor::new(stream.into_bytes()), "f");
+        assert!(parts.next_part().is_err());
+    }
+
+    #[test]
+    fn passwords_in_camera_urls_are_not_logged() {
+        assert_eq!(
+            redact("http://admin:secret@10.0.0.5/video"),
+            "http://…@10.0.0.5/video"
+        );
+        assert_eq!(redact("http://10.0.0.5/video"), "http://10.0.0.5/video");
+    }
+}

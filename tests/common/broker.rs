@@ -1,0 +1,199 @@
+//! A real mosquitto broker on an ephemeral loopback port, started and stopped by the tests,
+//! and an MQTT subscriber that records what it receives.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+
+pub struct Broker {
+    child: Option<Child>,
+    pub port: u16,
+    config: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Broker {
+    /// Start mosquitto in `dir` (its config and, with `persistent`, its session store).
+    pub fn start(dir: &Path, persistent: bool) -> Broker {
+        let port = free_port();
+        std::fs::create_dir_all(dir).unwrap();
+        let config = dir.join("mosquitto.conf");
+        let mut text = format!("listener {port} 127.0.0.1\nallow_anonymous true\n");
+        if persistent {
+            text += &format!(
+                "persistence true\npersistence_location {}/\n",
+                dir.display()
+            );
+        }
+        // As root, mosquitto would switch to the `mosquitto` user and lose our temp dir.
+        if unsafe { libc::geteuid() } == 0 {
+            text += "user root\n";
+        }
+        std::fs::write(&config, text).unwrap();
+        let mut b = Broker {
+            child: None,
+            port,
+            config,
+        };
+        b.spawn();
+        b
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto is installed (make deps installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGTERM (mosquitto saves its sessions) and wait.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGTERM);
+            }
+            c.wait().unwrap();
+        }
+    }
+
+    /// Start again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub topic: String,
+    pub payload: Vec<u8>,
+    pub retain: bool,
+}
+
+impl Received {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.payload).unwrap_or(serde_json::Value::Null)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.payload).into_owned()
+    }
+}
+
+/// Records every message on `filter`. With `persistent` it keeps a broker session (fixed
+/// client id, clean_session false), so messages published while it is reconnecting are
+/// delivered when it is back.
+#[derive(Clone)]
+pub struct Subscriber {
+    pub messages: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Subscriber {
+    pub fn start(port: u16, client_id: &str, filter: &str, persistent: bool) -> Subscriber {
+        let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
+        opts.set_clean_session(!persistent);
+        opts.set_keep_alive(Duration::from_secs(5));
+        opts.set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut connection) = Client::new(opts, 100);
+        let messages = Arc::new(Mutex::new(Vec::new()));
+        let sink = messages.clone();
+        let filter = filter.to_owned();
+        let subscribed = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let flag = subscribed.clone();
+        std::thread::spawn(move || loop {
+            match connection.recv_timeout(Duration::from_millis(500)) {
+                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
+                    let _ = client.try_subscribe(filter.clone(), QoS::AtLeastOnce);
+                }
+                Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => {
+                    *flag.0.lock().unwrap() = true;
+                    flag.1.notify_all();
+                }
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) => {
+                    sink.lock().unwrap().push(Received {
+                        topic: p.topic.clone(),
+                        payload: p.payload.to_vec(),
+                        retain: p.retain,
+                    });
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => std::thread::sleep(Duration::from_millis(200)),
+                Err(_) => {}
+            }
+        });
+        let (lock, cv) = &*subscribed;
+        let (done, _) = cv
+            .wait_timeout_while(lock.lock().unwrap(), Duration::from_secs(10), |s| !*s)
+            .unwrap();
+        assert!(*done, "the test subscriber could not subscribe");
+        Subscriber { messages }
+    }
+
+    pub fn on(&self, topic: &str) -> Vec<Received> {
+        self.messages
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.topic == topic)
+            .cloned()
+            .collect()
+    }
+
+    /// Wait until `pred` holds for the messages received so far.
+    pub fn wait_for(&self, timeout: Duration, what: &str, pred: impl Fn(&[Received]) -> bool) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if pred(&self.messages.lock().unwrap()) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let got: Vec<String> = self
+                    .messages
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|m| {
+                        format!(
+                            "{} {}",
+                            m.topic,
+                            m.text().chars().take(160).collect::<String>()
+                        )
+                    })
+                    .collect();
+                panic!(
+                    "timed out waiting for {what}; received:\n{}",
+                    got.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! The main job end to end: a replay camera, the real models, LMDB on disk, a real mosquitto
+//! started by the test, and `facegate serve` as a separate process.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::broker::{Broker, Subscriber};
+use common::server::{b64, Options, Server};
+use common::{fixture, fixture_bytes};
+use facegate::camera::scene;
+use facegate::config::EmbedderKind;
+use serde_json::{json, Value};
+
+const FACE_PX: f32 = 220.0;
+
+/// A replay folder: each photo's face shown for `on` frames, then `off` empty frames.
+fn scene_folder(dir: &Path, photos: &[&str], on: usize, off: usize) -> PathBuf {
+    let mut engine = common::engine(EmbedderKind::Dlib128);
+    let empty = scene::empty_frame(1280, 720);
+    let frames = dir.join("frames");
+    for p in photos {
+        let face = scene::photo_frame(&mut engine, &fixture(p), FACE_PX, 1280, 720).unwrap();
+        scene::append_frames(&frames, &[(&face, on), (&empty, off)]).unwrap();
+    }
+    frames
+}
+
+fn camera_config(broker_port: Option<u16>, camera: &str) -> String {
+    let mqtt = match broker_port {
+        Some(port) => format!(
+            "[mqtt]\nenabled = true\nport = {port}\ndevice_id = \"gate\"\nkeep_alive_s = 5\nflush_timeout_s = 5.0\n"
+        ),
+        None => String::new(),
+    };
+    format!("[inference]\nembedder = \"dlib128\"\n{mqtt}{camera}")
+}
+
+/// Enrol obama.jpg as "obama" in collection "staff" through the API of a server without cameras.
+fn enrol_obama(data: &Path) {
+    let mut s = Server::start_with(
+        data,
+        &Options {
+            config: "[inference]\nembedder = \"dlib128\"\n".into(),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let (status, _) = s.call("POST", "/collection", Some(&json!({"name": "staff"})));
+    assert_eq!(status, 200);
+    let (status, body) = s.call(
+        "PUT",
+        "/person",
+        Some(&json!({
+            "collection_name": "staff",
+            "person_id": "obama",
+            "person_name": "Barack Obama",
+            "face_base_64": b64(&fixture_bytes("obama.jpg")),
+            "metadata": {"badge": "44"},
+        })),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(s.stop().success());
+}
+
+fn health(s: &Server) -> Value {
+    s.call("GET", "/health", None).1
+}
+
+fn wait_health(s: &Server, timeout: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let h = health(s);
+        if pred(&h) {
+            return h;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}: {h:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn an_enrolled_person_yields_one_match_and_one_grant_and_a_stranger_one_unknown_and_one_denial() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    enrol_obama(&data);
+    let frames = scene_folder(dir.path(), &["obama2.jpg", "biden.jpg"], 12, 8);
+    let broker = Broker::start(&dir.path().join("broker"), false);
+    let sub = Subscriber::start(broker.port, "test-sub", "#", false);
+    let camera = format!(
+        "[[cameras]]\nname = \"front\"\nsource = \"replay\"\npath = \"{}\"\nfps = 10.0\n\
+         replay_loop = false\ncollection = \"staff\"\ndoor = \"main\"\nhold_off_s = 60.0\n",
+        frames.display()
+    );
+    let mut s = Server::start_with(
+        &data,
+        &Options {
+            config: camera_config(Some(broker.port), &camera),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    wait_health(
+        &s,
+        Duration::from_secs(60),
+        "the replay to end and the outbox to drain",
+        |h| h["cameras"][0]["state"] == "ended" && h["mqtt"]["outbox_depth"] == 0,
+    );
+    // Tracks end 0.5 s after the last face; give the last decision time to go out.
+    sub.wait_for(Duration::from_secs(20), "two access messages", |m| {
+        m.iter()
+            .filter(|m| m.topic == "facegate/gate/main/access")
+            .count()
+            >= 2
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(s.stop().success());
+
+    let events: Vec<Value> = sub
+        .on("facegate/gate/front/event")
+        .iter()
+        .map(|m| m.json())
+        .collect();
+    let access: Vec<Value> = sub
+        .on("facegate/gate/main/access")
+        .iter()
+        .map(|m| m.json())
+        .collect();
+    assert_eq!(events.len(), 2, "{events:#?}");
+    assert_eq!(access.len(), 2, "{access:#?}");
+    let (m, u) = (&events[0], &events[1]);
+    assert_eq!(m["type"], "match", "{m:#}");
+    assert_eq!(m["person_id"], "obama");
+    assert_eq!(m["person_name"], "Barack Obama");
+    assert_eq!(m["metadata"]["badge"], "44");
+    assert!(m["similarity_score"].as_f64().unwrap() >= 0.7);
+    assert_eq!(m["liveness"]["verdict"], "live");
+    assert_eq!(m["camera"], "front");
+    assert_eq!(m["door"], "main");
+    assert!(m["latency_ms"]["total"].as_f64().unwrap() > 0.0);
+    assert_eq!(u["type"], "unknown", "{u:#}");
+    assert_eq!(u["person_id"], Value::Null);
+    assert_eq!(access[0]["granted"], true);
+    assert_eq!(access[0]["person_id"], "obama");
+    assert_eq!(access[0]["event_id"], m["event_id"]);
+    assert_eq!(access[1]["granted"], false);
+    assert_eq!(access[1]["reason"], "unknown");
+    assert_eq!(access[1]["event_id"], u["event_id"]);
+    // Availability and Home Assistant discovery.
+    let status: Vec<String> = sub
+        .on("facegate/gate/status")
+        .iter()
+        .map(|m| m.text())
+        .collect();
+    assert_eq!(status.first().map(String::as_str), Some("online"));
+    assert_eq!(
+        status.last().map(String::as_str),
+        Some("offline"),
+        "a clean stop says offline"
+    );
+    for topic in [
+        "homeassistant/sensor/facegate_gate/front_last_person/config",
+        "homeassistant/event/facegate_gate/front_face/config",
+        "homeassistant/binary_sensor/facegate_gate/main_access/config",
+    ] {
+        let msgs = sub.on(topic);
+        assert!(!msgs.is_empty(), "no {topic}");
+        assert!(msgs[0].json()["device"]["identifiers"][0] == "facegate_gate");
+    }
+}
+
+#[test]
+fn events_produced_while_the_broker_is_down_arrive_after_it_returns_in_order_each_once_in_the_outbox(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    enrol_obama(&data);
+    let frames = scene_folder(dir.path(), &["obama2.jpg"], 4, 6);
+    let mut broker = Broker::start(&dir.path().join("broker"), true);
+    let sub = Subscriber::start(broker.port, "outage-sub", "facegate/gate/front/event", true);
+    let camera = format!(
+        "[[cameras]]\nname = \"front\"\nsource = \"replay\"\npath = \"{}\"\nfps = 10.0\n\
+         collection = \"staff\"\nhold_off_s = 0.0\n",
+        frames.display()
+    );
+    let mut s = Server::start_with(
+        &data,
+        &Options {
+            config: camera_config(Some(broker.port), &camera),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    sub.wait_for(
+        Duration::from_secs(60),
+        "two events before the outage",
+        |m| m.len() >= 2,
+    );
+    broker.stop();
+    let outage = Instant::now();
+    let mut deepest = 0;
+    while outage.elapsed() < Duration::from_secs(10) {
+        let h = health(&s);
+        deepest = deepest.max(h["mqtt"]["outbox_depth"].as_u64().unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let during = health(&s);
+    assert_eq!(during["mqtt"]["connected"], false);
+    assert!(
+        deepest >= 3,
+        "events should pile up in the outbox during 10 s: {deepest}"
+    );
+    broker.restart();
+    wait_health(&s, Duration::from_secs(60), "the backlog to drain", |h| {
+        h["mqtt"]["connected"] == true && h["mqtt"]["outbox_depth"] == 0
+    });
+    // Stop the camera and let SIGTERM flush the rest.
+    assert!(s.stop().success());
+    let produced = {
+        // The last sequence number the daemon assigned, from the events themselves: every
+        // number from 1 to it must have arrived.
+        let msgs = sub.messages.lock().unwrap();
+        msgs.iter()
+            .filter_map(|m| m.json()["sequence"].as_u64())
+            .max()
+            .unwrap()
+    };
+    sub.wait_for(Duration::from_secs(20), "every sequence number", |m| {
+        let got: std::collections::BTreeSet<u64> = m
+            .iter()
+            .filter_map(|m| m.json()["sequence"].as_u64())
+            .collect();
+        got.len() as u64 == produced
+    });
+    let msgs = sub.messages.lock().unwrap().clone();
+    let seqs: Vec<u64> = msgs
+        .iter()
+        .map(|m| m.json()["sequence"].as_u64().unwrap())
+        .collect();
+    let mut first_seen = Vec::new();
+    let mut ids = std::collections::HashMap::new();
+    for m in &msgs {
+        let v = m.json();
+        let seq = v["sequence"].as_u64().unwrap();
+        let id = v["event_id"].as_str().unwrap().to_owned();
+        // A duplicate (at-least-once) carries the same event_id: one id per outbox entry.
+        assert_eq!(ids.entry(seq).or_insert_with(|| id.clone()), &id);
+        if !first_seen.contains(&seq) {
+            first_seen.push(seq);
+        }
+    }
+    let in_order: Vec<u64> = (1..=produced).collect();
+    assert_eq!(first_seen, in_order, "received {seqs:?}");
+    eprintln!(
+        "outage test: {produced} events produced, {} messages received ({} duplicates), \
+         outbox peaked at {deepest} during the 10 s outage",
+        msgs.len(),
+        msgs.len() as u64 - produced
+    );
+    assert!(produced >= 6);
+}
+
+#[test]
+fn kill_9_of_the_daemon_makes_the_broker_publish_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("broker"), false);
+    let sub = Subscriber::start(broker.port, "lwt-sub", "facegate/gate/status", false);
+    let mut s = Server::start_with(
+        &dir.path().join("data"),
+        &Options {
+            config: camera_config(Some(broker.port), ""),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    sub.wait_for(Duration::from_secs(20), "online", |m| {
+        m.last().is_some_and(|m| m.text() == "online")
+    });
+    s.kill9();
+    sub.wait_for(Duration::from_secs(30), "the Last Will", |m| {
+        m.last().is_some_and(|m| m.text() == "offline")
+    });
+    // It is retained: a new subscriber learns it at once.
+    let late = Subscriber::start(broker.port, "late-sub", "facegate/gate/status", false);
+    late.wait_for(Duration::from_secs(5), "retained offline", |m| {
+        m.first().is_some_and(|m| m.text() == "offline" && m.retain)
+    });
+}
+
+#[test]
+fn a_camera_that_cannot_be_opened_is_retried_and_reported_in_health_until_it_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("not-yet");
+    let camera = format!(
+        "[[cameras]]\nname = \"door\"\nsource = \"replay\"\npath = \"{}\"\nfps = 5.0\n",
+        missing.display()
+    );
+    let s = Server::start_with(
+        &dir.path().join("data"),
+        &Options {
+            config: camera_config(None, &camera),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let h = wait_health(&s, Duration::from_secs(20), "two failed opens", |h| {
+        h["cameras"][0]["errors"].as_u64().unwrap_or(0) >= 2
+    });
+    let cam = &h["cameras"][0];
+    assert_eq!(cam["name"], "door");
+    assert_eq!(cam["state"], "reconnecting");
+    assert!(
+        cam["last_error"].as_str().unwrap().contains("not-yet"),
+        "{cam:#}"
+    );
+    assert!(cam["last_error_at"].is_string());
+    assert_eq!(cam["frames"], 0);
+    // The camera appears: the next retry opens it and frames flow.
+    scene::append_frames(&missing, &[(&scene::empty_frame(640, 480), 3)]).unwrap();
+    let h = wait_health(&s, Duration::from_secs(30), "frames after the retry", |h| {
+        h["cameras"][0]["frames"].as_u64().unwrap_or(0) > 0
+    });
+    assert_eq!(h["cameras"][0]["state"], "streaming");
+    let (_, metrics) = s.get_text("/metrics");
+    assert!(
+        metrics.contains("facegate_camera_errors{camera=\"door\"}"),
+        "{metrics}"
+    );
+}
