@@ -1,8 +1,8 @@
 # facegate: every set-up step the two README commands need, idempotent.
-#   make run    build everything needed and start the main job (facegate serve) on the
-#               built-in default configuration, with an API key generated into data/api-key
+#   make run    build everything needed and start the main job as a demo: a local broker, the
+#               API, a demo person enrolled through it, a replay camera, the MQTT events printed
 #   make test   build everything needed and run the whole suite (what CI runs)
-# Building blocks: make deps | venv | models | build | lint | demo | bench | eval
+# Building blocks: make deps | venv | models | build | lint | serve | engine-demo | bench | eval
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -17,15 +17,18 @@ BIN        := target/release/facegate
 EVAL_PAIRS ?= ../shared/eval/faces/pairs.csv
 DATA       ?= data
 
-.PHONY: all deps venv models build test lint run demo bench eval clean-models
+.PHONY: all deps venv models build test lint run serve engine-demo bench eval clean-models
 
 all: build
 
 # Debian packages the build needs, installed only when missing: npm (npm pack fetches two model
-# packages) and the venv module of the system Python.
+# packages), the venv module of the system Python, libclang (the v4l crate runs bindgen) and
+# mosquitto (the MQTT broker of the tests and the demo).
 deps:
 	@missing=""; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
+	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	dpkg-query -W -f='$${Status}' libclang-dev 2>/dev/null | grep -q 'ok installed' || missing="$$missing libclang-dev"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -50,21 +53,30 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 
-test: models lint
+test: deps models lint
 	$(CARGO) test --release --locked
 
-# The main job on the built-in defaults: the HTTP API on 127.0.0.1:8080 with its store in
-# ./data. The server refuses to run without an API key, so one is generated on first run.
-run: models build
+# The main job as a demo on the built-in defaults: a local mosquitto (started if none is
+# reachable on 127.0.0.1:1883), the HTTP API on 127.0.0.1:8080, a demo person enrolled through
+# it, a replay camera showing that person and strangers, and the MQTT events printed as they
+# arrive. The API refuses to run without a key, so one is generated into data/api-key.
+run: deps models build
+	@mkdir -p $(DATA)/demo
+	@[ -s $(DATA)/api-key ] || (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' > $(DATA)/api-key)
+	@cp -f $(DATA)/api-key $(DATA)/demo/api-key
+	@echo "API key (kept in $(DATA)/api-key): $$(cat $(DATA)/api-key)"
+	FACEGATE_API_KEYS="$$(cat $(DATA)/api-key)" exec $(BIN) demo --data-dir $(DATA)/demo
+
+# The daemon alone on the built-in defaults (API on 127.0.0.1:8080, store in ./data; cameras
+# and MQTT come from a config file: $(BIN) --config facegate.toml serve).
+serve: models build
 	@mkdir -p $(DATA)
 	@[ -s $(DATA)/api-key ] || (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' > $(DATA)/api-key)
 	@echo "API key (kept in $(DATA)/api-key): $$(cat $(DATA)/api-key)"
-	@echo "try:  curl -s -H 'x-api-key: $$(cat $(DATA)/api-key)' http://127.0.0.1:8080/collections"
-	@echo "docs: http://127.0.0.1:8080/docs"
 	FACEGATE_API_KEYS="$$(cat $(DATA)/api-key)" exec $(BIN) serve --data-dir $(DATA)
 
 # The engine alone on the fixture photos: faces of a group photo and three comparisons.
-demo: models build
+engine-demo: models build
 	@echo "== faces on the insightface group photo (facegate detect tests/fixtures/t1.jpg)"
 	@$(BIN) detect tests/fixtures/t1.jpg | python3 -c 'import json,sys; [print("  face %d: box %s score %.2f" % (i, f["box"], f["detection_score"])) for i, f in enumerate(json.load(sys.stdin))]'
 	@for pair in "obama.jpg obama2.jpg" "obama.jpg obama_partial_face.jpg" "obama.jpg biden.jpg"; do \

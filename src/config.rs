@@ -704,7 +704,7 @@ impl Config {
                 }
                 _ => {}
             }
-            if !(c.fps >= 0.0 && c.fps <= 240.0) {
+            if !(0.0..=240.0).contains(&c.fps) {
                 return invalid(
                     "cameras.fps",
                     c.fps.to_string(),
@@ -731,7 +731,7 @@ impl Config {
             if c.decide_after == 0 {
                 return invalid("cameras.decide_after", "0".into(), "must be at least 1");
             }
-            if !(c.min_face_px >= 16.0) {
+            if c.min_face_px.is_nan() || c.min_face_px < 16.0 {
                 return invalid(
                     "cameras.min_face_px",
                     c.min_face_px.to_string(),
@@ -743,7 +743,7 @@ impl Config {
                 ("cameras.decision_timeout_s", c.decision_timeout_s),
                 ("cameras.track_lost_s", c.track_lost_s),
             ] {
-                if !(v >= 0.0 && v.is_finite()) {
+                if !(v.is_finite() && v >= 0.0) {
                     return invalid(
                         key,
                         v.to_string(),
@@ -802,7 +802,7 @@ impl Config {
                 "must be at least 5",
             );
         }
-        if !(m.flush_timeout_s >= 0.0 && m.flush_timeout_s.is_finite()) {
+        if !(m.flush_timeout_s.is_finite() && m.flush_timeout_s >= 0.0) {
             return invalid(
                 "mqtt.flush_timeout_s",
                 m.flush_timeout_s.to_string(),

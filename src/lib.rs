@@ -11,6 +11,7 @@ pub mod camera;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod demo;
 pub mod engine;
 pub mod eval;
 pub mod eval_liveness;

@@ -87,8 +87,10 @@ enum Command {
     /// `engine`: per-stage latency on 1280×720 frames. `search`: exact 1:N search over random
     /// templates next to the memory-bandwidth floor. `http`: /face-search under load next to
     /// one engine pass. `memory`: resident memory of `serve` with N persons enrolled.
+    /// `pipeline`: the main job on a 1280×720 replay (frame rate kept, event latency next to
+    /// one engine pass; --iterations is the seconds per run).
     Bench {
-        #[arg(value_parser = ["engine", "search", "http", "memory"])]
+        #[arg(value_parser = ["engine", "search", "http", "memory", "pipeline"])]
         what: String,
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
         iterations: u32,
@@ -152,6 +154,17 @@ enum Command {
         #[arg(long)]
         insecure_no_auth: bool,
     },
+    /// The main job as a demo (what `make run` starts): finds or starts mosquitto on
+    /// 127.0.0.1:1883, serves the API, enrols a demo person through it, replays other photos
+    /// of that person and of strangers as a camera, and prints the MQTT messages.
+    Demo {
+        /// Folder of the demo's store, replay frames and broker config.
+        #[arg(long, default_value = "data/demo")]
+        data_dir: PathBuf,
+        /// Folder with the fixture photos (made by `make models`).
+        #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))]
+        photos: PathBuf,
+    },
     /// Print the built-in default configuration.
     PrintConfig,
 }
@@ -194,6 +207,18 @@ fn run(cli: Cli) -> Result<()> {
     let config = load_config(&cli)?;
     match &cli.command {
         Command::PrintConfig => print!("{}", Config::default_toml()),
+        Command::Demo { data_dir, photos } => {
+            let keys = gather_api_keys(&config, &[])?;
+            let api_key = keys.into_iter().next().context(
+                "the demo needs an API key: set FACEGATE_API_KEYS (make run generates one)",
+            )?;
+            facegate::demo::run(facegate::demo::DemoOptions {
+                config,
+                data_dir: data_dir.clone(),
+                photos: photos.clone(),
+                api_key,
+            })?;
+        }
         Command::EvalLiveness {
             photos,
             attacks,
@@ -377,6 +402,21 @@ fn run(cli: Cli) -> Result<()> {
                 let report =
                     facegate::bench::http::bench_http(&config, one, *persons, clients, *requests)?;
                 eprint!("{}", facegate::bench::http::format_http_report(&report));
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            "pipeline" => {
+                let enrol = one.with_file_name("obama.jpg");
+                let shown = one.with_file_name("obama2.jpg");
+                let report = facegate::bench::pipeline::bench_pipeline(
+                    &config,
+                    &shown,
+                    &enrol,
+                    *iterations as f64,
+                )?;
+                eprint!(
+                    "{}",
+                    facegate::bench::pipeline::format_pipeline_report(&report)
+                );
                 println!("{}", serde_json::to_string_pretty(&report)?);
             }
             "memory" => {

@@ -90,7 +90,7 @@ fn an_enrolled_person_yields_one_match_and_one_grant_and_a_stranger_one_unknown_
     enrol_obama(&data);
     let frames = scene_folder(dir.path(), &["obama2.jpg", "biden.jpg"], 12, 8);
     let broker = Broker::start(&dir.path().join("broker"), false);
-    let sub = Subscriber::start(broker.port, "test-sub", "#", false);
+    let sub = Subscriber::start(broker.port(), "test-sub", "#", false);
     let camera = format!(
         "[[cameras]]\nname = \"front\"\nsource = \"replay\"\npath = \"{}\"\nfps = 10.0\n\
          replay_loop = false\ncollection = \"staff\"\ndoor = \"main\"\nhold_off_s = 60.0\n",
@@ -99,7 +99,7 @@ fn an_enrolled_person_yields_one_match_and_one_grant_and_a_stranger_one_unknown_
     let mut s = Server::start_with(
         &data,
         &Options {
-            config: camera_config(Some(broker.port), &camera),
+            config: camera_config(Some(broker.port()), &camera),
             ..Options::default()
         },
     )
@@ -181,7 +181,12 @@ fn events_produced_while_the_broker_is_down_arrive_after_it_returns_in_order_eac
     enrol_obama(&data);
     let frames = scene_folder(dir.path(), &["obama2.jpg"], 4, 6);
     let mut broker = Broker::start(&dir.path().join("broker"), true);
-    let sub = Subscriber::start(broker.port, "outage-sub", "facegate/gate/front/event", true);
+    let sub = Subscriber::start(
+        broker.port(),
+        "outage-sub",
+        "facegate/gate/front/event",
+        true,
+    );
     let camera = format!(
         "[[cameras]]\nname = \"front\"\nsource = \"replay\"\npath = \"{}\"\nfps = 10.0\n\
          collection = \"staff\"\nhold_off_s = 0.0\n",
@@ -190,7 +195,7 @@ fn events_produced_while_the_broker_is_down_arrive_after_it_returns_in_order_eac
     let mut s = Server::start_with(
         &data,
         &Options {
-            config: camera_config(Some(broker.port), &camera),
+            config: camera_config(Some(broker.port()), &camera),
             ..Options::default()
         },
     )
@@ -268,11 +273,11 @@ fn events_produced_while_the_broker_is_down_arrive_after_it_returns_in_order_eac
 fn kill_9_of_the_daemon_makes_the_broker_publish_offline() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(&dir.path().join("broker"), false);
-    let sub = Subscriber::start(broker.port, "lwt-sub", "facegate/gate/status", false);
+    let sub = Subscriber::start(broker.port(), "lwt-sub", "facegate/gate/status", false);
     let mut s = Server::start_with(
         &dir.path().join("data"),
         &Options {
-            config: camera_config(Some(broker.port), ""),
+            config: camera_config(Some(broker.port()), ""),
             ..Options::default()
         },
     )
@@ -285,7 +290,7 @@ fn kill_9_of_the_daemon_makes_the_broker_publish_offline() {
         m.last().is_some_and(|m| m.text() == "offline")
     });
     // It is retained: a new subscriber learns it at once.
-    let late = Subscriber::start(broker.port, "late-sub", "facegate/gate/status", false);
+    let late = Subscriber::start(broker.port(), "late-sub", "facegate/gate/status", false);
     late.wait_for(Duration::from_secs(5), "retained offline", |m| {
         m.first().is_some_and(|m| m.text() == "offline" && m.retain)
     });

@@ -4,6 +4,7 @@
 pub mod engine;
 pub mod http;
 pub mod memory;
+pub mod pipeline;
 pub mod search;
 
 pub use engine::{bench_engine, bench_frame, format_table, frame_1280x720, StageTimes};

@@ -5,7 +5,7 @@ use image::RgbImage;
 /// Convert a packed YUYV buffer; `None` when it is shorter than `width × height × 2` bytes or
 /// the width is odd. Extra bytes (driver padding) are ignored.
 pub fn yuyv_to_rgb(data: &[u8], width: u32, height: u32) -> Option<RgbImage> {
-    if width % 2 != 0 || width == 0 || height == 0 {
+    if !width.is_multiple_of(2) || width == 0 || height == 0 {
         return None;
     }
     let needed = width as usize * height as usize * 2;

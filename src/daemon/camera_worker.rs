@@ -174,7 +174,7 @@ impl CameraWorker {
         let now_ms = self.ms(frame.captured_at);
         let index = self.frame_index;
         self.frame_index += 1;
-        if index % self.camera.detect_every as u64 == 0 {
+        if index.is_multiple_of(self.camera.detect_every as u64) {
             let image = &frame.image;
             let t = Instant::now();
             let faces = self.engine.locate(image)?;

@@ -55,7 +55,7 @@ mod tests {
 
     fn checkerboard(cell: u32) -> RgbImage {
         RgbImage::from_fn(128, 128, |x, y| {
-            if (x / cell + y / cell) % 2 == 0 {
+            if (x / cell + y / cell).is_multiple_of(2) {
                 image::Rgb([220; 3])
             } else {
                 image::Rgb([30; 3])

@@ -3,6 +3,7 @@
 
 pub mod discovery;
 pub mod event;
+pub mod local_broker;
 pub mod outbox;
 pub mod publisher;
 

@@ -247,7 +247,7 @@ mod tests {
         OutboxMessage {
             topic: format!("t/{n}"),
             payload: format!("{{\"n\":{n}}}").into_bytes(),
-            retain: n % 2 == 0,
+            retain: n.is_multiple_of(2),
         }
     }
 

@@ -331,7 +331,7 @@ mod tests {
         assert_eq!(decide(&policy, &e).unwrap().kind, DecisionKind::Match);
         let flat = TrackLiveness {
             verdict: TrackVerdict::Spoof,
-            ..motion
+            ..motion.clone()
         };
         e.motion = Some(&flat);
         assert_eq!(decide(&policy, &e).unwrap().kind, DecisionKind::Spoof);

@@ -1,93 +1,34 @@
 //! A real mosquitto broker on an ephemeral loopback port, started and stopped by the tests,
 //! and an MQTT subscriber that records what it receives.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use facegate::mqtt::local_broker::LocalBroker;
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
-pub struct Broker {
-    child: Option<Child>,
-    pub port: u16,
-    config: PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+/// mosquitto on an ephemeral loopback port.
+pub struct Broker(LocalBroker);
 
 impl Broker {
     /// Start mosquitto in `dir` (its config and, with `persistent`, its session store).
     pub fn start(dir: &Path, persistent: bool) -> Broker {
-        let port = free_port();
-        std::fs::create_dir_all(dir).unwrap();
-        let config = dir.join("mosquitto.conf");
-        let mut text = format!("listener {port} 127.0.0.1\nallow_anonymous true\n");
-        if persistent {
-            text += &format!(
-                "persistence true\npersistence_location {}/\n",
-                dir.display()
-            );
-        }
-        // As root, mosquitto would switch to the `mosquitto` user and lose our temp dir.
-        if unsafe { libc::geteuid() } == 0 {
-            text += "user root\n";
-        }
-        std::fs::write(&config, text).unwrap();
-        let mut b = Broker {
-            child: None,
-            port,
-            config,
-        };
-        b.spawn();
-        b
+        Broker(LocalBroker::start(dir, 0, persistent).expect("mosquitto starts"))
     }
 
-    fn spawn(&mut self) {
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&self.config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto is installed (make deps installs it)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not start");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    pub fn port(&self) -> u16 {
+        self.0.port
     }
 
     /// SIGTERM (mosquitto saves its sessions) and wait.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            unsafe {
-                libc::kill(c.id() as i32, libc::SIGTERM);
-            }
-            c.wait().unwrap();
-        }
+        self.0.stop();
     }
 
     /// Start again on the same port.
     pub fn restart(&mut self) {
-        self.stop();
-        self.spawn();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.0.restart().expect("mosquitto restarts");
     }
 }
 
