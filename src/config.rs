@@ -967,8 +967,9 @@ thumbnail_quality = 85
 [mqtt]
 # Publish decisions to an MQTT broker (events, door access, availability, Home Assistant).
 enabled = false
-# Broker address and port.
+# Broker address.
 host = "127.0.0.1"
+# Broker port (8883 is the usual TLS port).
 port = 1883
 # TLS to the broker (rustls); needs ca_file.
 tls = false

@@ -28,9 +28,13 @@ fn scene_folder(dir: &Path, photos: &[&str], on: usize, off: usize) -> PathBuf {
 }
 
 fn camera_config(broker_port: Option<u16>, camera: &str) -> String {
+    camera_config_with(broker_port, "", camera)
+}
+
+fn camera_config_with(broker_port: Option<u16>, mqtt_extra: &str, camera: &str) -> String {
     let mqtt = match broker_port {
         Some(port) => format!(
-            "[mqtt]\nenabled = true\nport = {port}\ndevice_id = \"gate\"\nkeep_alive_s = 5\nflush_timeout_s = 5.0\n"
+            "[mqtt]\nenabled = true\nport = {port}\ndevice_id = \"gate\"\nkeep_alive_s = 5\nflush_timeout_s = 5.0\n{mqtt_extra}"
         ),
         None => String::new(),
     };
@@ -99,7 +103,7 @@ fn an_enrolled_person_yields_one_match_and_one_grant_and_a_stranger_one_unknown_
     let mut s = Server::start_with(
         &data,
         &Options {
-            config: camera_config(Some(broker.port()), &camera),
+            config: camera_config_with(Some(broker.port()), "event_thumbnail = true\n", &camera),
             ..Options::default()
         },
     )
@@ -142,6 +146,10 @@ fn an_enrolled_person_yields_one_match_and_one_grant_and_a_stranger_one_unknown_
     assert_eq!(m["camera"], "front");
     assert_eq!(m["door"], "main");
     assert!(m["latency_ms"]["total"].as_f64().unwrap() > 0.0);
+    assert_eq!(m["sequence"], 1);
+    let thumb = common::server::unb64(m["thumbnail"].as_str().expect("a thumbnail was asked for"));
+    let thumb = image::load_from_memory(&thumb).expect("the thumbnail is a JPEG");
+    assert_eq!(thumb.width(), 160);
     assert_eq!(u["type"], "unknown", "{u:#}");
     assert_eq!(u["person_id"], Value::Null);
     assert_eq!(access[0]["granted"], true);
@@ -294,6 +302,38 @@ fn kill_9_of_the_daemon_makes_the_broker_publish_offline() {
     late.wait_for(Duration::from_secs(5), "retained offline", |m| {
         m.first().is_some_and(|m| m.text() == "offline" && m.retain)
     });
+}
+
+#[test]
+fn discovery_is_announced_again_when_home_assistant_comes_online() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(&dir.path().join("broker"), false);
+    let sub = Subscriber::start(broker.port(), "ha-sub", "homeassistant/+/+/+/config", false);
+    let camera = "[[cameras]]\nname = \"front\"\nsource = \"replay\"\npath = \"/nonexistent\"\ndoor = \"main\"\n";
+    let _s = Server::start_with(
+        &dir.path().join("data"),
+        &Options {
+            config: camera_config(Some(broker.port()), camera),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    sub.wait_for(Duration::from_secs(20), "three discovery configs", |m| m.len() >= 3);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(sub.messages.lock().unwrap().len(), 3);
+    // Home Assistant's birth message.
+    let mut opts = rumqttc::MqttOptions::new("ha-birth", "127.0.0.1", broker.port());
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut connection) = rumqttc::Client::new(opts, 10);
+    client
+        .publish("homeassistant/status", rumqttc::QoS::AtLeastOnce, false, "online")
+        .unwrap();
+    for ev in connection.iter().take(10) {
+        if matches!(ev, Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))) {
+            break;
+        }
+    }
+    sub.wait_for(Duration::from_secs(10), "the configs again", |m| m.len() >= 6);
 }
 
 #[test]

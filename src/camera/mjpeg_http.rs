@@ -244,6 +244,72 @@ mod tests {
         assert!(parts.next_part().is_err());
     }
 
+    /// A one-connection HTTP server that answers with an MJPEG stream of `frames` frames.
+    fn serve_mjpeg(frames: usize) -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/video", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = std::io::Read::read(&mut conn, &mut buf);
+            let mut jpeg = Vec::new();
+            image::RgbImage::from_pixel(64, 48, image::Rgb([10, 200, 30]))
+                .write_to(
+                    &mut std::io::Cursor::new(&mut jpeg),
+                    image::ImageFormat::Jpeg,
+                )
+                .unwrap();
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary=cam\r\n\r\n",
+            );
+            for _ in 0..frames {
+                let _ = conn.write_all(
+                    format!(
+                        "--cam\r\nContent-Type: image/jpeg\r\nContent-Length: {}\r\n\r\n",
+                        jpeg.len()
+                    )
+                    .as_bytes(),
+                );
+                let _ = conn.write_all(&jpeg);
+                let _ = conn.write_all(b"\r\n");
+            }
+        });
+        url
+    }
+
+    #[test]
+    fn an_mjpeg_camera_over_http_gives_decoded_frames_and_its_end_is_a_failure_to_reconnect_from() {
+        let url = serve_mjpeg(3);
+        let mut source = MjpegOpener::new(&url, 40.0).open().unwrap();
+        for _ in 0..3 {
+            let frame = source.next_frame().unwrap().unwrap();
+            assert_eq!((frame.width(), frame.height()), (64, 48));
+            assert!(frame.get_pixel(5, 5).0[1] > 150);
+        }
+        assert!(matches!(
+            source.next_frame(),
+            Err(CameraError::Unavailable(_))
+        ));
+    }
+
+    #[test]
+    fn a_url_that_is_not_an_mjpeg_stream_cannot_be_opened() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = std::io::Read::read(&mut conn, &mut buf);
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 2\r\n\r\nhi",
+            );
+        });
+        let err = MjpegOpener::new(&url, 40.0).open().err().unwrap();
+        assert!(err.to_string().contains("text/html"), "{err}");
+    }
+
     #[test]
     fn passwords_in_camera_urls_are_not_logged() {
         assert_eq!(

@@ -135,3 +135,42 @@ impl FrameSource for V4l2Source {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Needs a camera: `FACEGATE_TEST_V4L2_DEVICE=/dev/video0 cargo test --release v4l2`.
+    /// Without the variable it says it was skipped (CI has no camera and cannot load vivid).
+    #[test]
+    fn a_real_v4l2_device_delivers_frames_of_the_negotiated_size() {
+        let Ok(device) = std::env::var("FACEGATE_TEST_V4L2_DEVICE") else {
+            eprintln!("skipped: set FACEGATE_TEST_V4L2_DEVICE=/dev/videoN to test a real camera");
+            return;
+        };
+        let config = CameraConfig {
+            device,
+            width: 640,
+            height: 480,
+            ..CameraConfig::default()
+        };
+        let mut source = V4l2Opener::new(&config).open().expect("the device opens");
+        for _ in 0..5 {
+            let frame = source.next_frame().unwrap().unwrap();
+            assert!(frame.width() > 0 && frame.height() > 0);
+        }
+    }
+
+    #[test]
+    fn a_missing_device_is_a_camera_that_cannot_be_opened_with_its_path_named() {
+        let config = CameraConfig {
+            device: "/dev/video-does-not-exist".into(),
+            ..CameraConfig::default()
+        };
+        let err = V4l2Opener::new(&config).open().err().unwrap();
+        assert!(
+            err.to_string().contains("/dev/video-does-not-exist"),
+            "{err}"
+        );
+    }
+}

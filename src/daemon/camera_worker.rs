@@ -519,9 +519,6 @@ impl CameraWorker {
                 match outbox.append(|seq| build(seq, &mut event)) {
                     Ok(appended) => {
                         self.metrics.stage("outbox", t.elapsed().as_secs_f64());
-                        if appended.dropped > 0 {
-                            self.metrics.outbox_dropped.inc_by(appended.dropped);
-                        }
                         for key in &appended.keys {
                             self.sink.times.record(*key, captured_at);
                         }

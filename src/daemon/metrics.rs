@@ -118,7 +118,7 @@ impl DaemonMetrics {
         );
         registry.register(
             "outbox_dropped",
-            "Messages dropped because the outbox was full (since start)",
+            "Messages dropped because the outbox was full (over the outbox's life)",
             m.outbox_dropped.clone(),
         );
         registry.register(

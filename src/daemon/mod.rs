@@ -90,6 +90,9 @@ impl DaemonStatus {
         if let (Some(link), Some(outbox)) = (&self.link, &self.outbox) {
             m.mqtt_connected.set(i64::from(link.connected()));
             m.outbox_depth.set(outbox.depth() as i64);
+            let dropped = outbox.dropped_total();
+            m.outbox_dropped
+                .inc_by(dropped.saturating_sub(m.outbox_dropped.get()));
             let acked = link.acknowledged();
             m.mqtt_acknowledged
                 .inc_by(acked.saturating_sub(m.mqtt_acknowledged.get()));

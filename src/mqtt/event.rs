@@ -77,9 +77,10 @@ pub struct Latency {
     pub liveness: f32,
     /// 1:N search of the fused template.
     pub search: f32,
-    /// Building the messages and committing them to the outbox.
+    /// Building the event and access messages (their outbox commit follows).
     pub outbox: f32,
-    /// Capture to the messages being handed to the MQTT client.
+    /// Capture to the messages being written to the outbox. The commit and the PUBLISH come
+    /// after; `facegate_capture_to_publish_seconds` measures up to the PUBLISH.
     pub total: f32,
 }
 

@@ -142,33 +142,53 @@ impl Outbox {
             self.meta.get(&rtxn, EVENT_SEQ)?.unwrap_or(0) + 1
         };
         let encoded: Vec<Vec<u8>> = build(event_seq).iter().map(OutboxMessage::encode).collect();
-        let mut extra_drop = 0usize;
         loop {
-            match self.try_append(&encoded, event_seq, extra_drop) {
+            match self.try_append(&encoded, event_seq) {
                 Err(OutboxError::Lmdb(heed::Error::Mdb(MdbError::MapFull))) => {
-                    // Make room by dropping more of the oldest; give up when nothing is left.
+                    // LMDB reuses the pages of deleted messages only after the deleting
+                    // transaction commits, so make room in a transaction of its own.
                     let depth = self.depth();
-                    if extra_drop >= depth {
+                    if depth == 0 {
                         return Err(OutboxError::TooBig(encoded.iter().map(Vec::len).sum()));
                     }
-                    extra_drop = (extra_drop * 2).max(depth / 10).max(1).min(depth);
+                    self.drop_oldest((depth / 10).max(1))?;
                 }
                 other => return other,
             }
         }
     }
 
-    fn try_append(
-        &self,
-        encoded: &[Vec<u8>],
-        event_seq: u64,
-        extra_drop: usize,
-    ) -> Result<Appended, OutboxError> {
+    /// Delete the `n` oldest messages (to make room), counting them as dropped.
+    fn drop_oldest(&self, n: usize) -> Result<(), OutboxError> {
+        let mut txn = self.env.write_txn()?;
+        let oldest: Vec<u64> = self
+            .messages
+            .iter(&txn)?
+            .take(n)
+            .map(|r| r.map(|(k, _)| k))
+            .collect::<Result<_, _>>()?;
+        for k in &oldest {
+            self.messages.delete(&mut txn, k)?;
+        }
+        let dropped_total = self.meta.get(&txn, DROPPED)?.unwrap_or(0) + oldest.len() as u64;
+        self.meta.put(&mut txn, DROPPED, &dropped_total)?;
+        let depth = self.messages.len(&txn)? as usize;
+        txn.commit()?;
+        self.depth.store(depth, Ordering::Relaxed);
+        self.dropped.store(dropped_total, Ordering::Relaxed);
+        tracing::warn!(
+            dropped = oldest.len(),
+            "outbox map full: the oldest unsent messages were dropped"
+        );
+        Ok(())
+    }
+
+    fn try_append(&self, encoded: &[Vec<u8>], event_seq: u64) -> Result<Appended, OutboxError> {
         let mut txn = self.env.write_txn()?;
         let mut next = self.meta.get(&txn, NEXT_KEY)?.unwrap_or(1);
         let len = self.messages.len(&txn)? as usize;
         let over = (len + encoded.len()).saturating_sub(self.max_messages);
-        let to_drop = (over + extra_drop).min(len);
+        let to_drop = over.min(len);
         let mut dropped = 0u64;
         if to_drop > 0 {
             let oldest: Vec<u64> = self
