@@ -318,7 +318,9 @@ fn discovery_is_announced_again_when_home_assistant_comes_online() {
         },
     )
     .unwrap();
-    sub.wait_for(Duration::from_secs(20), "three discovery configs", |m| m.len() >= 3);
+    sub.wait_for(Duration::from_secs(20), "three discovery configs", |m| {
+        m.len() >= 3
+    });
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(sub.messages.lock().unwrap().len(), 3);
     // Home Assistant's birth message.
@@ -326,14 +328,21 @@ fn discovery_is_announced_again_when_home_assistant_comes_online() {
     opts.set_keep_alive(Duration::from_secs(5));
     let (client, mut connection) = rumqttc::Client::new(opts, 10);
     client
-        .publish("homeassistant/status", rumqttc::QoS::AtLeastOnce, false, "online")
+        .publish(
+            "homeassistant/status",
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            "online",
+        )
         .unwrap();
     for ev in connection.iter().take(10) {
         if matches!(ev, Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)))) {
             break;
         }
     }
-    sub.wait_for(Duration::from_secs(10), "the configs again", |m| m.len() >= 6);
+    sub.wait_for(Duration::from_secs(10), "the configs again", |m| {
+        m.len() >= 6
+    });
 }
 
 #[test]

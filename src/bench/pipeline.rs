@@ -57,6 +57,8 @@ pub struct PipelineReport {
     pub seconds: f64,
     /// One engine pass on the frame (detect with landmarks, embed, still liveness), median.
     pub engine_pass_ms: f64,
+    /// Its detect (with landmarks), embed and liveness medians.
+    pub engine_stages_ms: [f64; 3],
     pub runs: Vec<PipelineRun>,
 }
 
@@ -66,6 +68,44 @@ fn quantile(mut v: Vec<f64>, q: f64) -> f64 {
     }
     v.sort_by(f64::total_cmp);
     v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+/// One engine pass on the frame (detect with landmarks, embed, liveness): median of 15 after
+/// 3 warm-up passes; total and per stage.
+fn engine_pass(
+    engine: &mut Engine,
+    face: &image::RgbImage,
+    config: &Config,
+) -> Result<(f64, [f64; 3]), PipelineBenchError> {
+    let (mut passes, mut stage_detect, mut stage_embed, mut stage_live) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // Three warm-up passes (ONNX Runtime's first runs allocate), then fifteen timed.
+    for i in 0..18 {
+        let t = Instant::now();
+        let located = engine.locate(face).map_err(err("detect"))?;
+        let t1 = Instant::now();
+        let lms: Vec<_> = located.iter().map(|(_, l)| l).collect();
+        engine.embed(face, &lms).map_err(err("embed"))?;
+        let t2 = Instant::now();
+        engine
+            .liveness(face, &located[..1.min(located.len())], &config.liveness)
+            .map_err(err("liveness"))?;
+        if i >= 3 {
+            let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+            passes.push(ms(t.elapsed()));
+            stage_detect.push(ms(t1 - t));
+            stage_embed.push(ms(t2 - t1));
+            stage_live.push(ms(t2.elapsed()));
+        }
+    }
+    let engine_pass_ms = quantile(passes, 0.5);
+    let engine_stages_ms = [
+        quantile(stage_detect, 0.5),
+        quantile(stage_embed, 0.5),
+        quantile(stage_live, 0.5),
+    ];
+
+    Ok((engine_pass_ms, engine_stages_ms))
 }
 
 pub fn bench_pipeline(
@@ -87,20 +127,6 @@ pub fn bench_pipeline(
     // Away long enough (0.8 s at 25 fps) for the track to end (cameras.track_lost_s 0.5).
     scene::append_frames(&frames, &[(&scene::empty_frame(1280, 720), 20)])
         .map_err(err("frames"))?;
-    let mut passes = Vec::new();
-    for _ in 0..15 {
-        let t = Instant::now();
-        let located = engine.locate(&face).map_err(err("detect"))?;
-        let lms: Vec<_> = located.iter().map(|(_, l)| l).collect();
-        engine.embed(&face, &lms).map_err(err("embed"))?;
-        engine
-            .liveness(&face, &located[..1.min(located.len())], &config.liveness)
-            .map_err(err("liveness"))?;
-        passes.push(t.elapsed().as_secs_f64() * 1000.0);
-    }
-    drop(engine);
-    let engine_pass_ms = quantile(passes, 0.5);
-
     let broker = LocalBroker::start(&dir.join("broker"), 0, false).map_err(err("broker"))?;
     let mut config = config.clone();
     config.mqtt.enabled = true;
@@ -239,12 +265,15 @@ pub fn bench_pipeline(
         }
         let _ = stop_tx.send(true);
         sub.abort();
+        // The reference, on the same warm machine after the runs.
+        let (engine_pass_ms, engine_stages_ms) = engine_pass(&mut engine, &face, &state.config)?;
         drop(broker);
         let _ = std::fs::remove_dir_all(&dir);
         Ok(PipelineReport {
             embedder: state.workers.info().embedder.to_owned(),
             seconds,
             engine_pass_ms,
+            engine_stages_ms,
             runs,
         })
     })
@@ -252,10 +281,10 @@ pub fn bench_pipeline(
 
 pub fn format_pipeline_report(r: &PipelineReport) -> String {
     let mut out = format!(
-        "pipeline, {} embedder, {:.0} s per run; one engine pass on the frame (detect+landmarks, embed, liveness): {:.1} ms\n\
+        "pipeline, {} embedder, {:.0} s per run; one engine pass on the frame: {:.1} ms (detect+landmarks {:.1}, embed {:.1}, liveness {:.1})\n\
          | run | camera fps | processed fps | dropped | API requests | events | capture→outbox p50 / p90 | capture→PUBLISH p50 / p90 | p50 ÷ engine pass | detect / embed / liveness / search p50 |\n\
          |---|---|---|---|---|---|---|---|---|---|\n",
-        r.embedder, r.seconds, r.engine_pass_ms
+        r.embedder, r.seconds, r.engine_pass_ms, r.engine_stages_ms[0], r.engine_stages_ms[1], r.engine_stages_ms[2]
     );
     for run in &r.runs {
         out += &format!(
