@@ -163,18 +163,18 @@ impl Daemon {
             };
             let st = Arc::new(LinkStatus::default());
             let observer_metrics = metrics.clone();
-            let p = Publisher::new(
+            let p = Publisher {
                 options,
-                topics.clone(),
-                ob.clone(),
-                wake.clone(),
-                discovery_msgs,
+                topics: topics.clone(),
+                outbox: ob.clone(),
+                wake: wake.clone(),
+                discovery: discovery_msgs,
                 ha_status,
-                st.clone(),
-                Duration::from_secs_f32(m.flush_timeout_s),
-                times.clone(),
-                Box::new(move |d| observer_metrics.published(d.as_secs_f64())),
-            );
+                status: st.clone(),
+                flush_timeout: Duration::from_secs_f32(m.flush_timeout_s),
+                times: times.clone(),
+                observer: Box::new(move |d| observer_metrics.published(d.as_secs_f64())),
+            };
             tracing::info!(broker = %format!("{}:{}", m.host, m.port), device_id = topics.device_id(),
                 backlog = ob.depth(), "MQTT publisher starting");
             mqtt_task = Some(tokio::spawn(p.run(stop_rx)));

@@ -161,26 +161,32 @@ impl Outbox {
     /// Delete the `n` oldest messages (to make room), counting them as dropped.
     fn drop_oldest(&self, n: usize) -> Result<(), OutboxError> {
         let mut txn = self.env.write_txn()?;
-        let oldest: Vec<u64> = self
-            .messages
-            .iter(&txn)?
-            .take(n)
-            .map(|r| r.map(|(k, _)| k))
-            .collect::<Result<_, _>>()?;
-        for k in &oldest {
-            self.messages.delete(&mut txn, k)?;
-        }
-        let dropped_total = self.meta.get(&txn, DROPPED)?.unwrap_or(0) + oldest.len() as u64;
+        let dropped = self.delete_oldest(&mut txn, n)?;
+        let dropped_total = self.meta.get(&txn, DROPPED)?.unwrap_or(0) + dropped;
         self.meta.put(&mut txn, DROPPED, &dropped_total)?;
         let depth = self.messages.len(&txn)? as usize;
         txn.commit()?;
         self.depth.store(depth, Ordering::Relaxed);
         self.dropped.store(dropped_total, Ordering::Relaxed);
         tracing::warn!(
-            dropped = oldest.len(),
+            dropped,
             "outbox map full: the oldest unsent messages were dropped"
         );
         Ok(())
+    }
+
+    /// Delete up to `n` of the oldest messages in `txn`; returns how many.
+    fn delete_oldest(&self, txn: &mut heed::RwTxn, n: usize) -> Result<u64, OutboxError> {
+        let oldest: Vec<u64> = self
+            .messages
+            .iter(txn)?
+            .take(n)
+            .map(|r| r.map(|(k, _)| k))
+            .collect::<Result<_, _>>()?;
+        for k in &oldest {
+            self.messages.delete(txn, k)?;
+        }
+        Ok(oldest.len() as u64)
     }
 
     fn try_append(&self, encoded: &[Vec<u8>], event_seq: u64) -> Result<Appended, OutboxError> {
@@ -189,19 +195,7 @@ impl Outbox {
         let len = self.messages.len(&txn)? as usize;
         let over = (len + encoded.len()).saturating_sub(self.max_messages);
         let to_drop = over.min(len);
-        let mut dropped = 0u64;
-        if to_drop > 0 {
-            let oldest: Vec<u64> = self
-                .messages
-                .iter(&txn)?
-                .take(to_drop)
-                .map(|r| r.map(|(k, _)| k))
-                .collect::<Result<_, _>>()?;
-            for k in oldest {
-                self.messages.delete(&mut txn, &k)?;
-                dropped += 1;
-            }
-        }
+        let dropped = self.delete_oldest(&mut txn, to_drop)?;
         let mut keys = Vec::with_capacity(encoded.len());
         for bytes in encoded {
             self.messages.put(&mut txn, &next, bytes)?;

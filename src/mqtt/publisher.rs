@@ -98,18 +98,21 @@ impl PublishTimes {
 /// Called with the capture → PUBLISH time of each event message published.
 pub type PublishObserver = Box<dyn Fn(Duration) + Send + Sync>;
 
+/// The MQTT task's parts (see [`Publisher::run`]).
 pub struct Publisher {
-    options: MqttOptions,
-    topics: Topics,
-    outbox: Arc<Outbox>,
-    wake: Arc<Notify>,
-    discovery: Vec<OutboxMessage>,
+    pub options: MqttOptions,
+    pub topics: Topics,
+    pub outbox: Arc<Outbox>,
+    /// Notified when the outbox has new messages.
+    pub wake: Arc<Notify>,
+    /// Home Assistant discovery configs, announced on every connection.
+    pub discovery: Vec<OutboxMessage>,
     /// Home Assistant's birth topic, when discovery is on.
-    ha_status: Option<String>,
-    status: Arc<LinkStatus>,
-    flush_timeout: Duration,
-    times: Arc<PublishTimes>,
-    observer: PublishObserver,
+    pub ha_status: Option<String>,
+    pub status: Arc<LinkStatus>,
+    pub flush_timeout: Duration,
+    pub times: Arc<PublishTimes>,
+    pub observer: PublishObserver,
 }
 
 /// rumqttc options from the config: persistent session, QoS 1 Last Will, raised packet limit.
@@ -176,33 +179,6 @@ enum Sent {
 }
 
 impl Publisher {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        options: MqttOptions,
-        topics: Topics,
-        outbox: Arc<Outbox>,
-        wake: Arc<Notify>,
-        discovery: Vec<OutboxMessage>,
-        ha_status: Option<String>,
-        status: Arc<LinkStatus>,
-        flush_timeout: Duration,
-        times: Arc<PublishTimes>,
-        observer: PublishObserver,
-    ) -> Self {
-        Self {
-            times,
-            observer,
-            options,
-            topics,
-            outbox,
-            wake,
-            discovery,
-            ha_status,
-            status,
-            flush_timeout,
-        }
-    }
-
     /// Run until `stop` turns true; then flush the outbox for up to the flush timeout, publish
     /// `offline` and disconnect.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
