@@ -17,18 +17,19 @@ BIN        := target/release/facegate
 EVAL_PAIRS ?= ../shared/eval/faces/pairs.csv
 DATA       ?= data
 
-.PHONY: all deps venv models build test lint run serve engine-demo bench eval clean-models
+.PHONY: all deps venv models build test lint unit-check run serve engine-demo bench eval clean-models
 
 all: build
 
 # Debian packages the build needs, installed only when missing: npm (npm pack fetches two model
 # packages), the venv module of the system Python, libclang (the v4l crate runs bindgen) and
-# mosquitto (the MQTT broker of the tests and the demo).
+# mosquitto (the MQTT broker of the tests and the demo) and systemd-analyze (unit checks).
 deps:
 	@missing=""; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
 	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	dpkg-query -W -f='$${Status}' libclang-dev 2>/dev/null | grep -q 'ok installed' || missing="$$missing libclang-dev"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -53,8 +54,20 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 
-test: deps models lint
+test: deps models lint unit-check
 	$(CARGO) test --release --locked
+
+# The systemd unit must pass `systemd-analyze verify` with no complaint, and its hardening
+# exposure (`systemd-analyze security --offline=true`) must stay at or below 2.0. verify
+# needs ExecStart to exist, so it checks a copy that points at the built binary.
+unit-check: build
+	@d=$$(mktemp -d); trap 'rm -rf "$$d"' EXIT; \
+	sed "s|/usr/bin/facegate|$(CURDIR)/$(BIN)|" systemd/facegate.service > $$d/facegate.service; \
+	out=$$(systemd-analyze verify $$d/facegate.service 2>&1) || { echo "$$out"; exit 1; }; \
+	if [ -n "$$out" ]; then echo "systemd-analyze verify complains:"; echo "$$out"; exit 1; fi; \
+	level=$$(systemd-analyze security --offline=true $$d/facegate.service 2>&1 | sed -n 's/.*Overall exposure level for facegate.service: \([0-9.]*\).*/\1/p'); \
+	echo "systemd/facegate.service: verify clean, exposure $$level (limit 2.0)"; \
+	awk -v l="$$level" 'BEGIN { exit !(l != "" && l + 0 <= 2.0) }' || { echo "exposure above 2.0"; exit 1; }
 
 # The main job as a demo on the built-in defaults: a local mosquitto (started if none is
 # reachable on 127.0.0.1:1883), the HTTP API on 127.0.0.1:8080, a demo person enrolled through

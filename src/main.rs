@@ -555,6 +555,8 @@ fn serve(
         )
         .context("cannot start the cameras and the MQTT link")?;
         let _ = state.daemon.set(daemon.status());
+        facegate::daemon::systemd::ready(&format!("serving on {bound}"));
+        let watchdog = tokio::spawn(facegate::daemon::systemd::watchdog(daemon.status()));
         // Scripts and tests wait for this line to learn the port.
         println!("facegate: listening on http://{bound}");
         use std::io::Write as _;
@@ -563,6 +565,7 @@ fn serve(
         // The API has finished its requests; now capture stops, the pipelines finish their
         // frame and the outbox is flushed to the broker.
         daemon.shutdown().await;
+        watchdog.abort();
         tracing::info!("stopped");
         Ok(())
     })
@@ -585,6 +588,7 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+    facegate::daemon::systemd::stopping();
     tracing::info!("shutting down: finishing requests in progress");
 }
 

@@ -1,7 +1,7 @@
 //! The capture thread of one camera: open the source, hand frames to the pipeline through a
 //! [`FrameSlot`], and on failure log it, record it for `/health`, back off and reopen.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -39,9 +39,13 @@ pub struct CameraHealth {
     pub last_error_at: Option<SystemTime>,
 }
 
-/// Shared, lock-protected [`CameraHealth`] with frame-rate meters.
+/// Shared, lock-protected [`CameraHealth`] with frame-rate meters, and the heartbeats of the
+/// camera's two threads for the systemd watchdog.
 pub struct CameraStatus {
     inner: Mutex<(CameraHealth, RateMeter, RateMeter)>,
+    epoch: Instant,
+    capture_beat_ms: AtomicU64,
+    pipeline_beat_ms: AtomicU64,
 }
 
 impl CameraStatus {
@@ -66,7 +70,46 @@ impl CameraStatus {
                 RateMeter::default(),
                 RateMeter::default(),
             )),
+            epoch: Instant::now(),
+            capture_beat_ms: AtomicU64::new(0),
+            pipeline_beat_ms: AtomicU64::new(0),
         }
+    }
+
+    fn beat(&self, which: &AtomicU64) {
+        which.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// The capture thread is alive (called on every loop turn, frame or not).
+    pub fn beat_capture(&self) {
+        self.beat(&self.capture_beat_ms);
+    }
+
+    /// The pipeline thread is alive (called at least every 100 ms while it runs).
+    pub fn beat_pipeline(&self) {
+        self.beat(&self.pipeline_beat_ms);
+    }
+
+    /// The thread that has not beaten for longer than `max_age`, if any. A camera whose
+    /// source ended or that was stopped has no running threads and is never stuck.
+    pub fn stuck_thread(&self, max_age: Duration) -> Option<(&'static str, Duration)> {
+        let state = self.inner.lock().unwrap().0.state;
+        if matches!(state, "ended" | "stopped") {
+            return None;
+        }
+        let now = self.epoch.elapsed();
+        [
+            ("capture", &self.capture_beat_ms),
+            ("pipeline", &self.pipeline_beat_ms),
+        ]
+        .into_iter()
+        .map(|(name, beat)| {
+            (
+                name,
+                now.saturating_sub(Duration::from_millis(beat.load(Ordering::Relaxed))),
+            )
+        })
+        .find(|(_, age)| *age > max_age)
     }
 
     pub fn snapshot(&self) -> CameraHealth {
@@ -173,12 +216,13 @@ fn run(
     let mut seq = 0u64;
     let mut opened_before = false;
     while !stop.load(Ordering::Relaxed) {
+        status.beat_capture();
         let mut source = match opener.open() {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!(camera = name, source = %opener.describe(), error = %e, retry_in = ?backoff, "camera cannot be opened");
                 status.error(e.to_string(), "reconnecting");
-                sleep_unless_stopped(backoff, stop);
+                sleep_unless_stopped(backoff, stop, status);
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
             }
@@ -189,6 +233,7 @@ fn run(
         opened_before = true;
         tracing::info!(camera = name, source = %opener.describe(), "camera opened");
         loop {
+            status.beat_capture();
             if stop.load(Ordering::Relaxed) {
                 status.set_state("stopped");
                 return;
@@ -205,6 +250,7 @@ fn run(
                     seq += 1;
                     if !paced {
                         while !slot.wait_empty(Duration::from_millis(100)) {
+                            status.beat_capture();
                             if stop.load(Ordering::Relaxed) {
                                 status.set_state("stopped");
                                 return;
@@ -231,15 +277,16 @@ fn run(
             }
         }
         drop(source);
-        sleep_unless_stopped(backoff, stop);
+        sleep_unless_stopped(backoff, stop, status);
         backoff = (backoff * 2).min(BACKOFF_MAX);
     }
     status.set_state("stopped");
 }
 
-fn sleep_unless_stopped(total: Duration, stop: &AtomicBool) {
+fn sleep_unless_stopped(total: Duration, stop: &AtomicBool, status: &CameraStatus) {
     let until = Instant::now() + total;
     while !stop.load(Ordering::Relaxed) {
+        status.beat_capture();
         let now = Instant::now();
         if now >= until {
             return;
@@ -320,5 +367,20 @@ mod tests {
         assert_eq!(h.reconnects, 1);
         assert_eq!(h.state, "ended");
         assert_eq!(h.last_error.as_deref(), Some("unplugged"));
+        // Ended: no thread to watch.
+        assert_eq!(status.stuck_thread(Duration::ZERO), None);
+    }
+
+    #[test]
+    fn a_thread_that_stops_beating_is_reported_stuck_and_a_beating_one_is_not() {
+        let status = CameraStatus::new("cam", "test".into());
+        status.beat_capture();
+        status.beat_pipeline();
+        assert_eq!(status.stuck_thread(Duration::from_secs(5)), None);
+        std::thread::sleep(Duration::from_millis(30));
+        status.beat_capture();
+        let (thread, age) = status.stuck_thread(Duration::from_millis(20)).unwrap();
+        assert_eq!(thread, "pipeline");
+        assert!(age >= Duration::from_millis(20));
     }
 }

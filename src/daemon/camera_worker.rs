@@ -131,6 +131,7 @@ impl CameraWorker {
     /// hand is always finished (its decisions committed) before returning.
     pub fn run(mut self, slot: Arc<FrameSlot>, stop: Arc<AtomicBool>) {
         loop {
+            self.status.beat_pipeline();
             match slot.take(Duration::from_millis(100)) {
                 Take::Frame(frame) => {
                     let span =

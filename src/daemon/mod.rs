@@ -6,6 +6,7 @@
 
 pub mod camera_worker;
 pub mod metrics;
+pub mod systemd;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,6 +105,19 @@ impl DaemonStatus {
             .iter()
             .map(|c| c.snapshot())
             .find(|h| h.name == name)
+    }
+
+    /// A camera thread that has not run for longer than `max_age` (the systemd watchdog is
+    /// not petted while there is one), as "camera X: capture thread silent for N s".
+    pub fn stuck(&self, max_age: Duration) -> Option<String> {
+        self.cameras.iter().find_map(|c| {
+            let (thread, age) = c.stuck_thread(max_age)?;
+            Some(format!(
+                "camera {}: {thread} thread silent for {:.1} s",
+                c.snapshot().name,
+                age.as_secs_f32()
+            ))
+        })
     }
 
     pub fn outbox_depth(&self) -> Option<usize> {

@@ -24,6 +24,8 @@ pub struct Options {
     pub config: String,
     pub extra_args: Vec<String>,
     pub no_key: bool,
+    /// Extra environment of the server process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Server {
@@ -51,6 +53,7 @@ impl Server {
         if !options.no_key {
             cmd.arg("--api-key").arg(KEY);
         }
+        cmd.envs(options.env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().expect("spawn facegate");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
