@@ -12,6 +12,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod demo;
+pub mod doctor;
 pub mod engine;
 pub mod eval;
 pub mod eval_liveness;

@@ -165,6 +165,13 @@ enum Command {
         #[arg(long, default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))]
         photos: PathBuf,
     },
+    /// Check the installation: ONNX Runtime and its providers, models against the lock file,
+    /// V4L2 cameras, the store, the broker. Exit status 1 when something needs fixing.
+    Doctor {
+        /// Folder of the LMDB store (default: store.data_dir).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+    },
     /// Print the built-in default configuration.
     PrintConfig,
 }
@@ -207,6 +214,22 @@ fn run(cli: Cli) -> Result<()> {
     let config = load_config(&cli)?;
     match &cli.command {
         Command::PrintConfig => print!("{}", Config::default_toml()),
+        Command::Doctor { data_dir } => {
+            let dir = data_dir
+                .clone()
+                .unwrap_or_else(|| config.store.resolved_data_dir());
+            let findings = facegate::doctor::run(&config, &dir);
+            for f in &findings {
+                println!("{f}");
+            }
+            let to_fix = findings
+                .iter()
+                .filter(|f| f.level == facegate::doctor::Level::Fix)
+                .count();
+            if to_fix > 0 {
+                bail!("{to_fix} thing(s) to fix");
+            }
+        }
         Command::Demo { data_dir, photos } => {
             let keys = gather_api_keys(&config, &[])?;
             let api_key = keys.into_iter().next().context(

@@ -297,3 +297,37 @@ fn benches_and_enroll_refuse_empty_input_with_a_clear_error() {
     let o = facegate(&["enroll", "--collection", "staff", "--api-key", "k", dir]);
     assert_clean_error(&o, "no JPEG or PNG photo");
 }
+
+#[test]
+fn doctor_checks_models_against_the_lock_and_names_an_unreachable_broker_as_a_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, format!("[mqtt]\nenabled = true\nport = {port}\n")).unwrap();
+    let out = facegate(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "doctor",
+        "--data-dir",
+        dir.path().join("data").to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("OK   model arcface512.onnx: sha256 matches models.lock"),
+        "{text}"
+    );
+    assert!(text.contains("CPUExecutionProvider"), "{text}");
+    assert!(
+        text.contains(&format!("FIX  broker 127.0.0.1:{port} unreachable")),
+        "{text}"
+    );
+    assert!(
+        text.contains("store") && text.contains("not created yet"),
+        "{text}"
+    );
+}
