@@ -17,7 +17,7 @@ BIN        := target/release/facegate
 EVAL_PAIRS ?= ../shared/eval/faces/pairs.csv
 DATA       ?= data
 
-.PHONY: all deps venv models build test lint unit-check run serve engine-demo bench eval clean-models
+.PHONY: all deps venv models build test lint unit-check deb deb-check cross-arm run serve engine-demo bench eval clean-models
 
 all: build
 
@@ -69,6 +69,34 @@ unit-check: build
 	echo "systemd/facegate.service: verify clean, exposure $$level (limit 2.0)"; \
 	awk -v l="$$level" 'BEGIN { exit !(l != "" && l + 0 <= 2.0) }' || { echo "exposure above 2.0"; exit 1; }
 
+# A .deb for this machine's architecture (cargo-deb; installed from crates.io when missing).
+DEB := target/debian/facegate.deb
+deb: models build
+	@command -v cargo-deb >/dev/null || $(CARGO) install --locked cargo-deb --version 3.8.0
+	$(CARGO) deb --no-build --output $(DEB)
+
+# Install the package into a scratch root (dpkg -x, then its postinst with DPKG_ROOT) and
+# check what landed: files, generated API key, a second configure keeping the key, and the
+# packaged binary's own `doctor` on the packaged models and library.
+deb-check: deb
+	@root=$$(mktemp -d); ctl=$$(mktemp -d); trap 'rm -rf "$$root" "$$ctl"' EXIT; \
+	dpkg -x $(DEB) $$root; dpkg -e $(DEB) $$ctl; \
+	DPKG_ROOT=$$root sh $$ctl/postinst configure; \
+	for f in usr/bin/facegate lib/systemd/system/facegate.service etc/facegate/facegate.toml \
+	         etc/facegate/api-keys usr/share/facegate/models/models.lock \
+	         usr/share/facegate/models/arcface512.onnx usr/lib/facegate/libonnxruntime.so \
+	         usr/share/doc/facegate/event.schema.json var/lib/facegate var/cache/facegate; do \
+	  [ -e "$$root/$$f" ] || { echo "missing from the package install: /$$f"; exit 1; }; \
+	done; \
+	grep -qx /etc/facegate/facegate.toml $$ctl/conffiles || { echo "config is not a conffile"; exit 1; }; \
+	key=$$(tail -1 $$root/etc/facegate/api-keys); \
+	DPKG_ROOT=$$root sh $$ctl/postinst configure; \
+	[ "$$key" = "$$(tail -1 $$root/etc/facegate/api-keys)" ] || { echo "reconfigure changed the API key"; exit 1; }; \
+	sed -e "s|\"/usr/|\"$$root/usr/|" -e "s|\"/var/|\"$$root/var/|" -e "s|\"/etc/|\"$$root/etc/|" \
+	    $$root/etc/facegate/facegate.toml > $$ctl/scratch.toml; \
+	$$root/usr/bin/facegate --config $$ctl/scratch.toml doctor --data-dir $$root/var/lib/facegate; \
+	echo "deb-check: $(DEB) installs into a scratch root with the expected files"
+
 # The main job as a demo on the built-in defaults: a local mosquitto (started if none is
 # reachable on 127.0.0.1:1883), the HTTP API on 127.0.0.1:8080, a demo person enrolled through
 # it, a replay camera showing that person and strangers, and the MQTT events printed as they
@@ -105,6 +133,13 @@ bench: models build
 	$(BIN) bench search
 	$(BIN) bench http
 	$(BIN) bench memory
+
+# ARM builds for Raspberry Pi OS / Jetson: need Docker or Podman and `cargo install cross`,
+# which the build machine has not (no container engine, no ARM standard library). cross reads
+# only Cross.toml unless CROSS_CONFIG names the file.
+cross-arm:
+	CROSS_CONFIG=cross.toml cross build --release --locked --target aarch64-unknown-linux-gnu
+	CROSS_CONFIG=cross.toml cross build --release --locked --target armv7-unknown-linux-gnueabihf
 
 # Needs the shared evaluation set (not part of the repository; never used by `make test`).
 eval: models build

@@ -1120,6 +1120,16 @@ mod tests {
     }
 
     #[test]
+    fn the_packaged_config_is_valid() {
+        let c = Config::parse(include_str!("../systemd/facegate.toml")).unwrap();
+        assert_eq!(c.server.api_key_file, "/etc/facegate/api-keys");
+        assert!(
+            c.store.data_dir.is_empty(),
+            "the package uses systemd's StateDirectory"
+        );
+    }
+
+    #[test]
     fn unknown_keys_are_rejected() {
         let err = Config::parse("[detector]\nscore_treshold = 0.4\n").unwrap_err();
         assert!(err.contains("score_treshold"), "{err}");
