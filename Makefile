@@ -11,13 +11,15 @@ CACHE      ?= $(HOME)/.cache/facegate
 PYTHON     ?= python3
 REQ_HASH   := $(shell sha256sum models/requirements.txt | cut -c1-16)
 VENV       := $(CACHE)/venv-$(REQ_HASH)
+REQ8_HASH  := $(shell sha256sum models/requirements-int8.txt | cut -c1-16)
+VENV_INT8  := $(CACHE)/venv-int8-$(REQ8_HASH)
 SUDO       := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 CARGO      ?= cargo
 BIN        := target/release/facegate
 EVAL_PAIRS ?= ../shared/eval/faces/pairs.csv
 DATA       ?= data
 
-.PHONY: all deps venv models build test lint unit-check deb deb-check cross-arm run serve engine-demo bench eval clean-models
+.PHONY: all deps venv models models-int8 build test lint unit-check deb deb-check cross-arm run serve engine-demo bench eval clean-models
 
 all: build
 
@@ -47,6 +49,18 @@ venv: deps $(VENV)/.ready
 models: venv
 	FACEGATE_CACHE=$(CACHE) $(VENV)/bin/python models/prepare.py
 
+$(VENV_INT8)/.ready: models/requirements-int8.txt
+	$(PYTHON) -m venv $(VENV_INT8)
+	$(VENV_INT8)/bin/pip install --disable-pip-version-check -q -r models/requirements-int8.txt
+	touch $@
+
+# The int8 QDQ embedder (inference.precision = "int8"): calibrated on the embedder's inputs for
+# the fixture faces, which `facegate chips` writes, never on the evaluation set.
+models-int8: models build $(VENV_INT8)/.ready
+	@rm -rf $(CACHE)/chips
+	$(BIN) chips --out $(CACHE)/chips tests/fixtures/*.jpg
+	$(VENV_INT8)/bin/python models/quantize.py models $(CACHE)/chips
+
 build:
 	$(CARGO) build --release --locked
 
@@ -54,7 +68,7 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --locked --all-targets -- -D warnings
 
-test: deps models lint unit-check
+test: deps models models-int8 lint unit-check
 	$(CARGO) test --release --locked
 
 # The systemd unit must pass `systemd-analyze verify` with no complaint, and its hardening
@@ -71,7 +85,7 @@ unit-check: build
 
 # A .deb for this machine's architecture (cargo-deb; installed from crates.io when missing).
 DEB := target/debian/facegate.deb
-deb: models build
+deb: models models-int8 build
 	@command -v cargo-deb >/dev/null || $(CARGO) install --locked cargo-deb --version 3.8.0
 	$(CARGO) deb --no-build --output $(DEB)
 
@@ -101,7 +115,7 @@ deb-check: deb
 # reachable on 127.0.0.1:1883), the HTTP API on 127.0.0.1:8080, a demo person enrolled through
 # it, a replay camera showing that person and strangers, and the MQTT events printed as they
 # arrive. The API refuses to run without a key, so one is generated into data/api-key.
-run: deps models build
+run: deps models models-int8 build
 	@mkdir -p $(DATA)/demo
 	@[ -s $(DATA)/api-key ] || (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' > $(DATA)/api-key)
 	@cp -f $(DATA)/api-key $(DATA)/demo/api-key
@@ -110,14 +124,14 @@ run: deps models build
 
 # The daemon alone on the built-in defaults (API on 127.0.0.1:8080, store in ./data; cameras
 # and MQTT come from a config file: $(BIN) --config facegate.toml serve).
-serve: models build
+serve: models models-int8 build
 	@mkdir -p $(DATA)
 	@[ -s $(DATA)/api-key ] || (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' > $(DATA)/api-key)
 	@echo "API key (kept in $(DATA)/api-key): $$(cat $(DATA)/api-key)"
 	FACEGATE_API_KEYS="$$(cat $(DATA)/api-key)" exec $(BIN) serve --data-dir $(DATA)
 
 # The engine alone on the fixture photos: faces of a group photo and three comparisons.
-engine-demo: models build
+engine-demo: models models-int8 build
 	@echo "== faces on the insightface group photo (facegate detect tests/fixtures/t1.jpg)"
 	@$(BIN) detect tests/fixtures/t1.jpg | python3 -c 'import json,sys; [print("  face %d: box %s score %.2f" % (i, f["box"], f["detection_score"])) for i, f in enumerate(json.load(sys.stdin))]'
 	@for pair in "obama.jpg obama2.jpg" "obama.jpg obama_partial_face.jpg" "obama.jpg biden.jpg"; do \
@@ -128,7 +142,7 @@ engine-demo: models build
 	  done; \
 	done
 
-bench: models build
+bench: models models-int8 build
 	$(BIN) bench engine
 	$(BIN) bench search
 	$(BIN) bench http
@@ -142,7 +156,7 @@ cross-arm:
 	CROSS_CONFIG=cross.toml cross build --release --locked --target armv7-unknown-linux-gnueabihf
 
 # Needs the shared evaluation set (not part of the repository; never used by `make test`).
-eval: models build
+eval: models models-int8 build
 	$(BIN) eval --pairs $(EVAL_PAIRS) --all-pairs
 
 clean-models:

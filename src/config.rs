@@ -41,6 +41,31 @@ pub struct Config {
     pub cameras: Vec<CameraConfig>,
 }
 
+/// Numeric precision of the embedding network.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// int8 where the project ships a quantised model that kept its accuracy on the
+    /// evaluation set (arcface512), fp32 otherwise (dlib128).
+    #[default]
+    Auto,
+    /// The converted float model.
+    Fp32,
+    /// Its int8 QDQ quantisation (`make models-int8`), for CPUs and NPUs with int8 paths.
+    Int8,
+}
+
+impl Precision {
+    /// The precision actually used for `kind`.
+    pub fn resolve(self, kind: EmbedderKind) -> Precision {
+        match (self, kind) {
+            (Precision::Auto, EmbedderKind::Arcface512) => Precision::Int8,
+            (Precision::Auto, EmbedderKind::Dlib128) => Precision::Fp32,
+            (p, _) => p,
+        }
+    }
+}
+
 /// Which embedding network turns an aligned face into a template.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
@@ -90,6 +115,8 @@ pub struct InferenceConfig {
     pub threads: usize,
     /// Which embedder produces templates: "arcface512" (default) or "dlib128".
     pub embedder: EmbedderKind,
+    /// `auto` (int8 for arcface512, fp32 for dlib128), `fp32`, or `int8`.
+    pub precision: Precision,
     /// Average each face's embedding with the embedding of its mirrored chip (more accurate,
     /// twice the embedding work, run in the same batch).
     pub mirror_average: bool,
@@ -108,6 +135,7 @@ impl Default for InferenceConfig {
             execution_providers: vec!["cpu".into()],
             threads: 0,
             embedder: EmbedderKind::Arcface512,
+            precision: Precision::Auto,
             mirror_average: true,
             refine_landmarks: false,
             cache_dir: String::new(),
@@ -850,6 +878,10 @@ threads = 0
 # Which network makes templates: "arcface512" (accurate) or "dlib128" (6.5x cheaper per face,
 # for weak boards). Templates of one cannot be compared with the other's.
 embedder = "arcface512"
+# Precision of the embedder: "auto" (int8 for arcface512, whose quantised model kept its
+# accuracy on the evaluation set; fp32 for dlib128), "fp32" or "int8". Templates of one
+# precision are not comparable with the other's: the store asks to re-enrol.
+precision = "auto"
 # Average each face's embedding with the embedding of its mirrored chip (same batch).
 mirror_average = true
 # Run FaceMesh a second time on a crop re-centred from its first landmarks.

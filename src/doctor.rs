@@ -158,6 +158,15 @@ fn models(config: &Config, model_dir: &Path) -> Vec<Finding> {
                         )));
                     }
                 }
+                Err(_)
+                    if file.contains("_int8")
+                        && config.inference.precision.resolve(config.inference.embedder)
+                            == crate::config::Precision::Fp32 =>
+                {
+                    out.push(info(format!(
+                        "model {file}: not made (`make models-int8`; only for inference.precision = \"int8\")"
+                    )))
+                }
                 Err(e) => out.push(fix(format!(
                     "model {}: {e} (run `make models`)",
                     path.display()

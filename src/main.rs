@@ -172,6 +172,17 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         data_dir: Option<PathBuf>,
     },
+    /// Write the embedder's input for every face of the photos (aligned, normalised chips as
+    /// raw little-endian f32, 3 × side × side each), to calibrate the int8 model
+    /// (`make models-int8`).
+    Chips {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// JPEG/PNG photos.
+        #[arg(required = true)]
+        photos: Vec<PathBuf>,
+    },
     /// Print the built-in default configuration.
     PrintConfig,
 }
@@ -214,6 +225,26 @@ fn run(cli: Cli) -> Result<()> {
     let config = load_config(&cli)?;
     match &cli.command {
         Command::PrintConfig => print!("{}", Config::default_toml()),
+        Command::Chips { out, photos } => {
+            // The chips are the network's input, the same for every precision; fp32 is the
+            // model that exists before `make models-int8` has run.
+            let mut config = config.clone();
+            config.inference.precision = facegate::config::Precision::Fp32;
+            let mut engine = Engine::open(&config)?;
+            std::fs::create_dir_all(out)?;
+            let mut n = 0;
+            for photo in photos {
+                let frame = read_frame(&engine, photo)?;
+                let located = engine.locate(&frame)?;
+                let lms: Vec<_> = located.iter().map(|(_, l)| l).collect();
+                for chip in engine.chips(&frame, &lms) {
+                    let bytes: Vec<u8> = chip.iter().flat_map(|v| v.to_le_bytes()).collect();
+                    std::fs::write(out.join(format!("chip{n:04}.f32")), bytes)?;
+                    n += 1;
+                }
+            }
+            println!("{n} chips written to {}", out.display());
+        }
         Command::Doctor { data_dir } => {
             let dir = data_dir
                 .clone()

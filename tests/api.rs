@@ -967,7 +967,7 @@ fn a_store_enrolled_with_another_embedder_is_refused_at_startup() {
     };
     let err = Server::start_with(&data, &options).err().expect("refused");
     assert!(
-        err.contains("arcface512@") && err.contains("dlib128@"),
+        err.contains("arcface512-int8@") && err.contains("dlib128@"),
         "{err}"
     );
     assert!(err.contains("re-enrol"), "{err}");

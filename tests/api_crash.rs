@@ -144,6 +144,7 @@ fn a_server_killed_mid_enrolment_keeps_every_acknowledged_person_and_nothing_hal
         id: fingerprint(
             &model_dir(&InferenceConfig::default()),
             EmbedderKind::Dlib128,
+            facegate::config::Precision::Fp32,
         )
         .unwrap(),
         dim: 128,

@@ -5,7 +5,7 @@ use std::time::Instant;
 use image::{imageops, RgbImage};
 use serde::Serialize;
 
-use crate::config::{Config, DetectorConfig, EmbedderKind};
+use crate::config::{Config, DetectorConfig, EmbedderKind, Precision};
 use crate::engine::align::{chip_to_frame, cut_chip};
 use crate::engine::detector::Detector;
 use crate::engine::embedder::{Embedder, OnnxEmbedder};
@@ -84,6 +84,7 @@ pub fn bench_frame(
     let mut embedder = OnnxEmbedder::open(
         runtime,
         config.inference.embedder,
+        config.inference.precision,
         config.inference.mirror_average,
     )?;
     let (mut dec, mut det, mut lm, mut al, mut emb) =
@@ -129,7 +130,17 @@ pub fn bench_frame(
     let decode_ms = median(dec);
     let detect_ms = median(det);
     Ok(StageTimes {
-        embedder: config.inference.embedder.name(),
+        embedder: match (
+            config.inference.embedder,
+            config
+                .inference
+                .precision
+                .resolve(config.inference.embedder),
+        ) {
+            (EmbedderKind::Arcface512, Precision::Int8) => "arcface512-int8",
+            (EmbedderKind::Dlib128, Precision::Int8) => "dlib128-int8",
+            (kind, _) => kind.name(),
+        },
         threads: if config.inference.threads == 0 {
             "default".into()
         } else {
@@ -152,7 +163,8 @@ pub fn bench_frame(
     })
 }
 
-/// The full table: both embedders × single/default threads × one/six faces.
+/// The full table: both embedders (fp32, and int8 where `make models-int8` made it) ×
+/// single/default threads × one/six faces.
 pub fn bench_engine(
     base: &Config,
     frames: &[(String, Vec<u8>)],
@@ -160,7 +172,16 @@ pub fn bench_engine(
 ) -> Result<Vec<StageTimes>, EngineError> {
     let runtime = Runtime::load(&base.inference)?;
     let mut rows = Vec::new();
-    for kind in [EmbedderKind::Arcface512, EmbedderKind::Dlib128] {
+    let variants = [EmbedderKind::Arcface512, EmbedderKind::Dlib128]
+        .into_iter()
+        .flat_map(|k| [(k, Precision::Fp32), (k, Precision::Int8)])
+        .filter(|&(k, p)| {
+            p == Precision::Fp32
+                || runtime
+                    .model_path(crate::engine::embedder::model_file(k, p))
+                    .exists()
+        });
+    for (kind, precision) in variants {
         // Single-threaded, then the configured count (0: ONNX Runtime's default, one per core).
         let configured = base.inference.threads;
         for threads in if configured == 1 {
@@ -170,6 +191,7 @@ pub fn bench_engine(
         } {
             let mut cfg = base.clone();
             cfg.inference.embedder = kind;
+            cfg.inference.precision = precision;
             cfg.inference.threads = threads;
             for (label, jpeg) in frames {
                 rows.push(bench_frame(&runtime, &cfg, label, jpeg, iterations)?);

@@ -56,7 +56,11 @@ pub fn bench_memory(
         EmbedderKind::Dlib128 => (128, Metric::Euclidean),
     };
     let model = ModelId {
-        id: fingerprint(&model_dir(&config.inference), kind)?,
+        id: fingerprint(
+            &model_dir(&config.inference),
+            kind,
+            config.inference.precision,
+        )?,
         dim,
         metric,
     };

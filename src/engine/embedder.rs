@@ -9,7 +9,7 @@ use super::align::{chip_to_frame, cut_chip, ChipTemplate, ARCFACE_112, DLIB_150}
 use super::landmarks::Landmarks;
 use super::sampling::mirror;
 use super::EngineError;
-use crate::config::EmbedderKind;
+use crate::config::{EmbedderKind, Precision};
 
 /// How two templates of one embedder are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,13 +90,14 @@ impl OnnxEmbedder {
     pub fn open(
         rt: &super::runtime::Runtime,
         kind: EmbedderKind,
+        precision: Precision,
         mirror_average: bool,
     ) -> Result<Self, EngineError> {
         let (template, dimension, metric) = match kind {
             EmbedderKind::Arcface512 => (ARCFACE_112, 512, Metric::Cosine),
             EmbedderKind::Dlib128 => (DLIB_150, 128, Metric::Euclidean),
         };
-        let file = model_file(kind);
+        let file = model_file(kind, precision);
         let side = template.size as i64;
         // A free batch dimension is what `make models` produces; a fixed 1 means a stale file.
         let (session, provider) = rt.open_expecting(file, &[-1, 3, side, side])?;
@@ -189,21 +190,32 @@ impl Embedder for OnnxEmbedder {
 }
 
 /// The model file of an embedder.
-pub fn model_file(kind: EmbedderKind) -> &'static str {
-    match kind {
-        EmbedderKind::Arcface512 => "arcface512.onnx",
-        EmbedderKind::Dlib128 => "dlib128.onnx",
+pub fn model_file(kind: EmbedderKind, precision: Precision) -> &'static str {
+    match (kind, precision.resolve(kind)) {
+        (EmbedderKind::Arcface512, Precision::Fp32) => "arcface512.onnx",
+        (EmbedderKind::Arcface512, Precision::Int8) => "arcface512_int8.onnx",
+        (EmbedderKind::Dlib128, Precision::Fp32) => "dlib128.onnx",
+        (EmbedderKind::Dlib128, Precision::Int8) => "dlib128_int8.onnx",
+        (_, Precision::Auto) => unreachable!("resolved above"),
     }
 }
 
 /// `name@<first 16 hex digits of the model file's SHA-256>`: what a store records, so that
 /// templates of a different network (or different weights) are never compared.
-pub fn fingerprint(model_dir: &std::path::Path, kind: EmbedderKind) -> std::io::Result<String> {
+pub fn fingerprint(
+    model_dir: &std::path::Path,
+    kind: EmbedderKind,
+    precision: Precision,
+) -> std::io::Result<String> {
     use sha2::Digest;
-    let bytes = std::fs::read(model_dir.join(model_file(kind)))?;
+    let bytes = std::fs::read(model_dir.join(model_file(kind, precision)))?;
     let digest = sha2::Sha256::digest(&bytes);
     let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
-    Ok(format!("{}@{hex}", kind.name()))
+    let suffix = match precision.resolve(kind) {
+        Precision::Int8 => "-int8",
+        _ => "",
+    };
+    Ok(format!("{}{suffix}@{hex}", kind.name()))
 }
 
 pub fn l2_normalise(v: &mut [f32]) {

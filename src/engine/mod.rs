@@ -116,14 +116,16 @@ impl Engine {
         let embedder = OnnxEmbedder::open(
             runtime,
             config.inference.embedder,
+            config.inference.precision,
             config.inference.mirror_average,
         )?;
-        let fingerprint = embedder::fingerprint(&runtime.model_dir, config.inference.embedder)
-            .map_err(|e| {
+        let (kind, precision) = (config.inference.embedder, config.inference.precision);
+        let fingerprint =
+            embedder::fingerprint(&runtime.model_dir, kind, precision).map_err(|e| {
                 EngineError::Inference(format!(
                     "cannot read {}: {e}",
                     runtime
-                        .model_path(embedder::model_file(config.inference.embedder))
+                        .model_path(embedder::model_file(kind, precision))
                         .display()
                 ))
             })?;
@@ -218,6 +220,22 @@ impl Engine {
         faces: &[&Landmarks],
     ) -> Result<Vec<Option<Vec<f32>>>, EngineError> {
         self.embedder.embed(frame, faces)
+    }
+
+    /// The embedder's input for each face: the aligned chip as it is fed to the network
+    /// (3 × side × side, normalised), for calibrating a quantised model.
+    pub fn chips(&self, frame: &RgbImage, faces: &[&Landmarks]) -> Vec<Vec<f32>> {
+        let template = self.embedder.template();
+        let side = template.size;
+        faces
+            .iter()
+            .filter_map(|lm| {
+                let to_frame = align::chip_to_frame(template, lm)?;
+                let mut chip = vec![0f32; 3 * side * side];
+                align::cut_chip(frame, template, &to_frame, &mut chip);
+                Some(chip)
+            })
+            .collect()
     }
 
     /// Detect, landmark and embed every face of the frame.

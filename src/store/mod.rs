@@ -34,7 +34,7 @@ pub enum StoreError {
     #[error(
         "the store in {dir} holds templates made by embedding model {stored}, but this \
          configuration embeds with {current}; templates of different models cannot be compared. \
-         Either configure the model the store was made with (inference.embedder), or re-enrol: \
+         Either configure the model the store was made with (inference.embedder and inference.precision), or re-enrol: \
          stop facegate, move {dir} aside, start it again and enrol every person from their \
          photos (PUT /persons)"
     )]
