@@ -246,12 +246,17 @@ fn a_model_with_the_wrong_input_shape_is_a_startup_error() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = model_dir_with(
         dir.path(),
-        "arcface512.onnx",
+        // The embedder the default configuration loads (int8 for arcface512).
+        "arcface512_int8.onnx",
         Replacement::OtherModel("pad.onnx"),
     );
     let o = detect_with_config(&cfg);
     assert_clean_error(&o, "does not have the expected shape");
-    assert!(stderr(&o).contains("arcface512.onnx"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("arcface512_int8.onnx"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
