@@ -205,18 +205,24 @@ impl CameraWorker {
     ) -> Result<(), EngineError> {
         let mode = self.camera.liveness;
         let decide_after = self.policy.decide_after;
-        let pose = liveness::head_pose(lm);
-        let sharp = quality::sharpness(image, &det.bbox);
-        let q = quality::quality(&det.bbox, sharp, pose.yaw, pose.pitch);
         let Some(track) = self.tracker.get_mut(id) else {
             return Ok(());
         };
+        // Most frames belong to decided tracks between their once-a-second re-checks: they need
+        // nothing, not even the quality score.
+        if track.decided && !track.wants_embedding(0.0, decide_after, now_ms) {
+            return Ok(());
+        }
+        let pose = liveness::head_pose(lm);
+        let sharp = quality::sharpness(image, &det.bbox);
+        let q = quality::quality(&det.bbox, sharp, pose.yaw, pose.pitch);
+        let track = self.tracker.get_mut(id).expect("track exists");
         if mode == LivenessMode::Track && !track.decided {
             let points = TRACK_POINTS.iter().map(|&i| lm.get(i)).collect();
             track.add_motion(points, liveness::eye_aspect_ratio_pair(lm));
         }
         if !track.wants_embedding(q, decide_after, now_ms) {
-            return self.try_decide(id, frame, det, now_ms, stages);
+            return self.try_decide(id, frame, now_ms, stages);
         }
         let t = Instant::now();
         let template = self.engine.embed(image, &[lm])?.pop().flatten();
@@ -273,7 +279,7 @@ impl CameraWorker {
         if let Some(track) = self.tracker.get_mut(id) {
             track.candidate = candidate;
         }
-        self.try_decide(id, frame, det, now_ms, stages)
+        self.try_decide(id, frame, now_ms, stages)
     }
 
     fn search(&mut self, id: u64) -> Option<Candidate> {
@@ -311,7 +317,6 @@ impl CameraWorker {
         &mut self,
         id: u64,
         frame: &Frame,
-        _det: &Detection,
         now_ms: u64,
         stages: &mut Stages,
     ) -> Result<(), EngineError> {
@@ -417,15 +422,7 @@ impl CameraWorker {
         } else {
             None
         };
-        let mut liveness_reasons = Vec::new();
         let mut reasons = decision.reasons.clone();
-        if kind != DecisionKind::Match {
-            liveness_reasons = reasons
-                .iter()
-                .filter(|r| !r.contains("scored"))
-                .cloned()
-                .collect();
-        }
         if reasons.is_empty() {
             reasons.push(kind.name().to_owned());
         }
@@ -453,7 +450,7 @@ impl CameraWorker {
             liveness: LivenessReport {
                 verdict: decision.liveness,
                 score: (track.still.live > 0).then_some(track.still.best_live_score),
-                reasons: liveness_reasons,
+                reasons: decision.liveness_reasons.clone(),
             },
             reasons,
             track_id: track.id,

@@ -162,16 +162,23 @@ impl Outbox {
     fn drop_oldest(&self, n: usize) -> Result<(), OutboxError> {
         let mut txn = self.env.write_txn()?;
         let dropped = self.delete_oldest(&mut txn, n)?;
+        self.commit_counting(txn, dropped)?;
+        tracing::warn!(
+            dropped,
+            "outbox map full: the oldest unsent messages were dropped"
+        );
+        Ok(())
+    }
+
+    /// Add `dropped` to the persistent drop count, commit, and refresh the in-memory depth and
+    /// drop count from what was committed.
+    fn commit_counting(&self, mut txn: heed::RwTxn, dropped: u64) -> Result<(), OutboxError> {
         let dropped_total = self.meta.get(&txn, DROPPED)?.unwrap_or(0) + dropped;
         self.meta.put(&mut txn, DROPPED, &dropped_total)?;
         let depth = self.messages.len(&txn)? as usize;
         txn.commit()?;
         self.depth.store(depth, Ordering::Relaxed);
         self.dropped.store(dropped_total, Ordering::Relaxed);
-        tracing::warn!(
-            dropped,
-            "outbox map full: the oldest unsent messages were dropped"
-        );
         Ok(())
     }
 
@@ -204,12 +211,7 @@ impl Outbox {
         }
         self.meta.put(&mut txn, NEXT_KEY, &next)?;
         self.meta.put(&mut txn, EVENT_SEQ, &event_seq)?;
-        let dropped_total = self.meta.get(&txn, DROPPED)?.unwrap_or(0) + dropped;
-        self.meta.put(&mut txn, DROPPED, &dropped_total)?;
-        let depth = self.messages.len(&txn)? as usize;
-        txn.commit()?;
-        self.depth.store(depth, Ordering::Relaxed);
-        self.dropped.store(dropped_total, Ordering::Relaxed);
+        self.commit_counting(txn, dropped)?;
         if dropped > 0 {
             tracing::warn!(
                 dropped,

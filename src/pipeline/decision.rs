@@ -76,7 +76,10 @@ pub struct Evidence<'a> {
 pub struct Decision {
     pub kind: DecisionKind,
     pub liveness: LivenessState,
+    /// Why this decision (identity first, then what liveness adds).
     pub reasons: Vec<String>,
+    /// What the liveness evidence says, on its own (empty when live or not required).
+    pub liveness_reasons: Vec<String>,
 }
 
 /// The liveness state of the evidence under `mode`, with its reasons.
@@ -135,13 +138,15 @@ pub fn decide(policy: &Policy, ev: &Evidence) -> Option<Decision> {
         // Nothing was ever good enough to embed: no identity claim, no event.
         return None;
     }
-    let (liveness, mut reasons) = liveness_state(policy.liveness, ev);
+    let (liveness, liveness_reasons) = liveness_state(policy.liveness, ev);
+    let mut reasons = liveness_reasons.clone();
     let out_of_time = ev.ended || ev.age_ms >= policy.timeout_ms;
     let decision = |kind, reasons| {
         Some(Decision {
             kind,
             liveness,
             reasons,
+            liveness_reasons: liveness_reasons.clone(),
         })
     };
     if liveness == LivenessState::Spoof {
@@ -171,7 +176,7 @@ pub fn decide(policy: &Policy, ev: &Evidence) -> Option<Decision> {
                     "best candidate {} scored {:.3} < {threshold} over {} frame(s)",
                     c.person_id, c.score, ev.embeddings
                 ),
-                None => "nobody is enrolled in the collection".into(),
+                None => "no enrolled person came close (or the collection is empty)".into(),
             };
             let mut all = vec![why];
             if liveness != LivenessState::Skipped {
@@ -270,6 +275,12 @@ mod tests {
             "{:?}",
             d.reasons
         );
+        // The liveness report carries only what liveness says, not the identity claim.
+        assert_eq!(
+            d.liveness_reasons,
+            vec!["still liveness not established: FACE_TOO_SMALL".to_owned()]
+        );
+        assert!(d.reasons[0].contains("alice scored"), "{:?}", d.reasons);
     }
 
     #[test]
@@ -282,7 +293,10 @@ mod tests {
         ended.ended = true;
         let d = decide(&POLICY, &ended).unwrap();
         assert_eq!(d.kind, DecisionKind::Unknown);
-        assert_eq!(d.reasons[0], "nobody is enrolled in the collection");
+        assert_eq!(
+            d.reasons[0],
+            "no enrolled person came close (or the collection is empty)"
+        );
     }
 
     #[test]
