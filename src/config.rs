@@ -177,6 +177,15 @@ pub struct DetectorConfig {
     pub min_face_px: f32,
     /// Largest image accepted, in megapixels; bigger images are refused before decoding.
     pub max_megapixels: f32,
+    /// Memory the decoded pixels of one image may take, in MiB (width × height × bytes per
+    /// pixel of its format, plus the RGB copy); checked from the header before decoding.
+    pub max_decoded_mib: usize,
+    /// Longer side over shorter side; narrower strips are refused before decoding.
+    pub max_aspect_ratio: f32,
+    /// Most tiles of the small-face search on one image: when `min_face_px` would need more,
+    /// the search looks for proportionally larger faces instead, so every image costs a
+    /// bounded amount of work.
+    pub max_tiles: usize,
 }
 
 impl Default for DetectorConfig {
@@ -188,6 +197,9 @@ impl Default for DetectorConfig {
             nms_iou: 0.3,
             min_face_px: 24.0,
             max_megapixels: 40.0,
+            max_decoded_mib: 160,
+            max_aspect_ratio: 20.0,
+            max_tiles: 64,
         }
     }
 }
@@ -290,8 +302,13 @@ pub struct ServerConfig {
     /// Wrong keys one client address may send per minute; past that it gets 429
     /// `ERR_RATE_LIMITED` until the minute is over. 0: no limit.
     pub auth_failures_per_minute: u32,
-    /// Serve `GET /health` without a key.
-    pub public_health: bool,
+    /// Wrong keys all client addresses together may send per minute; past that every client
+    /// without a valid key gets 429 `ERR_RATE_LIMITED` until the minute is over (so many
+    /// addresses cannot guess faster than one). A valid key is never throttled. 0: no limit.
+    pub auth_failures_per_minute_global: u32,
+    /// `GET /health` without a key: "minimal" (status and version only), "full" (everything),
+    /// or false (a key is needed). With a key it always shows everything.
+    pub public_health: PublicHealth,
     /// Serve `GET /metrics` without a key.
     pub public_metrics: bool,
     /// Serve `GET /docs` and `GET /openapi.json` without a key.
@@ -307,6 +324,79 @@ pub struct ServerConfig {
     /// A second face narrower than this share of the largest one is ignored where one face is
     /// required (`ERR_MULTIPLE_FACES` otherwise).
     pub secondary_face_ratio: f32,
+    /// Most persons in one `PUT /persons` request (413 `ERR_PAYLOAD_TOO_LARGE` above it,
+    /// counted while the body is parsed).
+    pub max_bulk_items: usize,
+    /// Open client connections at most; one more is answered 503 `ERR_BUSY` at once and
+    /// closed. The systemd unit's `LimitNOFILE` is sized above it.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers, from the connection's start or the
+    /// end of its previous response; it also closes idle keep-alive connections.
+    pub header_read_timeout_s: u32,
+    /// Seconds a request on a protected route may take, body upload included (408
+    /// `ERR_REQUEST_TIMEOUT` beyond it). 0: no limit.
+    pub request_timeout_s: u32,
+    /// Largest response that lists stored images (`include_images=true`), in MiB: images past
+    /// it are left out (null) and counted in the `x-facegate-images-omitted` header.
+    pub max_response_mib: usize,
+    /// PEM certificate chain for HTTPS; with `tls_key_file` the API speaks only HTTPS. Both
+    /// are read again on SIGHUP. Empty: plain HTTP (a warning at start when listening on a
+    /// non-loopback address).
+    pub tls_cert_file: String,
+    /// PEM private key of `tls_cert_file`.
+    pub tls_key_file: String,
+}
+
+/// Who may read the details of `GET /health`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PublicHealth {
+    /// Everyone gets status and version; the rest needs a key.
+    #[default]
+    Minimal,
+    /// Everyone gets everything.
+    Full,
+    /// A key is needed even for the status.
+    Off,
+}
+
+impl Serialize for PublicHealth {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            PublicHealth::Minimal => s.serialize_str("minimal"),
+            PublicHealth::Full => s.serialize_str("full"),
+            PublicHealth::Off => s.serialize_bool(false),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicHealth {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = PublicHealth;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"minimal\", \"full\" or false")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<PublicHealth, E> {
+                // `true` was the old spelling of "everything public".
+                Ok(if v {
+                    PublicHealth::Full
+                } else {
+                    PublicHealth::Off
+                })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<PublicHealth, E> {
+                match v {
+                    "minimal" => Ok(PublicHealth::Minimal),
+                    "full" => Ok(PublicHealth::Full),
+                    other => Err(E::custom(format!(
+                        "public_health = {other:?}: expected \"minimal\", \"full\" or false"
+                    ))),
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl Default for ServerConfig {
@@ -316,7 +406,8 @@ impl Default for ServerConfig {
             api_keys: Vec::new(),
             api_key_file: String::new(),
             auth_failures_per_minute: 20,
-            public_health: true,
+            auth_failures_per_minute_global: 100,
+            public_health: PublicHealth::Minimal,
             public_metrics: true,
             public_docs: true,
             max_body_bytes: 16 << 20,
@@ -324,6 +415,13 @@ impl Default for ServerConfig {
             inference_queue: 8,
             busy_retry_after_s: 1,
             secondary_face_ratio: 0.4,
+            max_bulk_items: 1000,
+            max_connections: 512,
+            header_read_timeout_s: 10,
+            request_timeout_s: 300,
+            max_response_mib: 64,
+            tls_cert_file: String::new(),
+            tls_key_file: String::new(),
         }
     }
 }
@@ -425,6 +523,8 @@ pub struct MqttConfig {
     pub port: u16,
     pub tls: bool,
     pub ca_file: String,
+    pub client_cert_file: String,
+    pub client_key_file: String,
     pub username: String,
     pub password_file: String,
     pub client_id: String,
@@ -448,6 +548,8 @@ impl Default for MqttConfig {
             port: 1883,
             tls: false,
             ca_file: String::new(),
+            client_cert_file: String::new(),
+            client_key_file: String::new(),
             username: String::new(),
             password_file: String::new(),
             client_id: String::new(),
@@ -502,6 +604,9 @@ pub struct StoreConfig {
     pub data_dir: String,
     /// Initial LMDB map size in MiB; the map doubles whenever it fills.
     pub map_size_mib: usize,
+    /// The map never grows past this many MiB: a write that needs more fails with
+    /// `ERR_DATABASE_ERROR` ("store full") instead of taking the disk or address space.
+    pub max_map_mib: usize,
     /// Side in pixels of stored face thumbnails (aligned crops).
     pub thumbnail_px: u32,
     /// JPEG quality of thumbnails.
@@ -513,6 +618,7 @@ impl Default for StoreConfig {
         Self {
             data_dir: String::new(),
             map_size_mib: 256,
+            max_map_mib: 16384,
             thumbnail_px: 160,
             thumbnail_quality: 85,
         }
@@ -584,11 +690,32 @@ impl Config {
                 why: "must be above 0 and below 1",
             });
         }
-        if d.max_megapixels <= 0.0 {
+        if !(d.max_megapixels.is_finite() && d.max_megapixels > 0.0) {
             return Err(ConfigError::Invalid {
                 key: "detector.max_megapixels",
                 value: d.max_megapixels.to_string(),
                 why: "must be positive",
+            });
+        }
+        if !(1..=1 << 20).contains(&d.max_decoded_mib) {
+            return Err(ConfigError::Invalid {
+                key: "detector.max_decoded_mib",
+                value: d.max_decoded_mib.to_string(),
+                why: "must be between 1 and 1048576 (1 TiB)",
+            });
+        }
+        if !(d.max_aspect_ratio.is_finite() && d.max_aspect_ratio >= 1.0) {
+            return Err(ConfigError::Invalid {
+                key: "detector.max_aspect_ratio",
+                value: d.max_aspect_ratio.to_string(),
+                why: "must be at least 1",
+            });
+        }
+        if d.max_tiles == 0 {
+            return Err(ConfigError::Invalid {
+                key: "detector.max_tiles",
+                value: "0".into(),
+                why: "must be at least 1",
             });
         }
         let s = &self.server;
@@ -611,6 +738,37 @@ impl Config {
                 key: "server.inference_queue",
                 value: "0".into(),
                 why: "must be at least 1",
+            });
+        }
+        for (key, v) in [
+            ("server.max_bulk_items", s.max_bulk_items),
+            ("server.max_connections", s.max_connections),
+            (
+                "server.header_read_timeout_s",
+                s.header_read_timeout_s as usize,
+            ),
+            ("server.max_response_mib", s.max_response_mib),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    value: "0".into(),
+                    why: "must be at least 1",
+                });
+            }
+        }
+        if s.tls_cert_file.is_empty() != s.tls_key_file.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "server.tls_key_file",
+                value: s.tls_key_file.clone(),
+                why: "HTTPS needs both tls_cert_file and tls_key_file",
+            });
+        }
+        if self.store.max_map_mib < self.store.map_size_mib {
+            return Err(ConfigError::Invalid {
+                key: "store.max_map_mib",
+                value: self.store.max_map_mib.to_string(),
+                why: "must be at least store.map_size_mib",
             });
         }
         if !(0.0..=1.0).contains(&s.secondary_face_ratio) {
@@ -810,6 +968,15 @@ impl Config {
                 "TLS needs the broker's CA certificate (PEM)",
             );
         }
+        if m.client_cert_file.is_empty() != m.client_key_file.is_empty()
+            || (!m.client_cert_file.is_empty() && !m.tls)
+        {
+            return invalid(
+                "mqtt.client_cert_file",
+                m.client_cert_file.clone(),
+                "a client certificate needs client_key_file too, and tls = true",
+            );
+        }
         if m.max_packet_kib < 16 {
             return invalid(
                 "mqtt.max_packet_kib",
@@ -903,6 +1070,15 @@ nms_iou = 0.3
 min_face_px = 24.0
 # Larger images are refused before decoding (HTTP: 413 ERR_IMAGE_TOO_LARGE).
 max_megapixels = 40.0
+# Memory the decoded pixels of one image may take, in MiB: width x height x bytes per pixel of
+# its format (a 16-bit RGBA PNG takes 8), plus the RGB copy. Checked from the header before
+# decoding (HTTP: 413 ERR_IMAGE_TOO_LARGE).
+max_decoded_mib = 160
+# Longer side over shorter side; narrower strips are refused before decoding (413).
+max_aspect_ratio = 20.0
+# Most tiles of the small-face search on one image; beyond that it looks for larger faces, so
+# every image is answered within a bounded amount of work.
+max_tiles = 64
 
 [server]
 # Address and port of the HTTP API.
@@ -916,8 +1092,12 @@ api_key_file = ""
 # Wrong keys one client address may send per minute; past that it gets 429 ERR_RATE_LIMITED
 # until the minute is over. 0: no limit.
 auth_failures_per_minute = 20
-# Serve GET /health without a key.
-public_health = true
+# Wrong keys all client addresses together may send per minute; past that every client without
+# a valid key gets 429 until the minute is over. A valid key is never throttled. 0: no limit.
+auth_failures_per_minute_global = 100
+# GET /health without a key: "minimal" (status and version), "full" (everything) or false (a
+# key is needed). With a key it always shows everything.
+public_health = "minimal"
 # Serve GET /metrics without a key.
 public_metrics = true
 # Serve GET /docs and GET /openapi.json without a key.
@@ -933,6 +1113,25 @@ busy_retry_after_s = 1
 # Where one face is required, a second face narrower than this share of the largest one is
 # ignored; a larger one is ERR_MULTIPLE_FACES.
 secondary_face_ratio = 0.4
+# Most persons in one PUT /persons request (413 ERR_PAYLOAD_TOO_LARGE above it).
+max_bulk_items = 1000
+# Open client connections at most; one more gets 503 ERR_BUSY at once and is closed. The
+# systemd unit's LimitNOFILE is sized above it.
+max_connections = 512
+# Seconds a client has to send a request's headers (from connecting, or from the end of its
+# previous response: idle keep-alive connections are closed after it too).
+header_read_timeout_s = 10
+# Seconds a request on a protected route may take, body upload included (408
+# ERR_REQUEST_TIMEOUT beyond it). 0: no limit.
+request_timeout_s = 300
+# Largest response listing stored images (include_images=true), in MiB; images past it are left
+# out (null) and counted in the x-facegate-images-omitted header.
+max_response_mib = 64
+# PEM certificate chain and private key for HTTPS (both, or neither); read again on SIGHUP.
+# Empty: plain HTTP, with a warning at every start when listening on a non-loopback address.
+tls_cert_file = ""
+# (the private key of tls_cert_file)
+tls_key_file = ""
 
 [liveness]
 # Still-image checks run by check_liveness and POST /liveness (upstream capture requirements).
@@ -991,6 +1190,8 @@ pad_threshold = 0.3
 data_dir = ""
 # Initial LMDB map size in MiB; the map doubles whenever it fills.
 map_size_mib = 256
+# Ceiling of the map in MiB: past it writes fail with ERR_DATABASE_ERROR ("store full").
+max_map_mib = 16384
 # Side in pixels of stored face thumbnails (aligned crops, JPEG).
 thumbnail_px = 160
 # JPEG quality of thumbnails.
@@ -1007,6 +1208,11 @@ port = 1883
 tls = false
 # PEM file of the CA that signed the broker's certificate.
 ca_file = ""
+# PEM client certificate (chain) for brokers that authenticate clients by certificate
+# (mosquitto's require_certificate); needs tls and client_key_file. Empty: none.
+client_cert_file = ""
+# PEM private key of client_cert_file.
+client_key_file = ""
 # User name; empty: connect without credentials.
 username = ""
 # File whose first line is the password (or $FACEGATE_MQTT_PASSWORD).
@@ -1020,7 +1226,10 @@ topic_prefix = "facegate"
 # Seconds between keep-alive pings; the broker publishes the Last Will ("offline") after 1.5x.
 keep_alive_s = 15
 # Largest MQTT packet in KiB, both ways (rumqttc's 10 KiB default drops the connection on a
-# thumbnail); an event that would exceed it is sent without its thumbnail.
+# thumbnail). An event that would exceed it is sent without its thumbnail, then without the
+# person's metadata, then with the name cut ("truncated": true); a message the broker still
+# refuses is set aside as a dead letter (facegate_outbox_dead_letters_total) so that the
+# messages behind it go out.
 max_packet_kib = 512
 # Messages kept in the durable outbox (LMDB, <data_dir>/outbox) while the broker is away;
 # past this the oldest are dropped and counted (facegate_outbox_dropped_total).

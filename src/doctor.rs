@@ -96,7 +96,23 @@ pub fn run(config: &Config, data_dir: &Path) -> Vec<Finding> {
         out.push(store(data_dir, model));
     }
     out.push(broker(config));
+    out.push(transport(config));
     out
+}
+
+/// HTTPS, or a warning when the API is reachable from the network in plain text.
+fn transport(config: &Config) -> Finding {
+    let s = &config.server;
+    if !s.tls_cert_file.is_empty() {
+        return match crate::api::listener::load_tls(&s.tls_cert_file, &s.tls_key_file) {
+            Ok(_) => ok(format!("API on https://{} ({})", s.listen, s.tls_cert_file)),
+            Err(e) => fix(format!("HTTPS: {e}")),
+        };
+    }
+    match crate::api::listener::plaintext_warning(s) {
+        Some(w) => fix(w),
+        None => info(format!("API on http://{} (loopback only)", s.listen)),
+    }
 }
 
 /// Execution providers compiled into the loaded ONNX Runtime library.

@@ -88,9 +88,11 @@ enum Command {
     /// templates next to the memory-bandwidth floor. `http`: /face-search under load next to
     /// one engine pass. `memory`: resident memory of `serve` with N persons enrolled.
     /// `pipeline`: the main job on a 1280×720 replay (frame rate kept, event latency next to
-    /// one engine pass; --iterations is the seconds per run).
+    /// one engine pass; --iterations is the seconds per run). `soak`: --minutes of mixed API
+    /// load on a `serve` child with a replay camera while its own loopback mosquitto is stopped
+    /// every minute; RSS, outbox, log and events produced against events received.
     Bench {
-        #[arg(value_parser = ["engine", "search", "http", "memory", "pipeline"])]
+        #[arg(value_parser = ["engine", "search", "http", "memory", "pipeline", "soak"])]
         what: String,
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..))]
         iterations: u32,
@@ -115,6 +117,9 @@ enum Command {
         /// http: requests per client per run.
         #[arg(long, default_value_t = 20)]
         requests: usize,
+        /// soak: minutes of load.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+        minutes: u32,
     },
     /// Enrol photos through a running server (PUT /persons): each photo's file stem is the
     /// person id and name. Prints one result per photo; exits 1 if any was not enrolled.
@@ -204,9 +209,40 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if matches!(cli.command, Command::Serve { .. } | Command::Demo { .. }) {
+        raise_open_file_limit();
+    } else if !matches!(cli.command, Command::Bench { .. }) {
+        // A one-shot command whose output goes into a closed pipe (`facegate embed x | head`)
+        // ends quietly, as other Unix tools do, instead of panicking in println!. Daemons keep
+        // Rust's ignored SIGPIPE: their sockets report EPIPE as an error instead.
+        // SAFETY: no other thread exists yet, and SIG_DFL is a valid disposition for SIGPIPE.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     if let Err(e) = run(cli) {
         eprintln!("facegate: error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Raise the soft limit of open files to the hard limit: `server.max_connections` client
+/// connections plus the store, models and cameras must fit under it (the systemd unit sets
+/// `LimitNOFILE`; a shell often starts with a soft limit of 1024).
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                tracing::debug!("cannot raise the open-file limit");
+            }
+        }
     }
 }
 
@@ -427,6 +463,7 @@ fn run(cli: Cli) -> Result<()> {
             persons,
             clients,
             requests,
+            minutes,
         } => match what.as_str() {
             _ if templates.contains(&0) || dim.contains(&0) || clients.contains(&0) => {
                 bail!("--templates, --dim and --clients take numbers of at least 1")
@@ -472,6 +509,16 @@ fn run(cli: Cli) -> Result<()> {
                     facegate::bench::pipeline::format_pipeline_report(&report)
                 );
                 println!("{}", serde_json::to_string_pretty(&report)?);
+            }
+            "soak" => {
+                let exe = std::env::current_exe()?;
+                let photos = one.parent().unwrap_or(Path::new(FIXTURE_DIR));
+                let report = facegate::bench::soak::bench_soak(&config, &exe, photos, *minutes)?;
+                eprint!("{}", facegate::bench::soak::format_soak_report(&report));
+                println!("{}", serde_json::to_string_pretty(&report)?);
+                if !report.failures.is_empty() {
+                    bail!("soak failed: {}", report.failures.join("; "));
+                }
             }
             "memory" => {
                 let exe = std::env::current_exe()?;
@@ -612,7 +659,12 @@ fn serve(
         facegate::daemon::systemd::ready(&format!("serving on {bound}"));
         let watchdog = tokio::spawn(facegate::daemon::systemd::watchdog(daemon.status()));
         // Scripts and tests wait for this line to learn the port.
-        println!("facegate: listening on http://{bound}");
+        let scheme = if state.config.server.tls_cert_file.is_empty() {
+            "http"
+        } else {
+            "https"
+        };
+        println!("facegate: listening on {scheme}://{bound}");
         use std::io::Write as _;
         std::io::stdout().flush()?;
         server::serve(listener, std::sync::Arc::new(state), shutdown_signal()).await?;

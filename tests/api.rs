@@ -62,9 +62,16 @@ fn protected_endpoints_need_a_valid_key_and_health_does_not() {
             "ERR_API_KEY_NOT_PRESENT",
         );
     }
+    // Without a key /health says only whether it is up; with one, everything.
     let (status, health) = s.call_with_key("GET", "/health", None, None);
     assert_eq!(status, 200);
     assert_eq!(health["status"], "ok");
+    assert!(health["version"].is_string());
+    assert!(
+        health.get("models").is_none() && health.get("store").is_none(),
+        "{health}"
+    );
+    let (_, health) = s.call("GET", "/health", None);
     assert_eq!(health["auth"], "api_key");
     assert_eq!(health["models"]["embedder"], "arcface512");
     // Nothing was created by the refused requests.
@@ -73,7 +80,7 @@ fn protected_endpoints_need_a_valid_key_and_health_does_not() {
 }
 
 #[test]
-fn a_client_guessing_keys_is_rate_limited_even_with_the_right_key() {
+fn a_client_guessing_keys_is_rate_limited_but_a_valid_key_still_gets_in() {
     let dir = tempfile::tempdir().unwrap();
     let options = Options {
         config: "[server]\nauth_failures_per_minute = 3\n".into(),
@@ -87,8 +94,14 @@ fn a_client_guessing_keys_is_rate_limited_even_with_the_right_key() {
             "ERR_API_KEY_NOT_VALID",
         );
     }
-    let e = assert_error(s.call("GET", "/collections", None), 429, "ERR_RATE_LIMITED");
+    let e = assert_error(
+        s.call_with_key("GET", "/collections", None, Some("d")),
+        429,
+        "ERR_RATE_LIMITED",
+    );
     assert!(e["message"].is_string());
+    // The key is checked first: the throttle never locks out a client that has it.
+    assert_eq!(s.call("GET", "/collections", None).0, 200);
     // Health stays reachable for monitoring.
     assert_eq!(s.call_with_key("GET", "/health", None, None).0, 200);
 }

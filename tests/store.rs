@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use facegate::clock::SystemClock;
 use facegate::engine::embedder::{l2_normalise, Metric};
-use facegate::store::{Enrolment, FaceStorage, ModelId, Page, Store, StoreError, StoreOptions};
+use facegate::store::{
+    Enrolment, FaceStorage, Images, ModelId, Page, Store, StoreError, StoreOptions,
+};
 
 fn model() -> ModelId {
     ModelId {
@@ -55,7 +57,9 @@ fn enrolled_persons_are_found_after_the_store_is_reopened() {
     }
     let store = open(dir.path(), &StoreOptions::default()).unwrap();
     assert_eq!(store.collection("staff").unwrap().num_persons, 20);
-    let (hits, stats) = store.search("staff", &template(7), 3, 0.0).unwrap();
+    let (hits, stats) = store
+        .search("staff", &template(7), 3, 0.0, Images::ALL)
+        .unwrap();
     assert_eq!(hits[0].person.person_id, "p7");
     assert!((hits[0].closeness - 1.0).abs() < 1e-5);
     assert_eq!(stats.scanned, 20);
@@ -97,6 +101,7 @@ fn a_full_map_grows_instead_of_failing_a_write() {
     let options = StoreOptions {
         map_size: 1 << 20,
         release_pages_after_load: false,
+        ..StoreOptions::default()
     };
     let store = open(dir.path(), &options).unwrap();
     store.create_collection("big").unwrap();
@@ -118,6 +123,52 @@ fn a_full_map_grows_instead_of_failing_a_write() {
     drop(store);
     let store = open(dir.path(), &options).unwrap();
     assert_eq!(store.counts(), (1, 2000));
+}
+
+#[test]
+fn the_map_stops_growing_at_its_ceiling_and_a_write_past_it_fails_without_a_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        map_size: 1 << 20,
+        max_map_size: 4 << 20,
+        release_pages_after_load: false,
+    };
+    let store = open(dir.path(), &options).unwrap();
+    store.create_collection("big").unwrap();
+    let mut stored = 0;
+    let err = loop {
+        let items = (0..50)
+            .map(|i| {
+                person(
+                    &format!("p{stored}-{i}"),
+                    stored + i,
+                    Some(vec![7u8; 16 << 10]),
+                )
+            })
+            .collect();
+        match store.enrol("big", items, None) {
+            Ok(r) => {
+                assert!(r.iter().all(|r| r.is_ok()));
+                stored += 50;
+            }
+            Err(e) => break e,
+        }
+        assert!(stored < 10_000, "the map never filled");
+    };
+    assert!(matches!(err, StoreError::Full { limit_mib: 4 }), "{err}");
+    assert!(
+        std::fs::metadata(dir.path().join("data.mdb"))
+            .unwrap()
+            .len()
+            <= 4 << 20
+    );
+    // The failed batch left nothing behind, and the store still answers.
+    assert_eq!(store.collection("big").unwrap().num_persons, stored as u64);
+    drop(store);
+    assert_eq!(
+        open(dir.path(), &options).unwrap().counts(),
+        (1, stored as usize)
+    );
 }
 
 #[test]
@@ -159,9 +210,13 @@ fn upsert_replaces_a_person_and_keeps_the_creation_time() {
     assert_eq!(first.created_at_ms, second.created_at_ms);
     assert!(second.updated_at_ms > first.updated_at_ms);
     assert_eq!(store.collection("c").unwrap().num_persons, 1);
-    let (hits, _) = store.search("c", &template(2), 1, 0.99).unwrap();
+    let (hits, _) = store
+        .search("c", &template(2), 1, 0.99, Images::ALL)
+        .unwrap();
     assert_eq!(hits[0].person.person_name, "Renamed");
-    let (hits, _) = store.search("c", &template(1), 1, 0.99).unwrap();
+    let (hits, _) = store
+        .search("c", &template(1), 1, 0.99, Images::ALL)
+        .unwrap();
     assert!(hits.is_empty(), "the old template is gone");
 }
 
@@ -200,7 +255,7 @@ fn listings_page_search_and_order() {
         search: String::new(),
         descending: true,
     };
-    let (count, persons) = store.list_persons("c", &page).unwrap();
+    let (count, persons) = store.list_persons("c", &page, Images::ALL).unwrap();
     assert_eq!(count, 30);
     let ids: Vec<_> = persons.iter().map(|(p, _)| p.person_id.as_str()).collect();
     assert_eq!(ids.first(), Some(&"p24"));
@@ -211,7 +266,7 @@ fn listings_page_search_and_order() {
         search: "P1".into(),
         descending: false,
     };
-    let (count, _) = store.list_persons("c", &page).unwrap();
+    let (count, _) = store.list_persons("c", &page, Images::ALL).unwrap();
     assert_eq!(count, 10);
     store.delete_person("c", "p10").unwrap();
     assert!(matches!(

@@ -2,7 +2,6 @@
 //! neither the content nor the length of a configured key leaks through timing; keys are
 //! never logged.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -15,6 +14,7 @@ use subtle::ConstantTimeEq;
 
 use super::error::{ApiError, ErrorCode};
 use super::SharedState;
+use crate::config::PublicHealth;
 
 /// The accepted keys (digests only), or none with authentication switched off.
 pub struct ApiKeys {
@@ -73,59 +73,94 @@ pub fn parse_key_file(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Wrong keys per client address: past `limit` within a minute, that address gets
-/// `429 ERR_RATE_LIMITED` on every protected endpoint until the minute is over, so keys cannot
-/// be guessed at line rate.
+/// Wrong keys per client address and in all: past `per_address` within a minute, that address
+/// gets `429 ERR_RATE_LIMITED` on every protected endpoint until the minute is over; past
+/// `global`, every client without a valid key does, so guessing from many addresses is no
+/// faster than from one. A valid key is checked first and never throttled.
+///
+/// Addresses are counted in a fixed table of [`SLOTS`] entries indexed by a keyed hash of the
+/// address: memory and time per request are O(1) however many addresses knock. Two addresses
+/// sharing a slot share a budget, which only ever affects clients without a valid key.
 pub struct AuthThrottle {
-    limit: u32,
+    per_address: u32,
+    global: u32,
     window: Duration,
-    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    hasher: std::collections::hash_map::RandomState,
+    state: Mutex<ThrottleState>,
+}
+
+/// Slots of the per-address table.
+pub const SLOTS: usize = 4096;
+
+struct ThrottleState {
+    /// Start of the slot's window and the wrong keys counted in it.
+    slots: Box<[Option<(Instant, u32)>]>,
+    global: Option<(Instant, u32)>,
 }
 
 impl AuthThrottle {
-    /// `limit` wrong keys per minute and address; 0 switches the throttle off.
-    pub fn new(limit: u32) -> Self {
+    /// `per_address` and `global` wrong keys per minute; 0 switches that limit off.
+    pub fn new(per_address: u32, global: u32) -> Self {
         Self {
-            limit,
+            per_address,
+            global,
             window: Duration::from_secs(60),
-            failures: Mutex::new(HashMap::new()),
+            hasher: std::collections::hash_map::RandomState::new(),
+            state: Mutex::new(ThrottleState {
+                slots: vec![None; SLOTS].into_boxed_slice(),
+                global: None,
+            }),
         }
     }
 
-    /// Seconds `ip` must wait, if it is over the limit now.
-    pub fn blocked(&self, ip: IpAddr, now: Instant) -> Option<u32> {
-        if self.limit == 0 {
-            return None;
-        }
-        let failures = self.failures.lock().unwrap();
-        let &(start, count) = failures.get(&ip)?;
+    fn slot(&self, ip: IpAddr) -> usize {
+        use std::hash::BuildHasher;
+        (self.hasher.hash_one(ip) % SLOTS as u64) as usize
+    }
+
+    /// Seconds to wait if a window is over its limit now.
+    fn over(&self, entry: Option<(Instant, u32)>, limit: u32, now: Instant) -> Option<u32> {
+        let (start, count) = entry?;
         let elapsed = now.saturating_duration_since(start);
-        (count >= self.limit && elapsed < self.window)
+        (limit > 0 && count >= limit && elapsed < self.window)
             .then(|| (self.window - elapsed).as_secs().max(1) as u32)
     }
 
+    /// Seconds `ip` must wait, if it (or everyone) is over the limit now.
+    pub fn blocked(&self, ip: IpAddr, now: Instant) -> Option<u32> {
+        let state = self.state.lock().unwrap();
+        let own = self.over(state.slots[self.slot(ip)], self.per_address, now);
+        let all = self.over(state.global, self.global, now);
+        own.max(all)
+    }
+
     pub fn record_failure(&self, ip: IpAddr, now: Instant) {
-        if self.limit == 0 {
+        if self.per_address == 0 && self.global == 0 {
             return;
         }
-        let mut failures = self.failures.lock().unwrap();
-        if failures.len() > 10_000 {
-            // Forget finished windows so that a scan from many addresses cannot grow the map.
-            let window = self.window;
-            failures.retain(|_, (start, _)| now.saturating_duration_since(*start) < window);
-        }
-        let entry = failures.entry(ip).or_insert((now, 0));
-        if now.saturating_duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
-        }
-        entry.1 += 1;
+        let window = self.window;
+        let count = |entry: &mut Option<(Instant, u32)>| match entry {
+            Some((start, n)) if now.saturating_duration_since(*start) < window => {
+                *n = n.saturating_add(1)
+            }
+            _ => *entry = Some((now, 1)),
+        };
+        let slot = self.slot(ip);
+        let mut state = self.state.lock().unwrap();
+        count(&mut state.slots[slot]);
+        count(&mut state.global);
     }
 }
+
+/// Whether the request carried a valid key (or keys are switched off); set by [`require_key`]
+/// for the handlers that show more to authenticated clients (`/health`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Authenticated(pub bool);
 
 fn is_public(state: &SharedState, path: &str) -> bool {
     let s = &state.config.server;
     match path {
-        "/health" => s.public_health,
+        "/health" => s.public_health != PublicHealth::Off,
         "/metrics" => s.public_metrics,
         "/openapi.json" => s.public_docs,
         p if p == "/docs" || p.starts_with("/docs/") => s.public_docs,
@@ -133,8 +168,18 @@ fn is_public(state: &SharedState, path: &str) -> bool {
     }
 }
 
-pub async fn require_key(State(state): State<SharedState>, req: Request, next: Next) -> Response {
-    if state.keys.is_disabled() || is_public(&state, req.uri().path()) {
+pub async fn require_key(
+    State(state): State<SharedState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let presented = req.headers().get("x-api-key");
+    let valid = state.keys.is_disabled()
+        || presented
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|k| state.keys.accepts(k));
+    if valid || is_public(&state, req.uri().path()) {
+        req.extensions_mut().insert(Authenticated(valid));
         return next.run(req).await;
     }
     let client = req
@@ -147,18 +192,15 @@ pub async fn require_key(State(state): State<SharedState>, req: Request, next: N
         e.retry_after_s = Some(wait);
         return e.into_response();
     }
-    match req.headers().get("x-api-key") {
-        None => ApiError::new(ErrorCode::ErrApiKeyNotPresent).into_response(),
-        Some(v) if v.to_str().is_ok_and(|k| state.keys.accepts(k)) => next.run(req).await,
-        Some(_) => {
-            state.metrics.auth_failures.inc();
-            if let Some(ip) = client {
-                state.throttle.record_failure(ip, now);
-            }
-            tracing::warn!(client = ?client, "request with a wrong API key");
-            ApiError::new(ErrorCode::ErrApiKeyNotValid).into_response()
-        }
+    if presented.is_none() {
+        return ApiError::new(ErrorCode::ErrApiKeyNotPresent).into_response();
     }
+    state.metrics.auth_failures.inc();
+    if let Some(ip) = client {
+        state.throttle.record_failure(ip, now);
+    }
+    tracing::warn!(client = ?client, "request with a wrong API key");
+    ApiError::new(ErrorCode::ErrApiKeyNotValid).into_response()
 }
 
 #[cfg(test)]
@@ -177,9 +219,8 @@ mod tests {
 
     #[test]
     fn an_address_is_throttled_after_too_many_wrong_keys_for_the_rest_of_the_minute() {
-        let t = AuthThrottle::new(3);
+        let t = AuthThrottle::new(3, 0);
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        let other: IpAddr = "192.0.2.8".parse().unwrap();
         let t0 = Instant::now();
         for _ in 0..2 {
             t.record_failure(ip, t0);
@@ -187,17 +228,48 @@ mod tests {
         assert_eq!(t.blocked(ip, t0), None);
         t.record_failure(ip, t0);
         assert_eq!(t.blocked(ip, t0 + Duration::from_secs(10)), Some(50));
-        assert_eq!(
-            t.blocked(other, t0),
-            None,
-            "other addresses are not affected"
+        let others = (1..=50u8)
+            .map(|i| IpAddr::from([198, 51, 100, i]))
+            .filter(|o| t.blocked(*o, t0).is_none())
+            .count();
+        assert!(
+            others >= 49,
+            "other addresses are not affected ({others} of 50 free)"
         );
         assert_eq!(
             t.blocked(ip, t0 + Duration::from_secs(61)),
             None,
             "the window ends"
         );
-        assert_eq!(AuthThrottle::new(0).blocked(ip, t0), None);
+        assert_eq!(AuthThrottle::new(0, 0).blocked(ip, t0), None);
+    }
+
+    #[test]
+    fn many_addresses_together_are_throttled_by_the_global_limit() {
+        let t = AuthThrottle::new(20, 10);
+        let t0 = Instant::now();
+        for i in 0..10u8 {
+            t.record_failure(IpAddr::from([203, 0, 113, i]), t0);
+        }
+        // No address is over its own limit, yet a fresh one is refused.
+        assert!(t.blocked(IpAddr::from([203, 0, 113, 200]), t0).is_some());
+        assert_eq!(
+            t.blocked(
+                IpAddr::from([203, 0, 113, 200]),
+                t0 + Duration::from_secs(60)
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn the_throttle_table_stays_bounded_under_an_address_scan() {
+        let t = AuthThrottle::new(5, 0);
+        let t0 = Instant::now();
+        for i in 0..100_000u32 {
+            t.record_failure(IpAddr::from(i.to_be_bytes()), t0);
+        }
+        assert_eq!(t.state.lock().unwrap().slots.len(), SLOTS);
     }
 
     #[test]

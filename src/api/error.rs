@@ -34,6 +34,7 @@ pub enum ErrorCode {
     ErrImageTooLarge,
     ErrRateLimited,
     ErrBusy,
+    ErrRequestTimeout,
     ErrInternal,
 }
 
@@ -56,6 +57,7 @@ impl ErrorCode {
             ErrorCode::ErrImageTooLarge => "ERR_IMAGE_TOO_LARGE",
             ErrorCode::ErrRateLimited => "ERR_RATE_LIMITED",
             ErrorCode::ErrBusy => "ERR_BUSY",
+            ErrorCode::ErrRequestTimeout => "ERR_REQUEST_TIMEOUT",
             ErrorCode::ErrInternal => "ERR_INTERNAL",
         }
     }
@@ -76,6 +78,7 @@ impl ErrorCode {
             ErrInvalidRequest => StatusCode::UNPROCESSABLE_ENTITY,
             ErrRateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrBusy => StatusCode::SERVICE_UNAVAILABLE,
+            ErrRequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrDatabaseError | ErrInternal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -112,6 +115,7 @@ impl ErrorCode {
             ErrImageTooLarge => "The image is larger than the server accepts.",
             ErrRateLimited => "Too many requests; retry later.",
             ErrBusy => "The server is busy; retry later.",
+            ErrRequestTimeout => "The request took too long.",
             ErrInternal => "An internal error occurred.",
         }
     }
@@ -206,6 +210,10 @@ impl From<StoreError> for ApiError {
                 ApiError::new(ErrorCode::ErrNotFound)
             }
             StoreError::CollectionExists => ApiError::new(ErrorCode::ErrAlreadyExists),
+            StoreError::Full { .. } => {
+                tracing::error!(err = %e, "store full");
+                ApiError::with_message(ErrorCode::ErrDatabaseError, format!("{e}."))
+            }
             other => {
                 tracing::error!(err = %other, "store failure");
                 ApiError::new(ErrorCode::ErrDatabaseError)
@@ -217,9 +225,11 @@ impl From<StoreError> for ApiError {
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {
-            EngineError::Decode(DecodeError::TooLarge { .. }) => {
-                ApiError::with_message(ErrorCode::ErrImageTooLarge, e.to_string())
-            }
+            EngineError::Decode(
+                DecodeError::TooLarge { .. }
+                | DecodeError::TooManyBytes { .. }
+                | DecodeError::TooNarrow { .. },
+            ) => ApiError::with_message(ErrorCode::ErrImageTooLarge, e.to_string()),
             // Decodes fine but is too small to hold a face the detector could find.
             EngineError::Decode(DecodeError::TooSmall { .. }) => {
                 ApiError::new(ErrorCode::ErrFaceNotDetected)

@@ -55,18 +55,32 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         ));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::invalid(format!("the request body is not valid JSON: {inner}"))
-        } else if path == "." || path.is_empty() {
-            ApiError::invalid(strip_position(&inner.to_string()))
-        } else {
-            let message = format!("field `{path}`: {}", strip_position(&inner.to_string()));
-            ApiError::invalid(message).with_metadata("field", path)
-        }
-    })
+    serde_path_to_error::deserialize(de).map_err(json_error)
+}
+
+/// A JSON value already parsed (a bulk item), with the same errors as [`parse_json`].
+pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(json_error)
+}
+
+/// `ERR_INVALID_REQUEST` naming the field at fault.
+fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = e.path().to_string();
+    let inner = e.into_inner();
+    let root = path == "." || path.is_empty();
+    if (inner.is_syntax() || inner.is_eof()) && root {
+        ApiError::invalid(format!("the request body is not valid JSON: {inner}"))
+    } else if inner.is_syntax() || inner.is_eof() {
+        // serde_json also reports a value of the wrong kind for an enum (`false` where a
+        // name is expected) as a syntax error: name the field all the same.
+        let message = format!("field `{path}`: not a valid value here: {inner}");
+        ApiError::invalid(message).with_metadata("field", path)
+    } else if root {
+        ApiError::invalid(strip_position(&inner.to_string()))
+    } else {
+        let message = format!("field `{path}`: {}", strip_position(&inner.to_string()));
+        ApiError::invalid(message).with_metadata("field", path)
+    }
 }
 
 /// serde_json appends " at line 1 column 42"; the field path says more.
@@ -136,18 +150,111 @@ pub fn check_collection_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Person ids: 1–128 characters, no control characters.
+/// Longest `person_id`, in characters and in UTF-8 bytes (the LMDB key holds the collection
+/// name and the id, and LMDB keys end at 511 bytes).
+pub const MAX_PERSON_ID_CHARS: usize = 128;
+pub const MAX_PERSON_ID_BYTES: usize = 256;
+/// Longest `person_name`, in characters. Names travel in every MQTT event of the person.
+pub const MAX_PERSON_NAME_CHARS: usize = 256;
+/// Most `metadata` keys, and the most bytes the metadata object takes as JSON.
+pub const MAX_METADATA_KEYS: usize = 64;
+pub const MAX_METADATA_BYTES: usize = 8 << 10;
+
+fn invalid_field(field: &str, message: String) -> ApiError {
+    ApiError::invalid(message).with_metadata("field", field.to_owned())
+}
+
+/// Characters that are invisible or reorder the text around them: an id holding one can look
+/// exactly like another id (`admin` and `adm\u{200B}in`), so they are refused in ids.
+fn is_invisible_or_bidi(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}'                  // soft hyphen
+        | '\u{061C}'                // Arabic letter mark
+        | '\u{180E}'                // Mongolian vowel separator
+        | '\u{200B}'..='\u{200F}'   // zero-width space/joiners, LRM, RLM
+        | '\u{202A}'..='\u{202E}'   // bidi embeddings and overrides
+        | '\u{2060}'..='\u{2064}'   // word joiner, invisible operators
+        | '\u{2066}'..='\u{206F}'   // bidi isolates, deprecated format characters
+        | '\u{FEFF}'                // zero-width no-break space
+        | '\u{FFF9}'..='\u{FFFB}') // interlinear annotation
+}
+
+/// Person ids: 1–128 characters and at most 256 bytes, no control, invisible or
+/// bidirectional-override characters.
 pub fn check_person_id(id: &str) -> Result<(), ApiError> {
     let n = id.chars().count();
-    if n == 0 || n > 128 {
-        return Err(ApiError::invalid("person_id must have 1 to 128 characters")
-            .with_metadata("field", "person_id"));
+    if n == 0 || n > MAX_PERSON_ID_CHARS || id.len() > MAX_PERSON_ID_BYTES {
+        return Err(invalid_field(
+            "person_id",
+            format!(
+                "person_id must have 1 to {MAX_PERSON_ID_CHARS} characters and at most \
+                 {MAX_PERSON_ID_BYTES} bytes of UTF-8 (this one has {n} characters, {} bytes)",
+                id.len()
+            ),
+        ));
     }
     if id.chars().any(char::is_control) {
-        return Err(
-            ApiError::invalid("person_id must not contain control characters")
-                .with_metadata("field", "person_id"),
-        );
+        return Err(invalid_field(
+            "person_id",
+            "person_id must not contain control characters".into(),
+        ));
+    }
+    if let Some(c) = id.chars().find(|&c| is_invisible_or_bidi(c)) {
+        return Err(invalid_field(
+            "person_id",
+            format!(
+                "person_id must not contain invisible or text-direction characters (U+{:04X})",
+                c as u32
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Person names: at most 256 characters, no control characters.
+pub fn check_person_name(name: &str) -> Result<(), ApiError> {
+    let n = name.chars().count();
+    if n > MAX_PERSON_NAME_CHARS {
+        return Err(invalid_field(
+            "person_name",
+            format!(
+                "person_name must have at most {MAX_PERSON_NAME_CHARS} characters (it has {n})"
+            ),
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid_field(
+            "person_name",
+            "person_name must not contain control characters".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Metadata: at most 64 keys and 8 KiB as JSON. It travels in every MQTT event of the person,
+/// and an event must fit in one MQTT packet.
+pub fn check_metadata(
+    metadata: &std::collections::BTreeMap<String, String>,
+) -> Result<(), ApiError> {
+    if metadata.len() > MAX_METADATA_KEYS {
+        return Err(invalid_field(
+            "metadata",
+            format!(
+                "metadata may have at most {MAX_METADATA_KEYS} keys (it has {})",
+                metadata.len()
+            ),
+        ));
+    }
+    let bytes = serde_json::to_vec(metadata)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if bytes > MAX_METADATA_BYTES {
+        return Err(invalid_field(
+            "metadata",
+            format!(
+                "metadata may take at most {MAX_METADATA_BYTES} bytes as JSON (it takes {bytes})"
+            ),
+        ));
     }
     Ok(())
 }
@@ -189,6 +296,42 @@ mod tests {
                 ErrorCode::ErrBase64ImageCannotBeDecoded
             );
         }
+    }
+
+    #[test]
+    fn person_ids_are_limited_in_bytes_and_refuse_look_alike_characters() {
+        assert!(check_person_id("alice").is_ok());
+        assert!(check_person_id(&"é".repeat(128)).is_ok(), "256 bytes");
+        // 127 emoji are 127 characters but 508 bytes: too long for the LMDB key.
+        let e = check_person_id(&"😀".repeat(127)).unwrap_err();
+        assert!(e.message.contains("bytes"), "{}", e.message);
+        for bad in [
+            "adm\u{200B}in",
+            "evil\u{202E}gpj.exe",
+            "\u{FEFF}bob",
+            "a\u{2066}b",
+        ] {
+            let e = check_person_id(bad).unwrap_err();
+            assert_eq!(e.code, ErrorCode::ErrInvalidRequest, "{bad:?}");
+            assert_eq!(e.metadata.unwrap()["field"], "person_id");
+        }
+        assert!(check_person_id("Zoë-Ørsted 李").is_ok());
+    }
+
+    #[test]
+    fn names_and_metadata_are_bounded_with_the_field_named() {
+        assert!(check_person_name(&"n".repeat(256)).is_ok());
+        let e = check_person_name(&"n".repeat(257)).unwrap_err();
+        assert_eq!(e.metadata.unwrap()["field"], "person_name");
+        let many: std::collections::BTreeMap<String, String> =
+            (0..65).map(|i| (format!("k{i}"), "v".into())).collect();
+        let e = check_metadata(&many).unwrap_err();
+        assert_eq!(e.metadata.unwrap()["field"], "metadata");
+        let big = std::collections::BTreeMap::from([("k".to_owned(), "v".repeat(9000))]);
+        let e = check_metadata(&big).unwrap_err();
+        assert!(e.message.contains("8192"), "{}", e.message);
+        let fits = std::collections::BTreeMap::from([("k".to_owned(), "v".repeat(8000))]);
+        assert!(check_metadata(&fits).is_ok());
     }
 
     #[test]

@@ -9,9 +9,24 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+/// The method as a label: one of a closed set, so random methods cannot add series.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub method: String,
+    pub method: &'static str,
     pub route: String,
     pub status: u16,
 }
@@ -28,6 +43,9 @@ pub struct Metrics {
     pub inference_seconds: Histogram,
     pub busy: Counter,
     pub auth_failures: Counter,
+    /// Connections refused at `server.max_connections`.
+    pub connections_refused: Counter,
+    pub connections_open: Gauge,
     pub search_seconds: Histogram,
     persons: Gauge,
     collections: Gauge,
@@ -80,6 +98,18 @@ impl Metrics {
             "Requests with a wrong API key",
             auth_failures.clone(),
         );
+        let connections_refused = Counter::default();
+        registry.register(
+            "http_connections_refused",
+            "Connections answered 503 and closed because server.max_connections were open",
+            connections_refused.clone(),
+        );
+        let connections_open = Gauge::default();
+        registry.register(
+            "http_connections_open",
+            "Client connections open now",
+            connections_open.clone(),
+        );
         let persons = Gauge::default();
         registry.register("store_persons", "Enrolled persons", persons.clone());
         let collections = Gauge::default();
@@ -105,6 +135,8 @@ impl Metrics {
             inference_seconds,
             busy,
             auth_failures,
+            connections_refused,
+            connections_open,
             search_seconds,
             persons,
             collections,
@@ -113,10 +145,10 @@ impl Metrics {
         }
     }
 
-    pub fn observe_request(&self, method: &str, route: &str, status: u16, seconds: f64) {
+    pub fn observe_request(&self, method: &'static str, route: &str, status: u16, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
-                method: method.to_owned(),
+                method,
                 route: route.to_owned(),
                 status,
             })

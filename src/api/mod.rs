@@ -8,6 +8,7 @@ pub mod collections;
 pub mod error;
 pub mod extract;
 pub mod faces;
+pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
@@ -69,6 +70,33 @@ impl AppState {
     }
 }
 
+/// Stored images for a listing or search response: thumbnails always, full enrolment photos
+/// only when `include_images` asks, all within `server.max_response_mib` shared by `parts`
+/// searches.
+pub fn response_images(
+    state: &AppState,
+    include_images: Option<bool>,
+    parts: usize,
+) -> crate::store::Images {
+    crate::store::Images {
+        thumbnails: true,
+        full: include_images.unwrap_or(false),
+        max_bytes: (state.config.server.max_response_mib << 20) / parts.max(1),
+    }
+}
+
+/// A JSON answer, with `x-facegate-images-omitted` when the response budget left images out.
+pub fn json_with_omitted(body: impl serde::Serialize, omitted: usize) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut response = axum::Json(body).into_response();
+    if omitted > 0 {
+        response
+            .headers_mut()
+            .insert("x-facegate-images-omitted", omitted.into());
+    }
+    response
+}
+
 /// The complete application.
 pub fn router(state: SharedState) -> Router {
     let api = Router::new()
@@ -98,6 +126,10 @@ pub fn router(state: SharedState) -> Router {
         .fallback(ops::not_found);
     api.layer(middleware::from_fn_with_state(
         state.clone(),
+        request_deadline,
+    ))
+    .layer(middleware::from_fn_with_state(
+        state.clone(),
         auth::require_key,
     ))
     .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -106,14 +138,14 @@ pub fn router(state: SharedState) -> Router {
 }
 
 /// A span and metrics per request, labelled by route (not by raw path, which would put
-/// person ids into labels).
+/// person ids into labels) and by a closed set of methods, so no client can grow the label set.
 async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = metrics::method_label(req.method());
     let span = tracing::info_span!("request", %method, %route, status = tracing::field::Empty);
     let started = Instant::now();
     let response = next.run(req).instrument(span.clone()).await;
@@ -121,7 +153,28 @@ async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> 
     span.record("status", status);
     state
         .metrics
-        .observe_request(&method, &route, status, started.elapsed().as_secs_f64());
+        .observe_request(method, &route, status, started.elapsed().as_secs_f64());
     tracing::debug!(parent: &span, elapsed_ms = started.elapsed().as_millis() as u64, "done");
     response
+}
+
+/// The whole-request budget (`server.request_timeout_s`), body upload included: a client that
+/// trickles its body cannot hold a connection and a handler forever.
+async fn request_deadline(State(state): State<SharedState>, req: Request, next: Next) -> Response {
+    let limit = state.config.server.request_timeout_s;
+    if limit == 0 {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(std::time::Duration::from_secs(limit as u64), next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            use axum::response::IntoResponse;
+            tracing::warn!(limit_s = limit, "request timed out");
+            ApiError::with_message(
+                ErrorCode::ErrRequestTimeout,
+                format!("The request took longer than {limit} s (server.request_timeout_s)."),
+            )
+            .into_response()
+        }
+    }
 }

@@ -24,6 +24,7 @@ impl Modify for CommonResponses {
             ("400", "ERR_INVALID_COLLECTION_NAME"),
             ("401", "ERR_API_KEY_NOT_PRESENT"),
             ("403", "ERR_API_KEY_NOT_VALID"),
+            ("408", "ERR_REQUEST_TIMEOUT (server.request_timeout_s)"),
             ("413", "ERR_PAYLOAD_TOO_LARGE, ERR_IMAGE_TOO_LARGE"),
             ("422", "ERR_INVALID_REQUEST (the message names the field)"),
             (

@@ -13,6 +13,7 @@ use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::extract::{encode_base64, ApiJson};
 use super::faces::{analyse, Wanted};
 use super::SharedState;
+use crate::config::PublicHealth;
 use crate::engine::liveness::Check;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -145,7 +146,16 @@ pub async fn liveness(
 
 #[utoipa::path(get, path = "/health", tag = "operations",
     responses((status = 200, description = "Status, version, models, store, camera and MQTT state", body = Object)))]
-pub async fn health(State(state): State<SharedState>) -> impl IntoResponse {
+pub async fn health(
+    State(state): State<SharedState>,
+    auth: Option<axum::Extension<super::auth::Authenticated>>,
+) -> impl IntoResponse {
+    let authenticated = auth.is_some_and(|a| a.0 .0);
+    if !authenticated && state.config.server.public_health != PublicHealth::Full {
+        // Without a key only whether it is up: the rest (cameras, store path, broker state)
+        // helps an attacker more than a monitor.
+        return Json(json!({"status": "ok", "version": env!("CARGO_PKG_VERSION")}));
+    }
     let info = state.workers.info();
     let (collections, persons) = state.store.counts();
     let auth = if state.keys.is_disabled() {
@@ -158,6 +168,7 @@ pub async fn health(State(state): State<SharedState>) -> impl IntoResponse {
         "version": env!("CARGO_PKG_VERSION"),
         "auth": auth,
         "uptime_s": state.started.elapsed().as_secs(),
+        "transport": super::listener::transport_json(&state.config.server),
         "models": {
             "embedder": info.embedder,
             "fingerprint": info.fingerprint,

@@ -11,8 +11,8 @@ use utoipa::ToSchema;
 use super::collections::ListQuery;
 use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::extract::{
-    check_collection_name, check_person_id, check_score, encode_base64, parse_json, ApiJson,
-    ApiQuery,
+    check_collection_name, check_metadata, check_person_id, check_person_name, check_score,
+    encode_base64, from_json_value, parse_json, read_body, ApiJson, ApiQuery,
 };
 use super::faces::{analyse, Analysis, Wanted};
 use super::{AppState, SharedState};
@@ -63,10 +63,68 @@ pub struct BulkBody {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub face_storage_type: Option<FaceStorage>,
-    /// Also accepted as `Persons`.
+    /// Also accepted as `Persons`. At most `server.max_bulk_items` (default 1000).
     #[serde(alias = "Persons")]
     #[schema(value_type = Vec<BulkItem>)]
-    pub persons: Vec<serde_json::Value>,
+    pub persons: BulkItems,
+}
+
+thread_local! {
+    /// The item limit of the bulk body being parsed on this thread (see [`parse_bulk`]).
+    static BULK_ITEM_LIMIT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// The raw items of a bulk request. Counted while they are parsed, so an array of a million
+/// tiny elements is refused at the limit instead of being built first.
+#[derive(Debug, Default)]
+pub struct BulkItems(pub Vec<serde_json::Value>);
+
+impl<'de> Deserialize<'de> for BulkItems {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Items;
+        impl<'de> serde::de::Visitor<'de> for Items {
+            type Value = BulkItems;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an array of persons")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<BulkItems, A::Error> {
+                let limit = BULK_ITEM_LIMIT.with(|l| l.get());
+                let mut items =
+                    Vec::with_capacity(seq.size_hint().unwrap_or(0).min(limit).min(1024));
+                while let Some(item) = seq.next_element::<serde_json::Value>()? {
+                    if items.len() == limit {
+                        return Err(serde::de::Error::custom(format!(
+                            "at most {limit} persons per request (server.max_bulk_items); \
+                             send the rest in further requests"
+                        )));
+                    }
+                    items.push(item);
+                }
+                Ok(BulkItems(items))
+            }
+        }
+        d.deserialize_seq(Items)
+    }
+}
+
+/// Parse a bulk body, refusing more than `limit` items while parsing.
+pub fn parse_bulk(bytes: &[u8], limit: usize) -> Result<BulkBody, ApiError> {
+    BULK_ITEM_LIMIT.with(|l| l.set(limit));
+    let parsed = parse_json::<BulkBody>(bytes);
+    BULK_ITEM_LIMIT.with(|l| l.set(usize::MAX));
+    parsed.map_err(|e| {
+        if e.message.contains("server.max_bulk_items") {
+            // The message names the limit; the status says the request was too large.
+            ApiError::with_message(ErrorCode::ErrPayloadTooLarge, e.message)
+                .with_metadata("field", "persons")
+                .with_metadata("max_bulk_items", limit)
+        } else {
+            e
+        }
+    })
 }
 
 /// A stored person.
@@ -214,6 +272,10 @@ pub async fn upsert(
         body.duplicate_check_min_similarity
             .unwrap_or(DEFAULT_DUPLICATE_SIMILARITY),
     )?;
+    let person_name = body.person_name.unwrap_or_default();
+    check_person_name(&person_name)?;
+    let metadata = body.metadata.unwrap_or_default();
+    check_metadata(&metadata)?;
     state.require_collection(&body.collection_name).await?;
     let storage = body.face_storage_type.unwrap_or_default();
     let liveness = body.check_liveness.unwrap_or(false);
@@ -227,8 +289,8 @@ pub async fn upsert(
         &state,
         analysis,
         body.person_id,
-        body.person_name.unwrap_or_default(),
-        body.metadata.unwrap_or_default(),
+        person_name,
+        metadata,
         storage,
     )?;
     let duplicate = body
@@ -275,54 +337,39 @@ async fn analyse_patiently(
 
 #[utoipa::path(put, path = "/persons", tag = "persons", request_body = BulkBody,
     responses((status = 200, description = "One result per item, in input order", body = Vec<ItemResult>),
-        (status = 404, description = "ERR_NOT_FOUND (collection)", body = ErrorBody)),
+        (status = 404, description = "ERR_NOT_FOUND (collection)", body = ErrorBody),
+        (status = 413, description = "ERR_PAYLOAD_TOO_LARGE: more items than server.max_bulk_items", body = ErrorBody)),
     security(("api_key" = [])))]
 pub async fn bulk_upsert(
     State(state): State<SharedState>,
-    ApiJson(body): ApiJson<BulkBody>,
+    request: axum::extract::Request,
 ) -> Result<Json<Vec<ItemResult>>, ApiError> {
+    let bytes = read_body(request, &()).await?;
+    let body = parse_bulk(&bytes, state.config.server.max_bulk_items)?;
+    drop(bytes);
     check_collection_name(&body.collection_name)?;
     state.require_collection(&body.collection_name).await?;
     let storage = body.face_storage_type.unwrap_or_default();
     let wanted = wanted_for(storage, false);
-    // Items are analysed as many at a time as there are workers.
+    let n = body.persons.0.len();
+    // Items are analysed as many at a time as there are workers: an accepted request never
+    // holds more than that many images decoded, whatever its length.
+    let in_flight = state.workers.workers().max(1);
+    let mut items = body.persons.0.into_iter().enumerate();
     let mut tasks = tokio::task::JoinSet::new();
-    let permits = std::sync::Arc::new(tokio::sync::Semaphore::new(state.workers.workers()));
-    let n = body.persons.len();
-    for (i, raw) in body.persons.into_iter().enumerate() {
-        let state = state.clone();
-        let permits = permits.clone();
-        tasks.spawn(async move {
-            let item: BulkItem = match parse_json(raw.to_string().as_bytes()) {
-                Ok(item) => item,
-                Err(e) => {
-                    let id = raw
-                        .get("person_id")
-                        .and_then(|v| v.as_str())
-                        .map(str::to_owned);
-                    return (i, id, Err(e));
-                }
-            };
-            if let Err(e) = check_person_id(&item.person_id) {
-                return (i, Some(item.person_id), Err(e));
-            }
-            let _permit = permits.acquire().await;
-            let result = match analyse_patiently(&state, item.face_base_64, wanted).await {
-                Ok(analysis) => enrolment_from(
-                    &state,
-                    analysis,
-                    item.person_id.clone(),
-                    item.person_name.unwrap_or_default(),
-                    item.metadata.unwrap_or_default(),
-                    storage,
-                ),
-                Err(e) => Err(e),
-            };
-            (i, Some(item.person_id), result)
-        });
-    }
     let mut slots: Vec<Option<ItemOutcome>> = (0..n).map(|_| None).collect();
-    while let Some(joined) = tasks.join_next().await {
+    loop {
+        while tasks.len() < in_flight {
+            let Some((i, raw)) = items.next() else { break };
+            let state = state.clone();
+            tasks.spawn(async move {
+                let (id, result) = bulk_item(&state, raw, wanted, storage).await;
+                (i, id, result)
+            });
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
         let (i, id, result) = joined.map_err(|e| ApiError::internal("bulk item", &e))?;
         slots[i] = Some((id, result));
     }
@@ -362,6 +409,43 @@ pub async fn bulk_upsert(
     Ok(Json(results))
 }
 
+/// One bulk item: checked, then analysed through the worker queue.
+async fn bulk_item(
+    state: &SharedState,
+    raw: serde_json::Value,
+    wanted: Wanted,
+    storage: FaceStorage,
+) -> (Option<String>, Result<Enrolment, ApiError>) {
+    let id = raw
+        .get("person_id")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    let item: BulkItem = match from_json_value(raw) {
+        Ok(item) => item,
+        Err(e) => return (id, Err(e)),
+    };
+    let person_name = item.person_name.unwrap_or_default();
+    let metadata = item.metadata.unwrap_or_default();
+    let checked = check_person_id(&item.person_id)
+        .and_then(|()| check_person_name(&person_name))
+        .and_then(|()| check_metadata(&metadata));
+    if let Err(e) = checked {
+        return (Some(item.person_id), Err(e));
+    }
+    let result = match analyse_patiently(state, item.face_base_64, wanted).await {
+        Ok(analysis) => enrolment_from(
+            state,
+            analysis,
+            item.person_id.clone(),
+            person_name,
+            metadata,
+            storage,
+        ),
+        Err(e) => Err(e),
+    };
+    (Some(item.person_id), result)
+}
+
 /// A bulk item's person id (when it had one) and its enrolment or error.
 type ItemOutcome = (Option<String>, Result<Enrolment, ApiError>);
 
@@ -372,6 +456,9 @@ pub struct PersonListQuery {
     pub take: Option<usize>,
     pub search: Option<String>,
     pub order: Option<String>,
+    /// Return stored full enrolment photos too (default false: thumbnails only), within
+    /// `server.max_response_mib`.
+    pub include_images: Option<bool>,
 }
 
 #[utoipa::path(get, path = "/persons", tag = "persons", params(PersonListQuery),
@@ -380,7 +467,7 @@ pub struct PersonListQuery {
 pub async fn list(
     State(state): State<SharedState>,
     ApiQuery(q): ApiQuery<PersonListQuery>,
-) -> Result<Json<PersonList>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     check_collection_name(&q.collection_name)?;
     let page = ListQuery {
         skip: q.skip,
@@ -390,19 +477,27 @@ pub async fn list(
     }
     .page()?;
     let collection = q.collection_name;
+    let images = super::response_images(&state, q.include_images, 1);
     let (collection, count, persons) = state
         .blocking(move |s| {
-            let (count, persons) = s.store.list_persons(&collection, &page)?;
+            let (count, persons) = s.store.list_persons(&collection, &page, images)?;
             Ok((collection, count, persons))
         })
         .await?;
-    Ok(Json(PersonList {
-        count,
-        persons: persons
-            .into_iter()
-            .map(|(p, img)| PersonOut::new(&collection, p, img))
-            .collect(),
-    }))
+    let omitted = persons
+        .iter()
+        .filter(|(p, img)| img.is_none() && images.wants(p.storage))
+        .count();
+    Ok(super::json_with_omitted(
+        PersonList {
+            count,
+            persons: persons
+                .into_iter()
+                .map(|(p, img)| PersonOut::new(&collection, p, img))
+                .collect(),
+        },
+        omitted,
+    ))
 }
 
 #[utoipa::path(get, path = "/person/{collection_name}/{person_id}", tag = "persons",

@@ -30,6 +30,10 @@ pub struct FaceSearchBody {
     pub max_results: Option<usize>,
     #[serde(default)]
     pub check_liveness: Option<bool>,
+    /// Return stored full enrolment photos too (default false: thumbnails only), within
+    /// `server.max_response_mib`.
+    #[serde(default)]
+    pub include_images: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -41,6 +45,9 @@ pub struct MultiFaceSearchBody {
     /// Results per face (default 1).
     #[serde(default)]
     pub max_results: Option<usize>,
+    /// As in `/face-search`.
+    #[serde(default)]
+    pub include_images: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -59,7 +66,8 @@ pub struct SearchHit {
     pub person_id: String,
     pub person_name: String,
     pub metadata: BTreeMap<String, String>,
-    /// The stored thumbnail (or full image), base64; null when nothing is stored.
+    /// The stored thumbnail, base64; a stored full image only with `include_images`; null
+    /// when nothing is stored or the response budget left it out.
     pub face_base_64: Option<String>,
     pub similarity_score: f32,
 }
@@ -103,23 +111,31 @@ fn hit(state: &AppState, m: Match) -> SearchHit {
     }
 }
 
-/// Search the store off the executor; results below `min_score` are dropped.
+/// Search the store off the executor; results below `min_score` are dropped. Also returns
+/// how many images the response budget left out.
 async fn search_store(
     state: &SharedState,
     collection: String,
     templates: Vec<Vec<f32>>,
     k: usize,
     min_score: f32,
-) -> Result<Vec<Vec<SearchHit>>, ApiError> {
+    include_images: Option<bool>,
+) -> Result<(Vec<Vec<SearchHit>>, usize), ApiError> {
+    let images = super::response_images(state, include_images, templates.len());
     // A hair below the threshold so that rounding in the score curve never loses a match
     // that the score itself then admits.
     let min_closeness = closeness_for_score(state, min_score) - 1e-4;
     state
         .blocking(move |s| {
             let mut out = Vec::with_capacity(templates.len());
+            let mut omitted = 0;
             for t in &templates {
                 let started = std::time::Instant::now();
-                let (matches, _) = s.store.search(&collection, t, k, min_closeness)?;
+                let (matches, _) = s.store.search(&collection, t, k, min_closeness, images)?;
+                omitted += matches
+                    .iter()
+                    .filter(|m| m.image.is_none() && images.wants(m.person.storage))
+                    .count();
                 s.metrics
                     .search_seconds
                     .observe(started.elapsed().as_secs_f64());
@@ -131,7 +147,7 @@ async fn search_store(
                         .collect(),
                 );
             }
-            Ok(out)
+            Ok((out, omitted))
         })
         .await
 }
@@ -145,7 +161,7 @@ async fn search_store(
 pub async fn face_search(
     State(state): State<SharedState>,
     ApiJson(body): ApiJson<FaceSearchBody>,
-) -> Result<Json<Vec<SearchHit>>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     check_collection_name(&body.collection_name)?;
     let min_score = check_score(
         "min_similarity_score",
@@ -168,9 +184,16 @@ pub async fn face_search(
         .embedding
         .clone()
         .expect("single_face has an embedding");
-    let mut results =
-        search_store(&state, body.collection_name, vec![template], k, min_score).await?;
-    Ok(Json(results.remove(0)))
+    let (mut results, omitted) = search_store(
+        &state,
+        body.collection_name,
+        vec![template],
+        k,
+        min_score,
+        body.include_images,
+    )
+    .await?;
+    Ok(super::json_with_omitted(results.remove(0), omitted))
 }
 
 #[utoipa::path(post, path = "/multi-face-search", tag = "search", request_body = MultiFaceSearchBody,
@@ -181,7 +204,7 @@ pub async fn face_search(
 pub async fn multi_face_search(
     State(state): State<SharedState>,
     ApiJson(body): ApiJson<MultiFaceSearchBody>,
-) -> Result<Json<MultiFaceSearchResult>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     check_collection_name(&body.collection_name)?;
     let min_score = check_score(
         "min_similarity_score",
@@ -207,7 +230,15 @@ pub async fn multi_face_search(
         .iter()
         .map(|f| f.embedding.clone().unwrap_or_default())
         .collect();
-    let per_face = search_store(&state, body.collection_name, templates, k, min_score).await?;
+    let (per_face, omitted) = search_store(
+        &state,
+        body.collection_name,
+        templates,
+        k,
+        min_score,
+        body.include_images,
+    )
+    .await?;
     let mut found: Vec<SearchHit> = Vec::new();
     let mut unrecognized = Vec::new();
     for (face, hits) in faces.iter().zip(per_face) {
@@ -226,10 +257,13 @@ pub async fn multi_face_search(
         }
     }
     found.sort_by(|a, b| b.similarity_score.total_cmp(&a.similarity_score));
-    Ok(Json(MultiFaceSearchResult {
-        person_search_results: found,
-        unrecognized_face_thumbnails_base_64: unrecognized,
-    }))
+    Ok(super::json_with_omitted(
+        MultiFaceSearchResult {
+            person_search_results: found,
+            unrecognized_face_thumbnails_base_64: unrecognized,
+        },
+        omitted,
+    ))
 }
 
 #[utoipa::path(post, path = "/compare", tag = "search", request_body = CompareBody,

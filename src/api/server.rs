@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use tokio::net::TcpListener;
 
-use super::{metrics::Metrics, router, ApiKeys, AppState};
+use super::{metrics::Metrics, ApiKeys, AppState};
 use crate::clock::SystemClock;
 use crate::config::Config;
 use crate::engine::workers::InferenceWorkers;
@@ -53,10 +53,14 @@ pub fn open_state(config: Config, data_dir: &Path, keys: ApiKeys) -> Result<AppS
     };
     let options = StoreOptions {
         map_size: config.store.map_size_mib << 20,
+        max_map_size: config.store.max_map_mib << 20,
         ..StoreOptions::default()
     };
     let store = Store::open(data_dir, model, &options, Arc::new(SystemClock))?;
-    let throttle = super::auth::AuthThrottle::new(config.server.auth_failures_per_minute);
+    let throttle = super::auth::AuthThrottle::new(
+        config.server.auth_failures_per_minute,
+        config.server.auth_failures_per_minute_global,
+    );
     Ok(AppState {
         config,
         store: Arc::new(store),
@@ -69,14 +73,12 @@ pub fn open_state(config: Config, data_dir: &Path, keys: ApiKeys) -> Result<AppS
     })
 }
 
-/// Serve until `shutdown` resolves; requests in progress are finished first.
+/// Serve until `shutdown` resolves; requests in progress are finished first (see
+/// [`super::listener`] for the connection limits and timeouts).
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    super::listener::serve(listener, state, shutdown).await
 }

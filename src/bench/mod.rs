@@ -6,6 +6,7 @@ pub mod http;
 pub mod memory;
 pub mod pipeline;
 pub mod search;
+pub mod soak;
 
 pub use engine::{bench_engine, bench_frame, format_table, frame_1280x720, StageTimes};
 

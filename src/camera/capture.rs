@@ -138,6 +138,8 @@ impl CameraStatus {
     }
 
     fn error(&self, message: String, state: &'static str) {
+        // Whatever source produced it, no URL credential reaches /health.
+        let message = super::redact::redact_urls(&message);
         let mut g = self.inner.lock().unwrap();
         g.0.errors += 1;
         g.0.last_error = Some(message);
@@ -220,7 +222,7 @@ fn run(
         let mut source = match opener.open() {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(camera = name, source = %opener.describe(), error = %e, retry_in = ?backoff, "camera cannot be opened");
+                tracing::warn!(camera = name, source = %opener.describe(), error = %super::redact::redact_urls(&e.to_string()), retry_in = ?backoff, "camera cannot be opened");
                 status.error(e.to_string(), "reconnecting");
                 sleep_unless_stopped(backoff, stop, status);
                 backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -266,11 +268,11 @@ fn run(
                     return;
                 }
                 Err(CameraError::BadFrame(e)) => {
-                    tracing::warn!(camera = name, error = %e, "camera frame skipped");
+                    tracing::warn!(camera = name, error = %super::redact::redact_urls(&e.to_string()), "camera frame skipped");
                     status.error(format!("bad frame: {e}"), "streaming");
                 }
                 Err(e @ CameraError::Unavailable(_)) => {
-                    tracing::warn!(camera = name, error = %e, retry_in = ?backoff, "camera failed; reopening");
+                    tracing::warn!(camera = name, error = %super::redact::redact_urls(&e.to_string()), retry_in = ?backoff, "camera failed; reopening");
                     status.error(e.to_string(), "reconnecting");
                     break;
                 }

@@ -1,28 +1,33 @@
 //! MJPEG over HTTP (`multipart/x-mixed-replace`), the stream most IP cameras serve.
 
 use std::io::{BufRead, BufReader, Read};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use image::RgbImage;
 
-use super::{decode_frame, CameraError, FrameSource, SourceOpener};
+use super::redact::redact_urls;
+use super::{decode_frame, CameraError, DecodeLimits, FrameSource, SourceOpener};
 
 /// Largest JPEG part accepted; anything bigger is a broken stream.
 const MAX_PART_BYTES: usize = 16 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A camera that sends nothing for this long is considered gone and reconnected.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+/// A whole frame must arrive within this: a camera (or anything posing as one) that trickles
+/// a byte every few seconds never trips the read timeout, but is reconnected after this. The
+/// capture thread then beats again well inside the systemd watchdog period (30 s).
+const FRAME_DEADLINE: Duration = Duration::from_secs(10);
 
 pub struct MjpegOpener {
     url: String,
-    max_megapixels: f32,
+    limits: DecodeLimits,
 }
 
 impl MjpegOpener {
-    pub fn new(url: &str, max_megapixels: f32) -> Self {
+    pub fn new(url: &str, limits: DecodeLimits) -> Self {
         Self {
             url: url.to_owned(),
-            max_megapixels,
+            limits,
         }
     }
 }
@@ -36,33 +41,27 @@ impl SourceOpener for MjpegOpener {
         let response = agent
             .get(&self.url)
             .call()
-            .map_err(|e| CameraError::Unavailable(format!("{}: {e}", redact(&self.url))))?;
+            // ureq's error text quotes the URL, credentials and all.
+            .map_err(|e| CameraError::Unavailable(redact_urls(&e.to_string())))?;
         let content_type = response.header("content-type").unwrap_or("").to_owned();
         let boundary = boundary_of(&content_type).ok_or_else(|| {
             CameraError::Unavailable(format!(
                 "{} answered {content_type:?}, not multipart/x-mixed-replace with a boundary",
-                redact(&self.url)
+                redact_urls(&self.url)
             ))
         })?;
-        let reader: Box<dyn Read + Send> = response.into_reader();
+        let reader = DeadlineReader {
+            inner: response.into_reader() as Box<dyn Read + Send>,
+            deadline: Instant::now() + FRAME_DEADLINE,
+        };
         Ok(Box::new(MjpegSource {
             parts: MultipartReader::new(BufReader::new(reader), &boundary),
-            max_megapixels: self.max_megapixels,
+            limits: self.limits,
         }))
     }
 
     fn describe(&self) -> String {
-        format!("mjpeg {}", redact(&self.url))
-    }
-}
-
-/// The URL without its password, for logs.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            format!("{}://…@{}", &url[..scheme], &url[at + 1..])
-        }
-        _ => url.to_owned(),
+        format!("mjpeg {}", redact_urls(&self.url))
     }
 }
 
@@ -82,18 +81,42 @@ pub fn boundary_of(content_type: &str) -> Option<String> {
     })
 }
 
+/// A reader that fails with `TimedOut` once its deadline has passed.
+struct DeadlineReader<R> {
+    inner: R,
+    deadline: Instant,
+}
+
+impl<R: Read> Read for DeadlineReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if Instant::now() >= self.deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "no complete frame within {} s (the camera sends too slowly)",
+                    FRAME_DEADLINE.as_secs()
+                ),
+            ));
+        }
+        self.inner.read(buf)
+    }
+}
+
 struct MjpegSource {
-    parts: MultipartReader<BufReader<Box<dyn Read + Send>>>,
-    max_megapixels: f32,
+    parts: MultipartReader<BufReader<DeadlineReader<Box<dyn Read + Send>>>>,
+    limits: DecodeLimits,
 }
 
 impl FrameSource for MjpegSource {
     fn next_frame(&mut self) -> Result<Option<RgbImage>, CameraError> {
+        self.parts.get_mut().get_mut().deadline = Instant::now() + FRAME_DEADLINE;
         match self.parts.next_part() {
-            Ok(Some(jpeg)) => decode_frame(&jpeg, self.max_megapixels).map(Some),
+            Ok(Some(jpeg)) => decode_frame(&jpeg, self.limits).map(Some),
             // An HTTP camera stream has no end: the camera went away.
             Ok(None) => Err(CameraError::Unavailable("the MJPEG stream ended".into())),
-            Err(e) => Err(CameraError::Unavailable(format!("MJPEG stream: {e}"))),
+            Err(e) => Err(CameraError::Unavailable(redact_urls(&format!(
+                "MJPEG stream: {e}"
+            )))),
         }
     }
 }
@@ -105,6 +128,8 @@ pub struct MultipartReader<R> {
     delimiter: Vec<u8>,
     /// The delimiter line of the next part has already been consumed.
     at_part: bool,
+    /// The closing delimiter was read: whatever follows is not a part (RFC 2046).
+    closed: bool,
 }
 
 impl<R: BufRead> MultipartReader<R> {
@@ -113,7 +138,13 @@ impl<R: BufRead> MultipartReader<R> {
             reader,
             delimiter: format!("--{boundary}").into_bytes(),
             at_part: false,
+            closed: false,
         }
+    }
+
+    /// The underlying reader.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.reader
     }
 
     fn read_line(&mut self, line: &mut Vec<u8>) -> std::io::Result<usize> {
@@ -126,6 +157,9 @@ impl<R: BufRead> MultipartReader<R> {
 
     /// The next part's body; `None` at the closing delimiter or the end of the stream.
     pub fn next_part(&mut self) -> std::io::Result<Option<Vec<u8>>> {
+        if self.closed {
+            return Ok(None);
+        }
         let mut line = Vec::new();
         if !self.at_part {
             loop {
@@ -137,6 +171,7 @@ impl<R: BufRead> MultipartReader<R> {
                 }
             }
             if line[self.delimiter.len()..].starts_with(b"--") {
+                self.closed = true;
                 return Ok(None);
             }
         }
@@ -175,6 +210,7 @@ impl<R: BufRead> MultipartReader<R> {
                     if line.starts_with(&self.delimiter) {
                         if line[self.delimiter.len()..].starts_with(b"--") {
                             // The closing delimiter: this was the last part.
+                            self.closed = true;
                             return Ok(Some(trim_crlf(body)));
                         }
                         self.at_part = true;
@@ -281,7 +317,9 @@ mod tests {
     #[test]
     fn an_mjpeg_camera_over_http_gives_decoded_frames_and_its_end_is_a_failure_to_reconnect_from() {
         let url = serve_mjpeg(3);
-        let mut source = MjpegOpener::new(&url, 40.0).open().unwrap();
+        let mut source = MjpegOpener::new(&url, DecodeLimits::default())
+            .open()
+            .unwrap();
         for _ in 0..3 {
             let frame = source.next_frame().unwrap().unwrap();
             assert_eq!((frame.width(), frame.height()), (64, 48));
@@ -306,16 +344,47 @@ mod tests {
                 b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 2\r\n\r\nhi",
             );
         });
-        let err = MjpegOpener::new(&url, 40.0).open().err().unwrap();
+        let err = MjpegOpener::new(&url, DecodeLimits::default())
+            .open()
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("text/html"), "{err}");
     }
 
     #[test]
-    fn passwords_in_camera_urls_are_not_logged() {
-        assert_eq!(
-            redact("http://admin:secret@10.0.0.5/video"),
-            "http://…@10.0.0.5/video"
-        );
-        assert_eq!(redact("http://10.0.0.5/video"), "http://10.0.0.5/video");
+    fn passwords_in_camera_urls_are_not_in_errors_or_descriptions() {
+        // A closed port: the HTTP client's error quotes the URL it failed on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        for url in [
+            format!("http://admin:s3cret@127.0.0.1:{port}/video"),
+            format!("http://admin:p@ss@127.0.0.1:{port}/video"),
+            format!("http://127.0.0.1:{port}/video?user=a&pwd=s3cret"),
+        ] {
+            let mut opener = MjpegOpener::new(&url, DecodeLimits::default());
+            let err = opener.open().err().unwrap().to_string();
+            for shown in [err, opener.describe()] {
+                assert!(
+                    !shown.contains("s3cret") && !shown.contains("p@ss"),
+                    "{url}: {shown}"
+                );
+                assert!(shown.contains(&format!("127.0.0.1:{port}")), "{shown}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_camera_that_trickles_bytes_fails_its_frame_deadline() {
+        let mut r = DeadlineReader {
+            inner: std::io::repeat(b'x'),
+            deadline: Instant::now() - Duration::from_millis(1),
+        };
+        let e = r.read(&mut [0u8; 4]).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
+        r.deadline = Instant::now() + Duration::from_secs(5);
+        assert_eq!(r.read(&mut [0u8; 4]).unwrap(), 4);
     }
 }

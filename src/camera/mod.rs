@@ -5,6 +5,7 @@
 
 pub mod capture;
 pub mod mjpeg_http;
+pub mod redact;
 pub mod replay;
 pub mod scene;
 pub mod slot;
@@ -17,6 +18,7 @@ use std::time::{Instant, SystemTime};
 use image::RgbImage;
 
 use crate::config::{CameraConfig, SourceKind};
+pub use crate::engine::frame::DecodeLimits;
 
 /// One decoded frame and when it was captured.
 #[derive(Clone)]
@@ -54,21 +56,20 @@ pub trait SourceOpener: Send {
 }
 
 /// The opener for a configured camera.
-pub fn opener_for(config: &CameraConfig, max_megapixels: f32) -> Box<dyn SourceOpener> {
+pub fn opener_for(config: &CameraConfig, limits: DecodeLimits) -> Box<dyn SourceOpener> {
     match config.source {
-        SourceKind::V4l2 => Box::new(v4l2::V4l2Opener::new(config)),
-        SourceKind::Mjpeg => Box::new(mjpeg_http::MjpegOpener::new(&config.url, max_megapixels)),
+        SourceKind::V4l2 => Box::new(v4l2::V4l2Opener::new(config, limits)),
+        SourceKind::Mjpeg => Box::new(mjpeg_http::MjpegOpener::new(&config.url, limits)),
         SourceKind::Replay => Box::new(replay::ReplayOpener::new(
             &config.path,
             config.fps,
             config.replay_loop,
-            max_megapixels,
+            limits,
         )),
     }
 }
 
 /// Decode a JPEG or PNG frame, refusing images over the size limit before decoding.
-pub fn decode_frame(bytes: &[u8], max_megapixels: f32) -> Result<RgbImage, CameraError> {
-    crate::engine::frame::decode(bytes, max_megapixels)
-        .map_err(|e| CameraError::BadFrame(e.to_string()))
+pub fn decode_frame(bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage, CameraError> {
+    crate::engine::frame::decode(bytes, &limits).map_err(|e| CameraError::BadFrame(e.to_string()))
 }

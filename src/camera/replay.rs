@@ -6,22 +6,22 @@ use std::time::{Duration, Instant};
 
 use image::RgbImage;
 
-use super::{decode_frame, CameraError, FrameSource, SourceOpener};
+use super::{decode_frame, CameraError, DecodeLimits, FrameSource, SourceOpener};
 
 pub struct ReplayOpener {
     path: PathBuf,
     fps: f32,
     looped: bool,
-    max_megapixels: f32,
+    limits: DecodeLimits,
 }
 
 impl ReplayOpener {
-    pub fn new(path: &str, fps: f32, looped: bool, max_megapixels: f32) -> Self {
+    pub fn new(path: &str, fps: f32, looped: bool, limits: DecodeLimits) -> Self {
         Self {
             path: PathBuf::from(path),
             fps,
             looped,
-            max_megapixels,
+            limits,
         }
     }
 }
@@ -61,7 +61,7 @@ impl SourceOpener for ReplayOpener {
             interval: (self.fps > 0.0).then(|| Duration::from_secs_f64(1.0 / self.fps as f64)),
             due: None,
             looped: self.looped,
-            max_megapixels: self.max_megapixels,
+            limits: self.limits,
         }))
     }
 
@@ -76,7 +76,7 @@ struct Replay {
     interval: Option<Duration>,
     due: Option<Instant>,
     looped: bool,
-    max_megapixels: f32,
+    limits: DecodeLimits,
 }
 
 impl FrameSource for Replay {
@@ -105,7 +105,7 @@ impl FrameSource for Replay {
         let bytes = std::fs::read(path).map_err(|e| {
             CameraError::Unavailable(format!("cannot read replay frame {}: {e}", path.display()))
         })?;
-        decode_frame(&bytes, self.max_megapixels)
+        decode_frame(&bytes, self.limits)
             .map(Some)
             .map_err(|e| CameraError::BadFrame(format!("{}: {e}", path.display())))
     }
@@ -127,9 +127,14 @@ mod tests {
         write_png(&dir.path().join("b.png"), 20);
         write_png(&dir.path().join("a.png"), 10);
         std::fs::write(dir.path().join("notes.txt"), "not a frame").unwrap();
-        let mut source = ReplayOpener::new(dir.path().to_str().unwrap(), 0.0, false, 40.0)
-            .open()
-            .unwrap();
+        let mut source = ReplayOpener::new(
+            dir.path().to_str().unwrap(),
+            0.0,
+            false,
+            DecodeLimits::default(),
+        )
+        .open()
+        .unwrap();
         let shades: Vec<u8> = std::iter::from_fn(|| source.next_frame().unwrap())
             .map(|f| f.get_pixel(0, 0).0[0])
             .collect();
@@ -141,9 +146,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let one = dir.path().join("one.png");
         write_png(&one, 5);
-        let mut source = ReplayOpener::new(one.to_str().unwrap(), 50.0, true, 40.0)
-            .open()
-            .unwrap();
+        let mut source =
+            ReplayOpener::new(one.to_str().unwrap(), 50.0, true, DecodeLimits::default())
+                .open()
+                .unwrap();
         let start = Instant::now();
         for _ in 0..6 {
             assert!(source.next_frame().unwrap().is_some());
@@ -159,16 +165,24 @@ mod tests {
     #[test]
     fn a_missing_or_empty_replay_path_is_a_camera_that_cannot_open() {
         let dir = tempfile::tempdir().unwrap();
-        let err = ReplayOpener::new(dir.path().to_str().unwrap(), 0.0, true, 40.0)
-            .open()
-            .err()
-            .unwrap();
+        let err = ReplayOpener::new(
+            dir.path().to_str().unwrap(),
+            0.0,
+            true,
+            DecodeLimits::default(),
+        )
+        .open()
+        .err()
+        .unwrap();
         assert!(err.to_string().contains("no .jpg"), "{err}");
         let missing = dir.path().join("nope");
-        assert!(
-            ReplayOpener::new(missing.to_str().unwrap(), 0.0, true, 40.0)
-                .open()
-                .is_err()
-        );
+        assert!(ReplayOpener::new(
+            missing.to_str().unwrap(),
+            0.0,
+            true,
+            DecodeLimits::default()
+        )
+        .open()
+        .is_err());
     }
 }

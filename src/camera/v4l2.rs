@@ -10,7 +10,9 @@ use v4l::io::traits::CaptureStream;
 use v4l::video::Capture;
 use v4l::{Device, FourCC};
 
-use super::{decode_frame, yuyv::yuyv_to_rgb, CameraError, FrameSource, SourceOpener};
+use super::{
+    decode_frame, yuyv::yuyv_to_rgb, CameraError, DecodeLimits, FrameSource, SourceOpener,
+};
 use crate::config::{CameraConfig, PixelFormat};
 
 /// A dead or unplugged camera makes `next` fail after this instead of blocking forever.
@@ -23,11 +25,13 @@ pub struct V4l2Opener {
     width: u32,
     height: u32,
     fps: f32,
+    limits: DecodeLimits,
 }
 
 impl V4l2Opener {
-    pub fn new(config: &CameraConfig) -> Self {
+    pub fn new(config: &CameraConfig, limits: DecodeLimits) -> Self {
         Self {
+            limits,
             device: config.device.clone(),
             format: config.format,
             width: config.width,
@@ -94,6 +98,7 @@ impl SourceOpener for V4l2Opener {
             format: self.format,
             width: fmt.width,
             height: fmt.height,
+            limits: self.limits,
         }))
     }
 
@@ -111,6 +116,7 @@ struct V4l2Source {
     format: PixelFormat,
     width: u32,
     height: u32,
+    limits: DecodeLimits,
 }
 
 impl FrameSource for V4l2Source {
@@ -123,7 +129,7 @@ impl FrameSource for V4l2Source {
         let used = (meta.bytesused as usize).min(buf.len());
         let data = &buf[..used];
         match self.format {
-            PixelFormat::Mjpeg => decode_frame(data, 40.0).map(Some),
+            PixelFormat::Mjpeg => decode_frame(data, self.limits).map(Some),
             PixelFormat::Yuyv => yuyv_to_rgb(data, self.width, self.height)
                 .map(Some)
                 .ok_or_else(|| {
@@ -154,7 +160,9 @@ mod tests {
             height: 480,
             ..CameraConfig::default()
         };
-        let mut source = V4l2Opener::new(&config).open().expect("the device opens");
+        let mut source = V4l2Opener::new(&config, DecodeLimits::default())
+            .open()
+            .expect("the device opens");
         for _ in 0..5 {
             let frame = source.next_frame().unwrap().unwrap();
             assert!(frame.width() > 0 && frame.height() > 0);
@@ -167,7 +175,10 @@ mod tests {
             device: "/dev/video-does-not-exist".into(),
             ..CameraConfig::default()
         };
-        let err = V4l2Opener::new(&config).open().err().unwrap();
+        let err = V4l2Opener::new(&config, DecodeLimits::default())
+            .open()
+            .err()
+            .unwrap();
         assert!(
             err.to_string().contains("/dev/video-does-not-exist"),
             "{err}"

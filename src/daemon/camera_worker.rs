@@ -288,10 +288,13 @@ impl CameraWorker {
         let min_closeness = self
             .metric
             .closeness(self.calibration.raw_threshold(MIN_CANDIDATE_SCORE));
-        match self
-            .store
-            .search(&self.camera.collection, &fused, 1, min_closeness)
-        {
+        match self.store.search(
+            &self.camera.collection,
+            &fused,
+            1,
+            min_closeness,
+            crate::store::Images::NONE,
+        ) {
             Ok((matches, _)) => matches.into_iter().next().map(|m| Candidate {
                 person_id: m.person.person_id,
                 score: self
@@ -476,6 +479,7 @@ impl CameraWorker {
                 .thumbnails
                 .get(&track.id)
                 .map(|j| base64::engine::general_purpose::STANDARD.encode(j)),
+            truncated: false,
         };
         let access = door.as_ref().map(|_| AccessMessage {
             granted: kind == DecisionKind::Match,
@@ -492,11 +496,7 @@ impl CameraWorker {
             event.sequence = seq;
             event.latency_ms.outbox = ms(build_started.elapsed().as_secs_f64());
             event.latency_ms.total = ms(captured_at.elapsed().as_secs_f64());
-            let mut payload = serde_json::to_vec(&*event).unwrap_or_default();
-            if payload.len() > max_payload && event.thumbnail.is_some() {
-                event.thumbnail = None;
-                payload = serde_json::to_vec(&*event).unwrap_or_default();
-            }
+            let payload = crate::mqtt::event::encode_within(event, max_payload);
             let mut out = vec![OutboxMessage {
                 topic: event_topic.clone(),
                 payload,

@@ -49,6 +49,7 @@ pub struct DaemonMetrics {
     pub capture_to_publish_seconds: Histogram,
     pub outbox_depth: Gauge,
     pub outbox_dropped: Counter,
+    pub outbox_dead_letters: Counter,
     pub mqtt_connected: Gauge,
     pub mqtt_acknowledged: Counter,
     recent_publish_ms: Arc<Mutex<VecDeque<f32>>>,
@@ -70,6 +71,7 @@ impl DaemonMetrics {
             capture_to_publish_seconds: Histogram::new(exponential_buckets(0.002, 2.0, 12)),
             outbox_depth: Gauge::default(),
             outbox_dropped: Counter::default(),
+            outbox_dead_letters: Counter::default(),
             mqtt_connected: Gauge::default(),
             mqtt_acknowledged: Counter::default(),
             recent_publish_ms: Arc::new(Mutex::new(VecDeque::with_capacity(RECENT))),
@@ -120,6 +122,11 @@ impl DaemonMetrics {
             "outbox_dropped",
             "Messages dropped because the outbox was full (over the outbox's life)",
             m.outbox_dropped.clone(),
+        );
+        registry.register(
+            "outbox_dead_letters",
+            "Messages set aside because they could not be delivered: larger than the packet limit, or the broker dropped the connection on each of three tries (over the outbox's life)",
+            m.outbox_dead_letters.clone(),
         );
         registry.register(
             "mqtt_connected",

@@ -69,6 +69,7 @@ impl DaemonStatus {
                 v["device_id"] = json!(self.device_id);
                 v["outbox_depth"] = json!(outbox.depth());
                 v["outbox_dropped"] = json!(outbox.dropped_total());
+                v["outbox_dead_letters"] = json!(outbox.dead_letters_total());
                 v
             }
             _ => json!({"enabled": false}),
@@ -94,6 +95,9 @@ impl DaemonStatus {
             let dropped = outbox.dropped_total();
             m.outbox_dropped
                 .inc_by(dropped.saturating_sub(m.outbox_dropped.get()));
+            let dead = outbox.dead_letters_total();
+            m.outbox_dead_letters
+                .inc_by(dead.saturating_sub(m.outbox_dead_letters.get()));
             let acked = link.acknowledged();
             m.mqtt_acknowledged
                 .inc_by(acked.saturating_sub(m.mqtt_acknowledged.get()));
@@ -188,6 +192,7 @@ impl Daemon {
                 flush_timeout: Duration::from_secs_f32(m.flush_timeout_s),
                 times: times.clone(),
                 observer: Box::new(move |d| observer_metrics.published(d.as_secs_f64())),
+                max_packet: m.max_packet_kib << 10,
             };
             tracing::info!(broker = %format!("{}:{}", m.host, m.port), device_id = topics.device_id(),
                 backlog = ob.depth(), "MQTT publisher starting");
@@ -215,7 +220,10 @@ impl Daemon {
                 // small board, and the API's workers need the other cores.
                 engine_config.inference.threads = 1;
                 let engine = Engine::with_runtime(&runtime, &engine_config)?;
-                let opener = crate::camera::opener_for(cam, config.detector.max_megapixels);
+                let opener = crate::camera::opener_for(
+                    cam,
+                    crate::engine::frame::DecodeLimits::from_config(&config.detector),
+                );
                 let status = Arc::new(CameraStatus::new(&cam.name, opener.describe()));
                 let slot = Arc::new(FrameSlot::new());
                 let paced = !(cam.source == SourceKind::Replay && cam.fps == 0.0);

@@ -272,7 +272,13 @@ impl Detector {
             let view = shrink_to_fit(frame, whole, m.input_size);
             candidates.extend(m.run_shrunk(&view, whole, threshold, &mut self.buf)?);
             let (w, h) = (frame.width(), frame.height());
-            for tile in tiles(w, h, m.input_size, self.config.min_face_px) {
+            for tile in bounded_tiles(
+                w,
+                h,
+                m.input_size,
+                self.config.min_face_px,
+                self.config.max_tiles,
+            ) {
                 candidates.extend(m.run(frame, tile, threshold, &mut self.buf)?);
             }
             full_view = Some(view);
@@ -340,6 +346,33 @@ pub fn merge_short_range(
 /// The smallest face, in model input pixels, the full-range model finds reliably (measured on
 /// t1.jpg scaled down: all faces at 16 px, none at 8).
 pub const FULL_RANGE_MIN_FACE: f32 = 16.0;
+
+/// [`tiles`] for the smallest face size, from `min_face_px` up, that needs at most
+/// `max_tiles`: the work per image stays bounded whatever its shape.
+pub fn bounded_tiles(
+    width: u32,
+    height: u32,
+    input_size: u32,
+    min_face_px: f32,
+    max_tiles: usize,
+) -> Vec<Region> {
+    let mut face = min_face_px;
+    loop {
+        let t = tiles(width, height, input_size, face);
+        if t.len() <= max_tiles.max(1) {
+            if face > min_face_px {
+                tracing::debug!(
+                    min_face_px,
+                    searched_px = face,
+                    tiles = t.len(),
+                    "tile search bounded: looking for larger faces"
+                );
+            }
+            return t;
+        }
+        face *= 1.25;
+    }
+}
 
 /// Overlapping square tiles that let the full-range model see faces of `min_face_px` in a frame
 /// where the whole-frame pass cannot (it resolves faces of 16 × side / 192 px and up). Tiles are
@@ -515,6 +548,19 @@ mod tests {
             faces.len(),
             3,
             "the duplicate merged into its full-range face"
+        );
+    }
+
+    #[test]
+    fn the_tile_search_is_bounded_for_any_image_shape() {
+        for (w, h) in [(16, 2_500_000), (2_500_000, 16), (8000, 5000), (400, 8000)] {
+            let t = bounded_tiles(w, h, 192, 24.0, 64);
+            assert!(t.len() <= 64, "{w}x{h}: {} tiles", t.len());
+        }
+        // Where the bound is not reached nothing changes.
+        assert_eq!(
+            bounded_tiles(1280, 720, 192, 24.0, 64),
+            tiles(1280, 720, 192, 24.0)
         );
     }
 

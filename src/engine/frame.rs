@@ -24,6 +24,87 @@ pub enum DecodeError {
         height: u32,
         limit_mp: f32,
     },
+    #[error(
+        "the image is {width}×{height} pixels of {bytes_per_pixel} bytes each: decoding it needs \
+         {mib} MiB, above the limit of {limit_mib} MiB"
+    )]
+    TooManyBytes {
+        width: u32,
+        height: u32,
+        bytes_per_pixel: u64,
+        mib: u64,
+        limit_mib: u64,
+    },
+    #[error("the image is {width}×{height} pixels, an aspect ratio above the limit of {limit}:1")]
+    TooNarrow { width: u32, height: u32, limit: f32 },
+}
+
+/// What an image may cost before a pixel of it is decoded. Every limit is checked against the
+/// header, so a small file that declares a huge or pathological image costs nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DecodeLimits {
+    /// Width × height, in megapixels (`detector.max_megapixels`).
+    pub max_megapixels: f32,
+    /// Memory the decoded pixels may take, in bytes: width × height × bytes per pixel of the
+    /// stored format (a 16-bit RGBA PNG takes 8 bytes a pixel), plus the RGB copy when the
+    /// format is not 8-bit RGB (`detector.max_decoded_mib`).
+    pub max_decoded_bytes: u64,
+    /// Longer side over shorter side (`detector.max_aspect_ratio`): a 16 × 2,500,000 strip is
+    /// no photo of a face, and would make the tiled detector's work explode.
+    pub max_aspect_ratio: f32,
+}
+
+impl Default for DecodeLimits {
+    fn default() -> Self {
+        let d = crate::config::DetectorConfig::default();
+        Self::from_config(&d)
+    }
+}
+
+impl DecodeLimits {
+    pub fn from_config(d: &crate::config::DetectorConfig) -> Self {
+        Self {
+            max_megapixels: d.max_megapixels,
+            max_decoded_bytes: (d.max_decoded_mib as u64).saturating_mul(1 << 20),
+            max_aspect_ratio: d.max_aspect_ratio,
+        }
+    }
+
+    /// Refuse a declared size and pixel format that would break a limit.
+    pub fn check(&self, width: u32, height: u32, bytes_per_pixel: u64) -> Result<(), DecodeError> {
+        if width < MIN_SIDE || height < MIN_SIDE {
+            return Err(DecodeError::TooSmall { width, height });
+        }
+        let pixels = width as u64 * height as u64;
+        if pixels as f64 > self.max_megapixels as f64 * 1e6 {
+            return Err(DecodeError::TooLarge {
+                width,
+                height,
+                limit_mp: self.max_megapixels,
+            });
+        }
+        let (long, short) = (width.max(height) as f32, width.min(height) as f32);
+        if long > short * self.max_aspect_ratio {
+            return Err(DecodeError::TooNarrow {
+                width,
+                height,
+                limit: self.max_aspect_ratio,
+            });
+        }
+        // The decoder's buffer, and the RGB copy unless the image is 8-bit RGB already.
+        let rgb_copy = if bytes_per_pixel == 3 { 0 } else { 3 };
+        let bytes = pixels * (bytes_per_pixel + rgb_copy);
+        if bytes > self.max_decoded_bytes {
+            return Err(DecodeError::TooManyBytes {
+                width,
+                height,
+                bytes_per_pixel,
+                mib: bytes.div_ceil(1 << 20),
+                limit_mib: self.max_decoded_bytes >> 20,
+            });
+        }
+        Ok(())
+    }
 }
 
 fn format_name(format: Option<image::ImageFormat>) -> &'static str {
@@ -35,10 +116,10 @@ fn format_name(format: Option<image::ImageFormat>) -> &'static str {
 }
 
 /// Decode JPEG or PNG bytes into an RGB frame. EXIF orientation is applied, grayscale is
-/// expanded and alpha dropped. The declared size is checked against `max_megapixels` before
-/// any pixel is decoded, so a small file claiming a huge image costs nothing.
-pub fn decode(bytes: &[u8], max_megapixels: f32) -> Result<RgbImage, DecodeError> {
-    let reader = ImageReader::new(Cursor::new(bytes))
+/// expanded and alpha dropped. The declared size and pixel format are checked against
+/// `limits` before any pixel is decoded.
+pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, DecodeError> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|_| DecodeError::NotAnImage)?;
     let format = reader.format();
@@ -48,6 +129,11 @@ pub fn decode(bytes: &[u8], max_megapixels: f32) -> Result<RgbImage, DecodeError
     ) {
         return Err(DecodeError::NotAnImage);
     }
+    // The decoders' own allocation limit backs up the header check (metadata chunks, a
+    // decoder that allocates more than the pixels).
+    let mut image_limits = image::Limits::default();
+    image_limits.max_alloc = Some(limits.max_decoded_bytes.max(1 << 20));
+    reader.limits(image_limits);
     let corrupt = |e: image::ImageError| DecodeError::Corrupt {
         format: format_name(format),
         detail: e.to_string(),
@@ -56,25 +142,25 @@ pub fn decode(bytes: &[u8], max_megapixels: f32) -> Result<RgbImage, DecodeError
         image::ImageError::Limits(_) => DecodeError::TooLarge {
             width: 0,
             height: 0,
-            limit_mp: max_megapixels,
+            limit_mp: limits.max_megapixels,
         },
         other => corrupt(other),
     })?;
     let (width, height) = decoder.dimensions();
-    if width < MIN_SIDE || height < MIN_SIDE {
-        return Err(DecodeError::TooSmall { width, height });
-    }
-    if (width as f64) * (height as f64) > max_megapixels as f64 * 1e6 {
-        return Err(DecodeError::TooLarge {
-            width,
-            height,
-            limit_mp: max_megapixels,
-        });
-    }
+    limits.check(width, height, decoder.color_type().bytes_per_pixel() as u64)?;
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| match e {
+        image::ImageError::Limits(_) => DecodeError::TooManyBytes {
+            width,
+            height,
+            bytes_per_pixel: 0,
+            mib: 0,
+            limit_mib: limits.max_decoded_bytes >> 20,
+        },
+        other => corrupt(other),
+    })?;
     img.apply_orientation(orientation);
     Ok(match img {
         DynamicImage::ImageRgb8(rgb) => rgb,
@@ -96,7 +182,7 @@ mod tests {
     #[test]
     fn text_is_not_an_image() {
         assert!(matches!(
-            decode(b"hello, world", 50.0),
+            decode(b"hello, world", &DecodeLimits::default()),
             Err(DecodeError::NotAnImage)
         ));
     }
@@ -105,7 +191,7 @@ mod tests {
     fn a_one_pixel_image_is_too_small() {
         let img = DynamicImage::ImageRgb8(RgbImage::new(1, 1));
         assert!(matches!(
-            decode(&png_bytes(&img), 50.0),
+            decode(&png_bytes(&img), &DecodeLimits::default()),
             Err(DecodeError::TooSmall {
                 width: 1,
                 height: 1
@@ -117,7 +203,7 @@ mod tests {
     fn grayscale_and_rgba_become_rgb() {
         let gray =
             DynamicImage::ImageLuma8(image::GrayImage::from_pixel(20, 30, image::Luma([77])));
-        let rgb = decode(&png_bytes(&gray), 50.0).unwrap();
+        let rgb = decode(&png_bytes(&gray), &DecodeLimits::default()).unwrap();
         assert_eq!((rgb.width(), rgb.height()), (20, 30));
         assert_eq!(rgb.get_pixel(3, 3).0, [77, 77, 77]);
         let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(
@@ -126,7 +212,10 @@ mod tests {
             image::Rgba([10, 20, 30, 0]),
         ));
         assert_eq!(
-            decode(&png_bytes(&rgba), 50.0).unwrap().get_pixel(0, 0).0,
+            decode(&png_bytes(&rgba), &DecodeLimits::default())
+                .unwrap()
+                .get_pixel(0, 0)
+                .0,
             [10, 20, 30]
         );
     }
@@ -135,7 +224,42 @@ mod tests {
     fn a_truncated_png_is_reported_as_corrupt() {
         let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(64, 64, image::Rgb([1, 2, 3])));
         let bytes = png_bytes(&img);
-        let err = decode(&bytes[..bytes.len() / 2], 50.0).unwrap_err();
+        let err = decode(&bytes[..bytes.len() / 2], &DecodeLimits::default()).unwrap_err();
         assert!(matches!(err, DecodeError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_deep_pixel_format_is_refused_by_its_decoded_bytes_before_decoding() {
+        // 40 MP of 16-bit RGBA is 8 bytes a pixel: 320 MB of pixels, refused at the header.
+        let limits = DecodeLimits::default();
+        let err = limits.check(8000, 5000, 8).unwrap_err();
+        assert!(matches!(err, DecodeError::TooManyBytes { .. }), "{err}");
+        assert!(
+            limits.check(8000, 5000, 3).is_ok(),
+            "40 MP of 8-bit RGB fits"
+        );
+        // A real 16-bit RGBA PNG against a small budget.
+        let img = DynamicImage::ImageRgba16(image::ImageBuffer::from_pixel(
+            512,
+            512,
+            image::Rgba([1u16, 2, 3, 4]),
+        ));
+        let tight = DecodeLimits {
+            max_decoded_bytes: 1 << 20,
+            ..DecodeLimits::default()
+        };
+        let err = decode(&png_bytes(&img), &tight).unwrap_err();
+        assert!(matches!(err, DecodeError::TooManyBytes { .. }), "{err}");
+    }
+
+    #[test]
+    fn an_extreme_aspect_ratio_is_refused_before_decoding() {
+        let limits = DecodeLimits::default();
+        let err = limits.check(2_500_000, 16, 3).unwrap_err();
+        assert!(matches!(err, DecodeError::TooNarrow { .. }), "{err}");
+        let img = DynamicImage::ImageRgb8(RgbImage::new(16 * 40, 16));
+        let err = decode(&png_bytes(&img), &limits).unwrap_err();
+        assert!(matches!(err, DecodeError::TooNarrow { .. }), "{err}");
+        assert!(limits.check(1920, 1080, 3).is_ok());
     }
 }

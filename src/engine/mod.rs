@@ -93,7 +93,7 @@ pub struct Engine {
     landmarks: LandmarkModel,
     embedder: Box<dyn Embedder>,
     calibration: Calibration,
-    max_megapixels: f32,
+    decode_limits: frame::DecodeLimits,
     refine_landmarks: bool,
     confirm_below: f32,
     fingerprint: String,
@@ -141,7 +141,7 @@ impl Engine {
             landmarks,
             calibration: Calibration::for_embedder(config.inference.embedder),
             embedder: Box::new(embedder),
-            max_megapixels: config.detector.max_megapixels,
+            decode_limits: frame::DecodeLimits::from_config(&config.detector),
             refine_landmarks: config.inference.refine_landmarks,
             confirm_below: config.detector.confirm_below,
         })
@@ -182,7 +182,7 @@ impl Engine {
 
     /// Decode image bytes with this engine's size limit.
     pub fn decode(&self, bytes: &[u8]) -> Result<RgbImage, EngineError> {
-        Ok(frame::decode(bytes, self.max_megapixels)?)
+        Ok(frame::decode(bytes, &self.decode_limits)?)
     }
 
     /// Faces with their landmarks. A detection scoring below `detector.confirm_below` is kept

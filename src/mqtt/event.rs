@@ -45,6 +45,45 @@ pub struct FaceEvent {
     pub latency_ms: Latency,
     /// Base64 JPEG of the aligned face, when `mqtt.event_thumbnail` is on.
     pub thumbnail: Option<String>,
+    /// Something was left out to fit the message in one MQTT packet (see [`encode_within`]).
+    pub truncated: bool,
+}
+
+/// Characters of the person name kept when even a message without thumbnail and metadata
+/// would not fit.
+const NAME_KEPT_CHARS: usize = 64;
+
+/// The event as JSON of at most `max` bytes where that can be had: the thumbnail is left out
+/// first, then the person's metadata, then the person name is cut; `truncated` says so. An
+/// event that still does not fit is returned as it is (the publisher sets it aside).
+pub fn encode_within(event: &mut FaceEvent, max: usize) -> Vec<u8> {
+    let encode = |e: &FaceEvent| serde_json::to_vec(e).unwrap_or_default();
+    let mut payload = encode(event);
+    let shrinks: [fn(&mut FaceEvent) -> bool; 3] = [
+        |e| e.thumbnail.take().is_some(),
+        |e| {
+            let had = !e.metadata.is_empty();
+            e.metadata.clear();
+            had
+        },
+        |e| match &mut e.person_name {
+            Some(n) if n.chars().count() > NAME_KEPT_CHARS => {
+                *n = n.chars().take(NAME_KEPT_CHARS).collect();
+                true
+            }
+            _ => false,
+        },
+    ];
+    for shrink in shrinks {
+        if payload.len() <= max {
+            break;
+        }
+        if shrink(event) {
+            event.truncated = true;
+            payload = encode(event);
+        }
+    }
+    payload
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -131,7 +170,36 @@ mod tests {
             door: Some("main".into()),
             latency_ms: Latency::default(),
             thumbnail: None,
+            truncated: false,
         }
+    }
+
+    #[test]
+    fn an_event_too_large_for_a_packet_drops_thumbnail_then_metadata_then_cuts_the_name() {
+        let mut e = sample();
+        e.thumbnail = Some("T".repeat(5000));
+        e.metadata = (0..64)
+            .map(|i| (format!("k{i}"), "v".repeat(100)))
+            .collect();
+        e.person_name = Some("N".repeat(256));
+        let whole = serde_json::to_vec(&e).unwrap().len();
+        let mut fits = e.clone();
+        assert_eq!(encode_within(&mut fits, whole).len(), whole);
+        assert!(!fits.truncated, "nothing is cut from an event that fits");
+
+        let mut a = e.clone();
+        let p = encode_within(&mut a, whole - 1000);
+        assert!(p.len() <= whole - 1000 && a.thumbnail.is_none() && a.metadata.len() == 64);
+        assert!(a.truncated);
+
+        let mut b = e.clone();
+        let p = encode_within(&mut b, 1500);
+        assert!(p.len() <= 1500, "{}", p.len());
+        assert!(b.metadata.is_empty());
+        assert_eq!(b.person_name.as_ref().unwrap().chars().count(), 64);
+        let v: serde_json::Value = serde_json::from_slice(&p).unwrap();
+        assert_eq!(v["truncated"], true);
+        assert_eq!(v["person_id"], "alice", "the id is never cut");
     }
 
     /// Every property the schema requires is in the serialised message, and the message has

@@ -35,6 +35,17 @@ impl LocalBroker {
     /// Start mosquitto on 127.0.0.1:`port` (0: a free port) with its config (and, when
     /// `persistent`, its session store) in `dir`.
     pub fn start(dir: &Path, port: u16, persistent: bool) -> std::io::Result<LocalBroker> {
+        Self::start_with(dir, port, persistent, "")
+    }
+
+    /// As [`LocalBroker::start`], with `extra` lines added to mosquitto's config (limits,
+    /// TLS listeners for tests).
+    pub fn start_with(
+        dir: &Path,
+        port: u16,
+        persistent: bool,
+        extra: &str,
+    ) -> std::io::Result<LocalBroker> {
         let port = match port {
             0 => std::net::TcpListener::bind("127.0.0.1:0")?
                 .local_addr()?
@@ -43,7 +54,7 @@ impl LocalBroker {
         };
         std::fs::create_dir_all(dir)?;
         let config = dir.join("mosquitto.conf");
-        let mut text = format!("listener {port} 127.0.0.1\nallow_anonymous true\n");
+        let mut text = format!("listener {port} 127.0.0.1\nallow_anonymous true\n{extra}");
         if persistent {
             text += &format!(
                 "persistence true\npersistence_location {}/\n",

@@ -76,11 +76,13 @@ pub struct Outbox {
     max_messages: usize,
     depth: AtomicUsize,
     dropped: AtomicU64,
+    dead_letters: AtomicU64,
 }
 
 const NEXT_KEY: &str = "next_key";
 const EVENT_SEQ: &str = "event_seq";
 const DROPPED: &str = "dropped";
+const DEAD_LETTERS: &str = "dead_letters";
 
 impl Outbox {
     pub fn open(dir: &Path, max_messages: usize, map_mib: usize) -> Result<Self, OutboxError> {
@@ -102,11 +104,12 @@ impl Outbox {
                 )))
             })?
             .unwrap_commit();
-        let (depth, dropped) = {
+        let (depth, dropped, dead_letters) = {
             let rtxn = env.read_txn()?;
             (
                 messages.len(&rtxn)? as usize,
                 meta.get(&rtxn, DROPPED)?.unwrap_or(0),
+                meta.get(&rtxn, DEAD_LETTERS)?.unwrap_or(0),
             )
         };
         Ok(Self {
@@ -117,6 +120,7 @@ impl Outbox {
             max_messages: max_messages.max(1),
             depth: AtomicUsize::new(depth),
             dropped: AtomicU64::new(dropped),
+            dead_letters: AtomicU64::new(dead_letters),
         })
     }
 
@@ -128,6 +132,36 @@ impl Outbox {
     /// Messages dropped because the outbox was full, over the outbox's life.
     pub fn dropped_total(&self) -> u64 {
         self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Messages set aside because they could not be delivered (see [`Outbox::dead_letter`]),
+    /// over the outbox's life.
+    pub fn dead_letters_total(&self) -> u64 {
+        self.dead_letters.load(Ordering::Relaxed)
+    }
+
+    /// Set aside a message that can never be delivered (larger than the packet limit, or one
+    /// the broker drops the connection on every time it is sent), so that the messages behind
+    /// it are not blocked forever. It is removed and counted; the log names it.
+    pub fn dead_letter(&self, key: u64, why: &str) -> Result<bool, OutboxError> {
+        let _w = self.writer.lock().unwrap();
+        let mut txn = self.env.write_txn()?;
+        let Some(bytes) = self.messages.get(&txn, &key)? else {
+            return Ok(false);
+        };
+        let (topic, size) = match OutboxMessage::decode(bytes) {
+            Some(m) => (m.topic, m.payload.len()),
+            None => (String::from("?"), bytes.len()),
+        };
+        self.messages.delete(&mut txn, &key)?;
+        let total = self.meta.get(&txn, DEAD_LETTERS)?.unwrap_or(0) + 1;
+        self.meta.put(&mut txn, DEAD_LETTERS, &total)?;
+        let depth = self.messages.len(&txn)? as usize;
+        txn.commit()?;
+        self.depth.store(depth, Ordering::Relaxed);
+        self.dead_letters.store(total, Ordering::Relaxed);
+        tracing::error!(key, topic = %topic, payload_bytes = size, why, "outbox message set aside as a dead letter");
+        Ok(true)
     }
 
     /// Commit the messages `build` makes from the next event sequence number, in one
@@ -308,6 +342,23 @@ mod tests {
             .map(|(_, m)| m.topic)
             .collect();
         assert_eq!(topics, vec!["t/3", "t/4", "t/5"]);
+    }
+
+    #[test]
+    fn a_dead_letter_leaves_the_queue_and_is_counted_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let outbox = Outbox::open(dir.path(), 10, 8).unwrap();
+            let a = outbox.append(|_| vec![msg(1), msg(2)]).unwrap();
+            assert!(outbox.dead_letter(a.keys[0], "test").unwrap());
+            assert!(!outbox.dead_letter(a.keys[0], "again").unwrap());
+            assert_eq!(outbox.dead_letters_total(), 1);
+        }
+        let outbox = Outbox::open(dir.path(), 10, 8).unwrap();
+        assert_eq!(outbox.dead_letters_total(), 1);
+        let left = outbox.next_after(None, 10).unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].1, msg(2));
     }
 
     #[test]

@@ -21,6 +21,9 @@ use crate::config::MqttConfig;
 
 /// Outbox messages published and not yet acknowledged, at most.
 const WINDOW: usize = 32;
+/// Connections a message may be the oldest unacknowledged one on when the broker drops them,
+/// before it is taken for the cause and set aside as a dead letter.
+const MAX_STRIKES: u32 = 3;
 const BACKOFF_FIRST: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -113,6 +116,56 @@ pub struct Publisher {
     pub flush_timeout: Duration,
     pub times: Arc<PublishTimes>,
     pub observer: PublishObserver,
+    /// `mqtt.max_packet_kib` in bytes: a message whose PUBLISH packet is larger is never sent
+    /// (rumqttc would drop the connection on it) but set aside as a dead letter.
+    pub max_packet: usize,
+}
+
+/// Bytes of the MQTT 3.1.1 PUBLISH packet (QoS 1) carrying `payload` on `topic`: fixed header,
+/// topic, packet id, payload.
+pub fn publish_packet_size(topic: &str, payload: usize) -> usize {
+    let remaining = 2 + topic.len() + 2 + payload;
+    let length_bytes = match remaining {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
+    };
+    1 + length_bytes + remaining
+}
+
+/// Which outbox message keeps making the broker drop the connection.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Strikes {
+    key: Option<u64>,
+    count: u32,
+}
+
+impl Strikes {
+    /// A connection ended in an error with `oldest` the oldest outbox message published and
+    /// not acknowledged. Returns the key to set aside when it has now had `MAX_STRIKES`.
+    pub fn connection_lost(&mut self, oldest: Option<u64>) -> Option<u64> {
+        let key = oldest?;
+        if self.key == Some(key) {
+            self.count += 1;
+        } else {
+            *self = Strikes {
+                key: Some(key),
+                count: 1,
+            };
+        }
+        (self.count >= MAX_STRIKES).then(|| {
+            *self = Strikes::default();
+            key
+        })
+    }
+
+    /// The broker acknowledged `key`: whatever drops the connection, it is not this message.
+    pub fn acknowledged(&mut self, key: u64) {
+        if self.key == Some(key) {
+            *self = Strikes::default();
+        }
+    }
 }
 
 /// rumqttc options from the config: persistent session, QoS 1 Last Will, raised packet limit.
@@ -161,11 +214,26 @@ pub fn options(config: &MqttConfig, topics: &Topics) -> Result<MqttOptions, Mqtt
             path: config.ca_file.clone(),
             source,
         })?;
+        let client_auth = if config.client_cert_file.is_empty() {
+            None
+        } else {
+            let read = |what, path: &str| {
+                std::fs::read(path).map_err(|source| MqttSetupError::Read {
+                    what,
+                    path: path.to_owned(),
+                    source,
+                })
+            };
+            Some((
+                read("mqtt.client_cert_file", &config.client_cert_file)?,
+                read("mqtt.client_key_file", &config.client_key_file)?,
+            ))
+        };
         o.set_transport(Transport::tls_with_config(
             rumqttc::TlsConfiguration::Simple {
                 ca,
                 alpn: None,
-                client_auth: None,
+                client_auth,
             },
         ));
     }
@@ -183,6 +251,7 @@ impl Publisher {
     /// `offline` and disconnect.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut backoff = BACKOFF_FIRST;
+        let mut strikes = Strikes::default();
         loop {
             let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 2 * WINDOW + 16);
             let mut session = Session::default();
@@ -214,7 +283,9 @@ impl Publisher {
                     _ = tick, if stopping.is_some() => {}
                     event = eventloop.poll() => match event {
                         Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                            backoff = BACKOFF_FIRST;
+                            // The backoff is not reset here: a broker that accepts the
+                            // connection and drops it on the first message would otherwise be
+                            // reconnected to at full speed forever.
                             session = Session { connected: true, ..Session::default() };
                             self.status.connected.store(true, Ordering::Relaxed);
                             self.status.connections.fetch_add(1, Ordering::Relaxed);
@@ -235,7 +306,13 @@ impl Publisher {
                             }
                         }
                         Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                            if let Some(key) = session.inflight.remove(&ack.pkid) {
+                            let outbox_ack = session.inflight.remove(&ack.pkid);
+                            if outbox_ack.is_some() || self.outbox.depth() == 0 {
+                                // A publish went through: the link works.
+                                backoff = BACKOFF_FIRST;
+                            }
+                            if let Some(key) = outbox_ack {
+                                strikes.acknowledged(key);
                                 match self.outbox.remove(key) {
                                     Ok(_) => {
                                         self.status.acknowledged.fetch_add(1, Ordering::Relaxed);
@@ -258,6 +335,15 @@ impl Publisher {
             };
             self.status.connected.store(false, Ordering::Relaxed);
             *self.status.last_error.lock().unwrap() = Some((error.to_string(), SystemTime::now()));
+            if let Some(key) = strikes.connection_lost(session.inflight.values().min().copied()) {
+                let why = format!(
+                    "the broker dropped the connection each of the {MAX_STRIKES} times this \
+                     message was the oldest unacknowledged one ({error})"
+                );
+                if let Err(e) = self.outbox.dead_letter(key, &why) {
+                    tracing::error!(error = %e, "cannot set a message aside as a dead letter");
+                }
+            }
             tracing::warn!(error = %error, retry_in = ?backoff, backlog = self.outbox.depth(), "MQTT connection lost");
             if stopping.is_some() || *stop.borrow() {
                 return;
@@ -321,6 +407,17 @@ impl Publisher {
             }
         };
         for (key, m) in batch {
+            if publish_packet_size(&m.topic, m.payload.len()) > self.max_packet {
+                // rumqttc would refuse it and drop the connection, on every connection.
+                if let Err(e) = self
+                    .outbox
+                    .dead_letter(key, "larger than mqtt.max_packet_kib")
+                {
+                    tracing::error!(error = %e, "cannot set a message aside as a dead letter");
+                }
+                session.last_queued = Some(key);
+                continue;
+            }
             if client
                 .try_publish(m.topic, QoS::AtLeastOnce, m.retain, m.payload)
                 .is_err()
@@ -364,4 +461,54 @@ struct Session {
     /// Packet id → outbox key of published, unacknowledged outbox messages.
     inflight: HashMap<u16, u64>,
     last_queued: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_packet_size_is_what_rumqttc_encodes() {
+        for (topic, payload) in [
+            ("t", 0),
+            ("facegate/dev/front/event", 100),
+            ("a/b", 20_000),
+            ("x", 3_000_000),
+        ] {
+            let mut p = rumqttc::Publish::new(topic, QoS::AtLeastOnce, vec![0u8; payload]);
+            p.pkid = 1;
+            assert_eq!(
+                publish_packet_size(topic, payload),
+                p.size(),
+                "{topic} {payload}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_message_is_set_aside_after_the_broker_drops_it_three_times_in_a_row() {
+        let mut s = Strikes::default();
+        assert_eq!(s.connection_lost(Some(7)), None);
+        assert_eq!(
+            s.connection_lost(None),
+            None,
+            "nothing in flight says nothing"
+        );
+        assert_eq!(s.connection_lost(Some(7)), None);
+        assert_eq!(s.connection_lost(Some(7)), Some(7));
+        assert_eq!(s, Strikes::default());
+    }
+
+    #[test]
+    fn an_acknowledged_or_different_message_restarts_the_count() {
+        let mut s = Strikes::default();
+        s.connection_lost(Some(7));
+        s.connection_lost(Some(7));
+        s.acknowledged(7);
+        assert_eq!(s.connection_lost(Some(7)), None);
+        s.connection_lost(Some(8));
+        s.connection_lost(Some(7));
+        assert_eq!(s.connection_lost(Some(7)), None);
+        assert_eq!(s.connection_lost(Some(7)), Some(7));
+    }
 }

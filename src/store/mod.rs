@@ -56,6 +56,8 @@ pub enum StoreError {
     CollectionExists,
     #[error("corrupt record under key {0:?}")]
     Corrupt(String),
+    #[error("the store is full: its map reached store.max_map_mib ({limit_mib} MiB)")]
+    Full { limit_mib: usize },
 }
 
 /// The embedding model templates come from: compared on open, recorded with each template.
@@ -72,6 +74,8 @@ pub struct ModelId {
 pub struct StoreOptions {
     /// Initial LMDB map size in bytes (grows by doubling when full).
     pub map_size: usize,
+    /// The map never grows past this, in bytes.
+    pub max_map_size: usize,
     /// Drop the file pages read while loading the index from this process's resident set
     /// (they stay in the page cache). Keeps a board's RSS at the index, not the file.
     pub release_pages_after_load: bool,
@@ -81,8 +85,69 @@ impl Default for StoreOptions {
     fn default() -> Self {
         Self {
             map_size: 256 << 20,
+            max_map_size: 16 << 30,
             release_pages_after_load: true,
         }
+    }
+}
+
+/// Which stored images a listing or a search copies out of the store. Full enrolment photos
+/// can be megabytes each, so a page of them is read only when asked for, and only up to a
+/// byte budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Images {
+    /// Stored thumbnails (`StoreThumbnails`).
+    pub thumbnails: bool,
+    /// Stored enrolment photos (`StoreFullImage`).
+    pub full: bool,
+    /// Bytes of images copied out at most; images past it are left out.
+    pub max_bytes: usize,
+}
+
+impl Images {
+    /// No image at all (the camera pipeline, duplicate checks).
+    pub const NONE: Images = Images {
+        thumbnails: false,
+        full: false,
+        max_bytes: 0,
+    };
+    /// Every stored image, without a budget.
+    pub const ALL: Images = Images {
+        thumbnails: true,
+        full: true,
+        max_bytes: usize::MAX,
+    };
+
+    /// Whether this policy asks for the image of a person stored this way.
+    pub fn wants(&self, storage: FaceStorage) -> bool {
+        match storage {
+            FaceStorage::NoStorage => false,
+            FaceStorage::StoreThumbnails => self.thumbnails,
+            FaceStorage::StoreFullImage => self.full,
+        }
+    }
+
+    /// The image of `person` stored under `key`, if this policy and what is left of its
+    /// budget (`spent` so far) allow it.
+    fn take(
+        &self,
+        spent: &mut usize,
+        images: &Database<'static, Bytes, Bytes>,
+        txn: &RoTxn<WithoutTls>,
+        key: &[u8],
+        person: &PersonRecord,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        if !self.wants(person.storage) {
+            return Ok(None);
+        }
+        let Some(bytes) = images.get(txn, key)? else {
+            return Ok(None);
+        };
+        if spent.saturating_add(bytes.len()) > self.max_bytes {
+            return Ok(None);
+        }
+        *spent += bytes.len();
+        Ok(Some(bytes.to_vec()))
     }
 }
 
@@ -144,6 +209,8 @@ pub struct Store {
     /// only while no transaction is open in the process.
     gate: RwLock<()>,
     indexes: RwLock<HashMap<String, CollectionIndex>>,
+    /// Ceiling of the map (`store.max_map_mib`).
+    max_map_size: usize,
 }
 
 impl Store {
@@ -163,7 +230,8 @@ impl Store {
             .map(|m| m.len() as usize)
             .unwrap_or(0);
         let page = page_size();
-        let map_size = options.map_size.max(existing * 2).div_ceil(page) * page;
+        let max_map_size = options.max_map_size.max(existing).div_ceil(page) * page;
+        let map_size = (options.map_size.max(existing * 2).div_ceil(page) * page).min(max_map_size);
         let mut opts = EnvOpenOptions::new().read_txn_without_tls();
         opts.map_size(map_size).max_dbs(8).max_readers(256);
         // SAFETY: the data directory belongs to this process (systemd's StateDirectory or the
@@ -195,6 +263,7 @@ impl Store {
             writer: Mutex::new(()),
             gate: RwLock::new(()),
             indexes: RwLock::new(HashMap::new()),
+            max_map_size,
         };
         store.check_or_record_identity()?;
         store.load_indexes(options.release_pages_after_load)?;
@@ -352,7 +421,13 @@ impl Store {
 
     fn grow(&self) -> Result<(), StoreError> {
         let _g = self.gate.write().unwrap();
-        let new_size = self.env.info().map_size * 2;
+        let current = self.env.info().map_size;
+        if current >= self.max_map_size {
+            return Err(StoreError::Full {
+                limit_mib: self.max_map_size >> 20,
+            });
+        }
+        let new_size = (current * 2).min(self.max_map_size);
         tracing::info!(new_size, "LMDB map full; growing it");
         // SAFETY: the gate is held exclusively, so no transaction is open in this process.
         unsafe { self.env.resize(new_size) }?;
@@ -549,6 +624,7 @@ impl Store {
         &self,
         collection: &str,
         page: &Page,
+        images: Images,
     ) -> Result<(usize, Vec<StoredPerson>), StoreError> {
         let prefix = collection_prefix(collection);
         let needle = page.search.to_lowercase();
@@ -568,9 +644,10 @@ impl Store {
             }
             let (count, page) = paginate(all, page);
             let mut out = Vec::with_capacity(page.len());
+            let mut spent = 0;
             for person in page {
                 let key = person_key(collection, &person.person_id);
-                let image = self.images.get(txn, &key)?.map(<[u8]>::to_vec);
+                let image = images.take(&mut spent, &self.images, txn, &key, &person)?;
                 out.push((person, image));
             }
             Ok((count, out))
@@ -584,8 +661,9 @@ impl Store {
         query: &[f32],
         k: usize,
         min_closeness: f32,
+        images: Images,
     ) -> Result<(Vec<Match>, ScanStats), StoreError> {
-        self.search_excluding(collection, query, k, min_closeness, None)
+        self.search_excluding(collection, query, k, min_closeness, None, images)
     }
 
     fn best_other(
@@ -596,7 +674,14 @@ impl Store {
         except: &str,
     ) -> Result<Option<Match>, StoreError> {
         Ok(self
-            .search_excluding(collection, query, 1, min_closeness, Some(except))?
+            .search_excluding(
+                collection,
+                query,
+                1,
+                min_closeness,
+                Some(except),
+                Images::NONE,
+            )?
             .0
             .into_iter()
             .next())
@@ -609,6 +694,7 @@ impl Store {
         k: usize,
         min_closeness: f32,
         except: Option<&str>,
+        images: Images,
     ) -> Result<(Vec<Match>, ScanStats), StoreError> {
         let indexes = self.indexes.read().unwrap();
         let index = indexes
@@ -628,6 +714,7 @@ impl Store {
             };
             let (hits, stats) = index.search(query, want, min_key, &mut exact);
             let mut matches = Vec::with_capacity(hits.len());
+            let mut spent = 0;
             for hit in hits {
                 let id = index.id(hit.slot);
                 if except == Some(id) {
@@ -637,7 +724,7 @@ impl Store {
                 let Some(person) = self.persons.get(txn, &key)? else {
                     continue;
                 };
-                let image = self.images.get(txn, &key)?.map(<[u8]>::to_vec);
+                let image = images.take(&mut spent, &self.images, txn, &key, &person)?;
                 matches.push(Match {
                     person,
                     image,

@@ -17,6 +17,11 @@ impl Broker {
         Broker(LocalBroker::start(dir, 0, persistent).expect("mosquitto starts"))
     }
 
+    /// As `start`, with extra lines of mosquitto config.
+    pub fn start_with(dir: &Path, extra: &str) -> Broker {
+        Broker(LocalBroker::start_with(dir, 0, false, extra).expect("mosquitto starts"))
+    }
+
     pub fn port(&self) -> u16 {
         self.0.port
     }

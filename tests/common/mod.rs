@@ -47,6 +47,11 @@ pub const SINGLE_PERSON: [&str; 7] = [
 /// A PNG whose header claims `width`×`height` pixels, followed by a tiny data chunk: small on
 /// disk, enormous if a decoder believed it.
 pub fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    png_claiming_format(width, height, 8, 2)
+}
+
+/// As [`png_claiming`], with the IHDR's bit depth and colour type (6: RGBA, 2: RGB).
+pub fn png_claiming_format(width: u32, height: u32, bit_depth: u8, color_type: u8) -> Vec<u8> {
     fn chunk(out: &mut Vec<u8>, kind_and_data: &[u8]) {
         out.extend_from_slice(&((kind_and_data.len() - 4) as u32).to_be_bytes());
         out.extend_from_slice(kind_and_data);
@@ -56,7 +61,7 @@ pub fn png_claiming(width: u32, height: u32) -> Vec<u8> {
     let mut ihdr = b"IHDR".to_vec();
     ihdr.extend_from_slice(&width.to_be_bytes());
     ihdr.extend_from_slice(&height.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    ihdr.extend_from_slice(&[bit_depth, color_type, 0, 0, 0]);
     chunk(&mut png, &ihdr);
     chunk(&mut png, b"IDAT\x78\x9c\x03\x00\x00\x00\x00\x01");
     png

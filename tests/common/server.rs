@@ -4,6 +4,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -15,6 +16,8 @@ pub struct Server {
     child: Option<Child>,
     pub url: String,
     pub data_dir: PathBuf,
+    /// Every line the server wrote to stderr (its log) so far.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 /// How to start a server.
@@ -64,15 +67,19 @@ impl Server {
                         // Keep draining stdout so the server never blocks on a full pipe.
                         std::thread::spawn(move || for _ in lines {});
                         let stderr = child.stderr.take().unwrap();
+                        let log = Arc::new(Mutex::new(Vec::new()));
+                        let sink = log.clone();
                         std::thread::spawn(move || {
                             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                                 eprintln!("server: {line}");
+                                sink.lock().unwrap().push(line);
                             }
                         });
                         return Ok(Server {
                             child: Some(child),
                             url: url.to_owned(),
                             data_dir: data_dir.to_owned(),
+                            log,
                         });
                     }
                 }
@@ -99,6 +106,18 @@ impl Server {
             libc::kill(c.id() as i32, libc::SIGTERM);
         }
         c.wait().unwrap()
+    }
+
+    /// The log so far, one string.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Send `signal` (SIGHUP, ...) to the server.
+    pub fn signal(&self, signal: i32) {
+        unsafe {
+            libc::kill(self.pid() as i32, signal);
+        }
     }
 
     pub fn pid(&self) -> u32 {

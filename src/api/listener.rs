@@ -1,0 +1,233 @@
+//! The HTTP listener. hyper is driven directly (not through `axum::serve`) because the
+//! appliance sits on a shared LAN and must keep serving while hostile clients try to hold it:
+//!
+//! - at most `server.max_connections` connections are open; one more is answered
+//!   `503 ERR_BUSY` at once and closed, so file descriptors never run out;
+//! - a client has `server.header_read_timeout_s` to send a request's headers, counted from
+//!   the connection's start and again from the end of each response (hyper starts the timer
+//!   whenever it waits for a request head), which also closes idle keep-alive connections;
+//! - the TLS handshake has the same budget;
+//! - the whole request, body upload included, has `server.request_timeout_s` (the
+//!   `request_deadline` middleware of the router);
+//! - HTTPS with rustls when `server.tls_cert_file`/`tls_key_file` are set, the certificate
+//!   and key read again on SIGHUP (a bad new pair is logged and the old one kept).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tower_service::Service;
+
+use super::{router, AppState};
+use crate::config::ServerConfig;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {what} {path}: {source}")]
+    Read {
+        what: &'static str,
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{what} {path} holds no PEM {expected}")]
+    Empty {
+        what: &'static str,
+        path: String,
+        expected: &'static str,
+    },
+    #[error("the certificate and key of server.tls_cert_file / tls_key_file do not work: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The rustls configuration built from the configured PEM files.
+pub fn load_tls(cert_file: &str, key_file: &str) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let read = |what, path: &str| {
+        std::fs::read(path).map_err(|source| TlsError::Read {
+            what,
+            path: path.to_owned(),
+            source,
+        })
+    };
+    let cert_pem = read("server.tls_cert_file", cert_file)?;
+    let key_pem = read("server.tls_key_file", key_file)?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|source| TlsError::Read {
+            what: "server.tls_cert_file",
+            path: cert_file.to_owned(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Empty {
+            what: "server.tls_cert_file",
+            path: cert_file.to_owned(),
+            expected: "CERTIFICATE",
+        });
+    }
+    let key = rustls_pemfile::private_key(&mut &key_pem[..])
+        .map_err(|source| TlsError::Read {
+            what: "server.tls_key_file",
+            path: key_file.to_owned(),
+            source,
+        })?
+        .ok_or_else(|| TlsError::Empty {
+            what: "server.tls_key_file",
+            path: key_file.to_owned(),
+            expected: "PRIVATE KEY",
+        })?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Whether the API is served over TLS, and a warning when it is reachable from the network in
+/// plain text (for `/health` and `facegate doctor`).
+pub fn transport_json(server: &ServerConfig) -> serde_json::Value {
+    let tls = !server.tls_cert_file.is_empty();
+    serde_json::json!({
+        "listen": server.listen,
+        "tls": tls,
+        "warning": plaintext_warning(server),
+    })
+}
+
+/// The warning for plain HTTP on a non-loopback address, if that is the case.
+pub fn plaintext_warning(server: &ServerConfig) -> Option<String> {
+    let addr: SocketAddr = server.listen.parse().ok()?;
+    (server.tls_cert_file.is_empty() && !addr.ip().is_loopback()).then(|| {
+        format!(
+            "the API listens on {addr} without TLS: API keys, photos and templates cross the \
+             network in clear text (set server.tls_cert_file and server.tls_key_file)"
+        )
+    })
+}
+
+/// Serve `state` on `listener` until `shutdown` resolves; open requests are finished first.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let config = state.config.server.clone();
+    let tls = if config.tls_cert_file.is_empty() {
+        None
+    } else {
+        let c =
+            load_tls(&config.tls_cert_file, &config.tls_key_file).map_err(std::io::Error::other)?;
+        let current = Arc::new(RwLock::new(TlsAcceptor::from(c)));
+        tokio::spawn(reload_on_sighup(current.clone(), config.clone()));
+        Some(current)
+    };
+    if let Some(w) = plaintext_warning(&config) {
+        tracing::warn!("{w}");
+    }
+    let app = router(state.clone());
+    let slots = Arc::new(Semaphore::new(config.max_connections));
+    let header_timeout = Duration::from_secs(config.header_read_timeout_s.max(1) as u64);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .keep_alive(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning on the error.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            state.metrics.connections_refused.inc();
+            tokio::spawn(refuse(stream));
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().call(req)
+        });
+        let http = http.clone();
+        let watcher = graceful.watcher();
+        let acceptor = tls.as_ref().map(|t| t.read().unwrap().clone());
+        let metrics_state = state.clone();
+        tokio::spawn(async move {
+            metrics_state.metrics.connections_open.inc();
+            match acceptor {
+                None => {
+                    let conn = http.serve_connection(TokioIo::new(stream), service);
+                    let _ = watcher.watch(conn).await;
+                }
+                Some(acceptor) => {
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            let conn = http.serve_connection(TokioIo::new(tls_stream), service);
+                            let _ = watcher.watch(conn).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+            metrics_state.metrics.connections_open.dec();
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+/// The answer to a connection over the cap: `503 ERR_BUSY`, then close. Bounded in time, so a
+/// client that never reads cannot hold this task either.
+async fn refuse(mut stream: TcpStream) {
+    let body = super::error::ApiError::busy(1).body();
+    let json = serde_json::to_string(&body).unwrap_or_default();
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n\
+         connection: close\r\ncontent-length: {}\r\n\r\n{json}",
+        json.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(response.as_bytes()).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+/// Read the certificate and key again on every SIGHUP; keep the old pair if the new one fails.
+async fn reload_on_sighup(current: Arc<RwLock<TlsAcceptor>>, config: ServerConfig) {
+    let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match load_tls(&config.tls_cert_file, &config.tls_key_file) {
+            Ok(c) => {
+                *current.write().unwrap() = TlsAcceptor::from(c);
+                tracing::info!(cert = %config.tls_cert_file, "TLS certificate reloaded (SIGHUP)");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "TLS reload failed; keeping the previous certificate")
+            }
+        }
+    }
+}
