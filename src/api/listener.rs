@@ -231,3 +231,23 @@ async fn reload_on_sighup(current: Arc<RwLock<TlsAcceptor>>, config: ServerConfi
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_is_warned_about_only_where_the_network_can_reach_it() {
+        let mut s = ServerConfig::default();
+        assert_eq!(plaintext_warning(&s), None, "loopback");
+        for listen in ["0.0.0.0:8080", "192.0.2.10:8080", "[::]:8080"] {
+            s.listen = listen.into();
+            let w = plaintext_warning(&s).unwrap_or_default();
+            assert!(w.contains("without TLS"), "{listen}: {w}");
+            assert_eq!(transport_json(&s)["warning"], serde_json::json!(w));
+        }
+        s.tls_cert_file = "/etc/facegate/cert.pem".into();
+        assert_eq!(plaintext_warning(&s), None, "HTTPS");
+        assert_eq!(transport_json(&s)["tls"], true);
+    }
+}

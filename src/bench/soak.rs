@@ -1397,11 +1397,16 @@ fn event_summary(
         .filter(|id| !received.access_ids.contains(*id))
         .count();
     let max_sequence = received.sequences.last().copied();
+    let decisions_metric = metrics.and_then(|t| metric_sum(t, "facegate_decisions_total"));
     EventSummary {
         produced_by: "event_id of the server's `decision` log lines (one per outbox commit)".into(),
         produced: produced.len(),
-        decisions_metric: metrics.and_then(|t| metric_sum(t, "facegate_decisions_total")),
-        held_off_metric: metrics.and_then(|t| metric_sum(t, "facegate_decisions_held_off_total")),
+        decisions_metric,
+        // A labelled family is not written at all before its first count: absent is 0 when
+        // the scrape itself worked.
+        held_off_metric: metrics
+            .and_then(|t| metric_sum(t, "facegate_decisions_held_off_total"))
+            .or(decisions_metric.map(|_| 0)),
         received_events: received.event_ids.len(),
         event_messages: received.event_messages,
         received_access: received.access_ids.len(),
