@@ -877,7 +877,8 @@ impl Config {
                 SourceKind::Mjpeg if !c.url.starts_with("http://") => {
                     return invalid(
                         "cameras.url",
-                        c.url.clone(),
+                        // The message reaches the log: never the URL's credentials.
+                        crate::camera::redact::redact_urls(&c.url),
                         "an mjpeg camera needs an http:// URL",
                     );
                 }

@@ -67,7 +67,8 @@ pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<
 fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let path = e.path().to_string();
     let inner = e.into_inner();
-    let root = path == "." || path.is_empty();
+    // "?": serde_path_to_error could not tell where (an empty or cut-off body).
+    let root = matches!(path.as_str(), "." | "" | "?");
     if (inner.is_syntax() || inner.is_eof()) && root {
         ApiError::invalid(format!("the request body is not valid JSON: {inner}"))
     } else if inner.is_syntax() || inner.is_eof() {

@@ -252,6 +252,7 @@ impl Publisher {
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
         let mut backoff = BACKOFF_FIRST;
         let mut strikes = Strikes::default();
+        let mut unreachable_reported = false;
         loop {
             let (client, mut eventloop) = AsyncClient::new(self.options.clone(), 2 * WINDOW + 16);
             let mut session = Session::default();
@@ -344,7 +345,19 @@ impl Publisher {
                     tracing::error!(error = %e, "cannot set a message aside as a dead letter");
                 }
             }
-            tracing::warn!(error = %error, retry_in = ?backoff, backlog = self.outbox.depth(), "MQTT connection lost");
+            // One warning when a working link goes down; the refused reconnects that follow
+            // while the broker is away are debug lines (/health counts them), so an outage of
+            // hours does not fill the journal.
+            if session.connected {
+                unreachable_reported = false;
+                tracing::warn!(error = %error, retry_in = ?backoff, backlog = self.outbox.depth(), "MQTT connection lost");
+            } else if !unreachable_reported {
+                unreachable_reported = true;
+                tracing::warn!(error = %error, retry_in = ?backoff, backlog = self.outbox.depth(),
+                    "MQTT broker unreachable; retrying (further failures are logged at debug level)");
+            } else {
+                tracing::debug!(error = %error, retry_in = ?backoff, backlog = self.outbox.depth(), "MQTT broker still unreachable");
+            }
             if stopping.is_some() || *stop.borrow() {
                 return;
             }
