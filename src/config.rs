@@ -333,8 +333,8 @@ pub struct ServerConfig {
     /// Seconds a client has to send a request's headers, from the connection's start or the
     /// end of its previous response; it also closes idle keep-alive connections.
     pub header_read_timeout_s: u32,
-    /// Seconds a request on a protected route may take, body upload included (408
-    /// `ERR_REQUEST_TIMEOUT` beyond it). 0: no limit.
+    /// Seconds a request may take, body upload included (408 `ERR_REQUEST_TIMEOUT` beyond it;
+    /// `PUT /persons` gets ten times this). 0: no limit.
     pub request_timeout_s: u32,
     /// Largest response that lists stored images (`include_images=true`), in MiB: images past
     /// it are left out (null) and counted in the `x-facegate-images-omitted` header.
@@ -1122,8 +1122,8 @@ max_connections = 512
 # Seconds a client has to send a request's headers (from connecting, or from the end of its
 # previous response: idle keep-alive connections are closed after it too).
 header_read_timeout_s = 10
-# Seconds a request on a protected route may take, body upload included (408
-# ERR_REQUEST_TIMEOUT beyond it). 0: no limit.
+# Seconds a request may take, body upload included (408 ERR_REQUEST_TIMEOUT beyond it;
+# PUT /persons gets ten times this). 0: no limit.
 request_timeout_s = 300
 # Largest response listing stored images (include_images=true), in MiB; images past it are left
 # out (null) and counted in the x-facegate-images-omitted header.

@@ -625,6 +625,14 @@ fn serve(
     };
     let data_dir = config.store.resolved_data_dir();
     let addr: std::net::SocketAddr = config.server.listen.parse()?;
+    if !config.server.tls_cert_file.is_empty() {
+        // Checked before anything starts: systemd must not see READY for a server that then
+        // cannot serve.
+        facegate::api::listener::load_tls(
+            &config.server.tls_cert_file,
+            &config.server.tls_key_file,
+        )?;
+    }
     let state = server::open_state(config, &data_dir, keys)
         .with_context(|| format!("cannot start with data directory {}", data_dir.display()))?;
     let (workers, threads) = server::worker_layout(&state.config);

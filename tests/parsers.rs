@@ -9,7 +9,7 @@ use std::io::Cursor;
 
 use facegate::api::collections::CollectionBody;
 use facegate::api::error::{ApiError, ErrorCode};
-use facegate::api::extract::{decode_base64_image, from_json_value, parse_json};
+use facegate::api::extract::{decode_base64_image, parse_json};
 use facegate::api::ops::{DetectBody, LivenessBody};
 use facegate::api::persons::{parse_bulk, BulkBody, BulkItem, PersonBody, PersonRef};
 use facegate::api::search::{CompareBody, FaceSearchBody, MultiFaceSearchBody};
@@ -835,11 +835,8 @@ const BODIES: [(&str, Parser); 10] = [
     }),
     ("PersonBody", |b| parse_json::<PersonBody>(b).map(drop)),
     ("BulkBody", |b| parse_bulk(b, BULK_LIMIT).map(drop)),
-    // Bulk items are parsed from the values of the parsed body.
-    ("BulkItem", |b| match serde_json::from_slice::<Value>(b) {
-        Ok(v) => from_json_value::<BulkItem>(v).map(drop),
-        Err(_) => parse_json::<BulkItem>(b).map(drop),
-    }),
+    // Bulk items are parsed from the raw text of each item of the parsed body.
+    ("BulkItem", |b| parse_json::<BulkItem>(b).map(drop)),
     ("PersonRef", |b| parse_json::<PersonRef>(b).map(drop)),
     ("FaceSearchBody", |b| {
         parse_json::<FaceSearchBody>(b).map(drop)

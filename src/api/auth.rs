@@ -178,10 +178,17 @@ pub async fn require_key(
         || presented
             .and_then(|v| v.to_str().ok())
             .is_some_and(|k| state.keys.accepts(k));
-    if valid || is_public(&state, req.uri().path()) {
-        req.extensions_mut().insert(Authenticated(valid));
+    if valid {
+        req.extensions_mut().insert(Authenticated(true));
         return next.run(req).await;
     }
+    let public = is_public(&state, req.uri().path());
+    if public && presented.is_none() {
+        req.extensions_mut().insert(Authenticated(false));
+        return next.run(req).await;
+    }
+    // A wrong key, or no key on a protected route. A wrong key on a public route is counted
+    // and throttled too: its answer (minimal or full /health) would tell a guess apart.
     let client = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
@@ -200,6 +207,10 @@ pub async fn require_key(
         state.throttle.record_failure(ip, now);
     }
     tracing::warn!(client = ?client, "request with a wrong API key");
+    if public {
+        req.extensions_mut().insert(Authenticated(false));
+        return next.run(req).await;
+    }
     ApiError::new(ErrorCode::ErrApiKeyNotValid).into_response()
 }
 

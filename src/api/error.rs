@@ -228,7 +228,8 @@ impl From<EngineError> for ApiError {
             EngineError::Decode(
                 DecodeError::TooLarge { .. }
                 | DecodeError::TooManyBytes { .. }
-                | DecodeError::TooNarrow { .. },
+                | DecodeError::TooNarrow { .. }
+                | DecodeError::DecoderLimit { .. },
             ) => ApiError::with_message(ErrorCode::ErrImageTooLarge, e.to_string()),
             // Decodes fine but is too small to hold a face the detector could find.
             EngineError::Decode(DecodeError::TooSmall { .. }) => {

@@ -58,11 +58,6 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(de).map_err(json_error)
 }
 
-/// A JSON value already parsed (a bulk item), with the same errors as [`parse_json`].
-pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(json_error)
-}
-
 /// `ERR_INVALID_REQUEST` naming the field at fault.
 fn json_error(e: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     let path = e.path().to_string();

@@ -9,18 +9,22 @@
 //! - the TLS handshake has the same budget;
 //! - the whole request, body upload included, has `server.request_timeout_s` (the
 //!   `request_deadline` middleware of the router);
+//! - a response the client stops reading fails after [`WRITE_STALL`] without progress, so a
+//!   client with a closed receive window cannot hold a connection either;
 //! - HTTPS with rustls when `server.tls_cert_file`/`tls_key_file` are set, the certificate
 //!   and key read again on SIGHUP (a bad new pair is logged and the old one kept).
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
@@ -28,6 +32,13 @@ use tower_service::Service;
 
 use super::{router, AppState};
 use crate::config::ServerConfig;
+
+/// A response write that makes no progress for this long fails and closes the connection.
+pub const WRITE_STALL: Duration = Duration::from_secs(30);
+/// On shutdown, how long requests in progress may take to finish before their connections
+/// are dropped: the daemon still has to stop its cameras and flush the outbox within
+/// systemd's stop timeout (20 s).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -49,6 +60,8 @@ pub enum TlsError {
 
 /// The rustls configuration built from the configured PEM files.
 pub fn load_tls(cert_file: &str, key_file: &str) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let read = |what, path: &str| {
         std::fs::read(path).map_err(|source| TlsError::Read {
             what,
@@ -58,13 +71,9 @@ pub fn load_tls(cert_file: &str, key_file: &str) -> Result<Arc<rustls::ServerCon
     };
     let cert_pem = read("server.tls_cert_file", cert_file)?;
     let key_pem = read("server.tls_key_file", key_file)?;
-    let certs: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..])
-        .collect::<Result<_, _>>()
-        .map_err(|source| TlsError::Read {
-            what: "server.tls_cert_file",
-            path: cert_file.to_owned(),
-            source,
-        })?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&cert_pem)
+        .filter_map(Result::ok)
+        .collect();
     if certs.is_empty() {
         return Err(TlsError::Empty {
             what: "server.tls_cert_file",
@@ -72,17 +81,11 @@ pub fn load_tls(cert_file: &str, key_file: &str) -> Result<Arc<rustls::ServerCon
             expected: "CERTIFICATE",
         });
     }
-    let key = rustls_pemfile::private_key(&mut &key_pem[..])
-        .map_err(|source| TlsError::Read {
-            what: "server.tls_key_file",
-            path: key_file.to_owned(),
-            source,
-        })?
-        .ok_or_else(|| TlsError::Empty {
-            what: "server.tls_key_file",
-            path: key_file.to_owned(),
-            expected: "PRIVATE KEY",
-        })?;
+    let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::Empty {
+        what: "server.tls_key_file",
+        path: key_file.to_owned(),
+        expected: "PRIVATE KEY",
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -114,7 +117,8 @@ pub fn plaintext_warning(server: &ServerConfig) -> Option<String> {
     })
 }
 
-/// Serve `state` on `listener` until `shutdown` resolves; open requests are finished first.
+/// Serve `state` on `listener` until `shutdown` resolves; open requests get
+/// [`SHUTDOWN_GRACE`] to finish.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<AppState>,
@@ -126,10 +130,10 @@ pub async fn serve(
     } else {
         let c =
             load_tls(&config.tls_cert_file, &config.tls_key_file).map_err(std::io::Error::other)?;
-        let current = Arc::new(RwLock::new(TlsAcceptor::from(c)));
-        tokio::spawn(reload_on_sighup(current.clone(), config.clone()));
-        Some(current)
+        Some(Arc::new(RwLock::new(TlsAcceptor::from(c))))
     };
+    // Always handled: SIGHUP's default action would end the daemon (`systemctl reload`).
+    tokio::spawn(reload_on_sighup(tls.clone(), config.clone()));
     if let Some(w) = plaintext_warning(&config) {
         tracing::warn!("{w}");
     }
@@ -169,32 +173,123 @@ pub async fn serve(
         let http = http.clone();
         let watcher = graceful.watcher();
         let acceptor = tls.as_ref().map(|t| t.read().unwrap().clone());
-        let metrics_state = state.clone();
+        let open = OpenConnection::new(state.clone(), permit);
         tokio::spawn(async move {
-            metrics_state.metrics.connections_open.inc();
+            let _open = open;
             match acceptor {
                 None => {
-                    let conn = http.serve_connection(TokioIo::new(stream), service);
-                    let _ = watcher.watch(conn).await;
+                    let io = TokioIo::new(WriteStallTimeout::new(stream));
+                    let _ = watcher.watch(http.serve_connection(io, service)).await;
                 }
                 Some(acceptor) => {
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
-                            let conn = http.serve_connection(TokioIo::new(tls_stream), service);
-                            let _ = watcher.watch(conn).await;
+                            let io = TokioIo::new(WriteStallTimeout::new(tls_stream));
+                            let _ = watcher.watch(http.serve_connection(io, service)).await;
                         }
                         Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
             }
-            metrics_state.metrics.connections_open.dec();
-            drop(permit);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_s = SHUTDOWN_GRACE.as_secs(),
+            "requests still running at shutdown were cut off"
+        );
+    }
     Ok(())
+}
+
+/// One open client connection: its slot under `server.max_connections` and the gauge, both
+/// given back when the connection's task ends, however it ends.
+struct OpenConnection {
+    state: Arc<AppState>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl OpenConnection {
+    fn new(state: Arc<AppState>, slot: tokio::sync::OwnedSemaphorePermit) -> Self {
+        state.metrics.connections_open.inc();
+        Self { state, _slot: slot }
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.state.metrics.connections_open.dec();
+    }
+}
+
+/// A stream whose writes fail with `TimedOut` after [`WRITE_STALL`] without progress.
+struct WriteStallTimeout<S> {
+    inner: S,
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteStallTimeout<S> {
+    fn new(inner: S) -> Self {
+        Self { inner, stall: None }
+    }
+
+    /// After a pending write: arm the timer if it is not running; fail once it has fired.
+    fn stalled(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
+        let timer = self
+            .stall
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_STALL)));
+        timer.as_mut().poll(cx).map(|()| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client stopped reading the response",
+            )
+        })
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteStallTimeout<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteStallTimeout<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Pending => self.stalled(cx).map(Err),
+            ready => {
+                self.stall = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Pending => self.stalled(cx).map(Err),
+            ready => {
+                self.stall = None;
+                ready
+            }
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// The answer to a connection over the cap: `503 ERR_BUSY`, then close. Bounded in time, so a
@@ -210,16 +305,25 @@ async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), async {
         let _ = stream.write_all(response.as_bytes()).await;
         let _ = stream.shutdown().await;
+        // Read what the client sent until it closes: closing with unread data would reset
+        // the connection, and the client could see the reset instead of the 503.
+        let mut sink = [0u8; 1024];
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
     })
     .await;
 }
 
 /// Read the certificate and key again on every SIGHUP; keep the old pair if the new one fails.
-async fn reload_on_sighup(current: Arc<RwLock<TlsAcceptor>>, config: ServerConfig) {
+/// Without TLS there is nothing to reload, and SIGHUP is only logged.
+async fn reload_on_sighup(current: Option<Arc<RwLock<TlsAcceptor>>>, config: ServerConfig) {
     let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
         return;
     };
     while hup.recv().await.is_some() {
+        let Some(current) = &current else {
+            tracing::info!("SIGHUP: nothing to reload (no TLS certificate configured)");
+            continue;
+        };
         match load_tls(&config.tls_cert_file, &config.tls_key_file) {
             Ok(c) => {
                 *current.write().unwrap() = TlsAcceptor::from(c);

@@ -81,7 +81,7 @@ pub fn response_images(
     crate::store::Images {
         thumbnails: true,
         full: include_images.unwrap_or(false),
-        max_bytes: (state.config.server.max_response_mib << 20) / parts.max(1),
+        max_bytes: state.config.server.max_response_mib.saturating_mul(1 << 20) / parts.max(1),
     }
 }
 
@@ -158,12 +158,19 @@ async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> 
     response
 }
 
+/// How many times `server.request_timeout_s` a bulk enrolment (`PUT /persons`) may take.
+pub const BULK_DEADLINE_FACTOR: u32 = 10;
+
 /// The whole-request budget (`server.request_timeout_s`), body upload included: a client that
 /// trickles its body cannot hold a connection and a handler forever.
 async fn request_deadline(State(state): State<SharedState>, req: Request, next: Next) -> Response {
-    let limit = state.config.server.request_timeout_s;
+    let mut limit = state.config.server.request_timeout_s;
     if limit == 0 {
         return next.run(req).await;
+    }
+    if req.method() == axum::http::Method::PUT && req.uri().path() == "/persons" {
+        // A bulk enrolment of up to max_bulk_items photos is long, legitimate work.
+        limit = limit.saturating_mul(BULK_DEADLINE_FACTOR);
     }
     match tokio::time::timeout(std::time::Duration::from_secs(limit as u64), next.run(req)).await {
         Ok(response) => response,

@@ -12,7 +12,7 @@ use super::collections::ListQuery;
 use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::extract::{
     check_collection_name, check_metadata, check_person_id, check_person_name, check_score,
-    encode_base64, from_json_value, parse_json, read_body, ApiJson, ApiQuery,
+    encode_base64, parse_json, read_body, ApiJson, ApiQuery,
 };
 use super::faces::{analyse, Analysis, Wanted};
 use super::{AppState, SharedState};
@@ -70,14 +70,18 @@ pub struct BulkBody {
 }
 
 thread_local! {
-    /// The item limit of the bulk body being parsed on this thread (see [`parse_bulk`]).
-    static BULK_ITEM_LIMIT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+    /// The item limit of the bulk body being parsed on this thread, and whether it was hit
+    /// (see [`parse_bulk`]): serde offers no other way to hand a run-time limit to a field's
+    /// `Deserialize`.
+    static BULK_ITEM_LIMIT: std::cell::Cell<(usize, bool)> =
+        const { std::cell::Cell::new((usize::MAX, false)) };
 }
 
-/// The raw items of a bulk request. Counted while they are parsed, so an array of a million
+/// The raw items of a bulk request, each kept as its JSON text (no tree of values is built,
+/// however deep or wide an item is). Counted while they are parsed, so an array of a million
 /// tiny elements is refused at the limit instead of being built first.
 #[derive(Debug, Default)]
-pub struct BulkItems(pub Vec<serde_json::Value>);
+pub struct BulkItems(pub Vec<Box<serde_json::value::RawValue>>);
 
 impl<'de> Deserialize<'de> for BulkItems {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -91,11 +95,12 @@ impl<'de> Deserialize<'de> for BulkItems {
                 self,
                 mut seq: A,
             ) -> Result<BulkItems, A::Error> {
-                let limit = BULK_ITEM_LIMIT.with(|l| l.get());
+                let (limit, _) = BULK_ITEM_LIMIT.with(|l| l.get());
                 let mut items =
                     Vec::with_capacity(seq.size_hint().unwrap_or(0).min(limit).min(1024));
-                while let Some(item) = seq.next_element::<serde_json::Value>()? {
+                while let Some(item) = seq.next_element::<Box<serde_json::value::RawValue>>()? {
                     if items.len() == limit {
+                        BULK_ITEM_LIMIT.with(|l| l.set((limit, true)));
                         return Err(serde::de::Error::custom(format!(
                             "at most {limit} persons per request (server.max_bulk_items); \
                              send the rest in further requests"
@@ -112,11 +117,11 @@ impl<'de> Deserialize<'de> for BulkItems {
 
 /// Parse a bulk body, refusing more than `limit` items while parsing.
 pub fn parse_bulk(bytes: &[u8], limit: usize) -> Result<BulkBody, ApiError> {
-    BULK_ITEM_LIMIT.with(|l| l.set(limit));
+    BULK_ITEM_LIMIT.with(|l| l.set((limit, false)));
     let parsed = parse_json::<BulkBody>(bytes);
-    BULK_ITEM_LIMIT.with(|l| l.set(usize::MAX));
+    let (_, hit) = BULK_ITEM_LIMIT.with(|l| l.replace((usize::MAX, false)));
     parsed.map_err(|e| {
-        if e.message.contains("server.max_bulk_items") {
+        if hit {
             // The message names the limit; the status says the request was too large.
             ApiError::with_message(ErrorCode::ErrPayloadTooLarge, e.message)
                 .with_metadata("field", "persons")
@@ -412,17 +417,23 @@ pub async fn bulk_upsert(
 /// One bulk item: checked, then analysed through the worker queue.
 async fn bulk_item(
     state: &SharedState,
-    raw: serde_json::Value,
+    raw: Box<serde_json::value::RawValue>,
     wanted: Wanted,
     storage: FaceStorage,
 ) -> (Option<String>, Result<Enrolment, ApiError>) {
-    let id = raw
-        .get("person_id")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned);
-    let item: BulkItem = match from_json_value(raw) {
+    let item: BulkItem = match parse_json(raw.get().as_bytes()) {
         Ok(item) => item,
-        Err(e) => return (id, Err(e)),
+        Err(e) => {
+            /// Just the id of an item that does not parse, to name it in its result.
+            #[derive(Deserialize)]
+            struct IdOnly {
+                person_id: Option<String>,
+            }
+            let id = serde_json::from_str::<IdOnly>(raw.get())
+                .ok()
+                .and_then(|i| i.person_id);
+            return (id, Err(e));
+        }
     };
     let person_name = item.person_name.unwrap_or_default();
     let metadata = item.metadata.unwrap_or_default();

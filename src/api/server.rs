@@ -52,8 +52,9 @@ pub fn open_state(config: Config, data_dir: &Path, keys: ApiKeys) -> Result<AppS
         metric: info.metric,
     };
     let options = StoreOptions {
-        map_size: config.store.map_size_mib << 20,
-        max_map_size: config.store.max_map_mib << 20,
+        // Saturating: on a 32-bit board 16384 MiB does not fit in a usize.
+        map_size: config.store.map_size_mib.saturating_mul(1 << 20),
+        max_map_size: config.store.max_map_mib.saturating_mul(1 << 20),
         ..StoreOptions::default()
     };
     let store = Store::open(data_dir, model, &options, Arc::new(SystemClock))?;

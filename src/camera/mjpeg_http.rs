@@ -18,9 +18,19 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// capture thread then beats again well inside the systemd watchdog period (30 s).
 const FRAME_DEADLINE: Duration = Duration::from_secs(10);
 
+/// The request and the response head must come within this. ureq's read timeout is per read,
+/// so a server that trickles its response head would otherwise block the opening forever.
+const OPEN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// What a connection attempt hands back.
+type Opened = Result<Box<dyn FrameSource>, CameraError>;
+
 pub struct MjpegOpener {
     url: String,
     limits: DecodeLimits,
+    /// A connection attempt that outlived [`OPEN_DEADLINE`]: the next `open` waits for it
+    /// again instead of starting another, so a stalling server holds at most one thread.
+    pending: Option<std::sync::mpsc::Receiver<Opened>>,
 }
 
 impl MjpegOpener {
@@ -28,41 +38,76 @@ impl MjpegOpener {
         Self {
             url: url.to_owned(),
             limits,
+            pending: None,
         }
     }
 }
 
 impl SourceOpener for MjpegOpener {
+    /// Connects on a helper thread and waits at most [`OPEN_DEADLINE`] for the response head,
+    /// so the capture thread keeps beating (the systemd watchdog) whatever the server does.
     fn open(&mut self) -> Result<Box<dyn FrameSource>, CameraError> {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(CONNECT_TIMEOUT)
-            .timeout_read(READ_TIMEOUT)
-            .build();
-        let response = agent
-            .get(&self.url)
-            .call()
-            // ureq's error text quotes the URL, credentials and all.
-            .map_err(|e| CameraError::Unavailable(redact_urls(&e.to_string())))?;
-        let content_type = response.header("content-type").unwrap_or("").to_owned();
-        let boundary = boundary_of(&content_type).ok_or_else(|| {
-            CameraError::Unavailable(format!(
-                "{} answered {content_type:?}, not multipart/x-mixed-replace with a boundary",
-                redact_urls(&self.url)
-            ))
-        })?;
-        let reader = DeadlineReader {
-            inner: response.into_reader() as Box<dyn Read + Send>,
-            deadline: Instant::now() + FRAME_DEADLINE,
+        let attempt = match self.pending.take() {
+            Some(rx) => rx,
+            None => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                let (url, limits) = (self.url.clone(), self.limits);
+                std::thread::Builder::new()
+                    .name("mjpeg-open".into())
+                    .spawn(move || {
+                        let _ = tx.send(connect(&url, limits));
+                    })
+                    .map_err(|e| CameraError::Unavailable(format!("cannot start a thread: {e}")))?;
+                rx
+            }
         };
-        Ok(Box::new(MjpegSource {
-            parts: MultipartReader::new(BufReader::new(reader), &boundary),
-            limits: self.limits,
-        }))
+        match attempt.recv_timeout(OPEN_DEADLINE) {
+            Ok(opened) => opened,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                self.pending = Some(attempt);
+                Err(CameraError::Unavailable(format!(
+                    "{}: no response head within {} s",
+                    redact_urls(&self.url),
+                    OPEN_DEADLINE.as_secs()
+                )))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(CameraError::Unavailable(
+                "the connection attempt ended without a result".into(),
+            )),
+        }
     }
 
     fn describe(&self) -> String {
         format!("mjpeg {}", redact_urls(&self.url))
     }
+}
+
+/// Request the stream and check that it is multipart.
+fn connect(url: &str, limits: DecodeLimits) -> Opened {
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(CONNECT_TIMEOUT)
+        .timeout_read(READ_TIMEOUT)
+        .build();
+    let response = agent
+        .get(url)
+        .call()
+        // ureq's error text quotes the URL, credentials and all.
+        .map_err(|e| CameraError::Unavailable(redact_urls(&e.to_string())))?;
+    let content_type = response.header("content-type").unwrap_or("").to_owned();
+    let boundary = boundary_of(&content_type).ok_or_else(|| {
+        CameraError::Unavailable(format!(
+            "{} answered {content_type:?}, not multipart/x-mixed-replace with a boundary",
+            redact_urls(url)
+        ))
+    })?;
+    let reader = DeadlineReader {
+        inner: response.into_reader() as Box<dyn Read + Send>,
+        deadline: Instant::now() + FRAME_DEADLINE,
+    };
+    Ok(Box::new(MjpegSource {
+        parts: MultipartReader::new(BufReader::new(reader), &boundary),
+        limits,
+    }))
 }
 
 /// The boundary parameter of a `multipart/x-mixed-replace` content type.
@@ -386,5 +431,34 @@ mod tests {
         assert_eq!(e.kind(), std::io::ErrorKind::TimedOut);
         r.deadline = Instant::now() + Duration::from_secs(5);
         assert_eq!(r.read(&mut [0u8; 4]).unwrap(), 4);
+    }
+
+    #[test]
+    fn a_server_trickling_its_response_head_fails_the_opening_within_its_deadline() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let (mut c, _) = listener.accept().unwrap();
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\n");
+            for _ in 0..15 {
+                std::thread::sleep(Duration::from_secs(1));
+                if c.write_all(b"X").is_err() {
+                    return;
+                }
+            }
+        });
+        let mut opener = MjpegOpener::new(
+            &format!("http://127.0.0.1:{port}/v"),
+            DecodeLimits::default(),
+        );
+        let t = Instant::now();
+        let err = opener.open().err().unwrap();
+        assert!(err.to_string().contains("no response head"), "{err}");
+        assert!(t.elapsed() < OPEN_DEADLINE + Duration::from_secs(2));
+        assert!(
+            opener.pending.is_some(),
+            "the attempt is waited for again, not repeated"
+        );
     }
 }

@@ -2,22 +2,16 @@
 //! logged. IP cameras put passwords in the URL (`http://admin:secret@cam/video`) or its query
 //! (`?pwd=`, `?token=`), and HTTP client errors quote the URL they failed on.
 
-/// Query parameters whose values are secrets.
-const SECRET_PARAMS: [&str; 13] = [
-    "pwd",
-    "password",
-    "passwd",
-    "pass",
-    "token",
-    "access_token",
-    "auth",
-    "key",
-    "apikey",
-    "api_key",
-    "secret",
-    "sig",
-    "signature",
+/// Query parameters whose names contain one of these (any case) hold secrets: `pwd`,
+/// `password`, `loginpas`, `psw`, `access_token`, `apikey`, `auth`, `sig`, `credentials`…
+const SECRET_PARTS: [&str; 9] = [
+    "pas", "pwd", "psw", "token", "secret", "key", "auth", "sig", "cred",
 ];
+
+fn is_secret_param(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name == "pw" || SECRET_PARTS.iter().any(|p| name.contains(p))
+}
 
 const REDACTED: &str = "***";
 
@@ -63,7 +57,7 @@ fn redact_one(url: &str, out: &mut String) {
                 out.push('&');
             }
             match pair.split_once('=') {
-                Some((k, _)) if SECRET_PARAMS.iter().any(|s| s.eq_ignore_ascii_case(k)) => {
+                Some((k, _)) if is_secret_param(k) => {
                     out.push_str(k);
                     out.push('=');
                     out.push_str(REDACTED);
@@ -112,6 +106,11 @@ mod tests {
         );
         let r = redact_urls("http://cam/v?password=a@b");
         assert_eq!(r, "http://cam/v?password=***");
+        let r = redact_urls("http://cam/videostream.cgi?loginuse=admin&loginpas=x1&PSW=y2&pw=z3");
+        assert_eq!(
+            r,
+            "http://cam/videostream.cgi?loginuse=admin&loginpas=***&PSW=***&pw=***"
+        );
     }
 
     #[test]

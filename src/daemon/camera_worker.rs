@@ -484,7 +484,13 @@ impl CameraWorker {
         let access = door.as_ref().map(|_| AccessMessage {
             granted: kind == DecisionKind::Match,
             person_id,
-            person_name,
+            // Names are bounded at the API, but a person enrolled before the bound may have
+            // any length: the grant must still fit in a packet.
+            person_name: person_name.map(|n| {
+                n.chars()
+                    .take(crate::api::extract::MAX_PERSON_NAME_CHARS)
+                    .collect()
+            }),
             reason: kind,
             event_id: event_id.clone(),
             ts,

@@ -37,6 +37,8 @@ pub enum DecodeError {
     },
     #[error("the image is {width}×{height} pixels, an aspect ratio above the limit of {limit}:1")]
     TooNarrow { width: u32, height: u32, limit: f32 },
+    #[error("decoding the image needs more than the limit of {limit_mib} MiB")]
+    DecoderLimit { limit_mib: u64 },
 }
 
 /// What an image may cost before a pixel of it is decoded. Every limit is checked against the
@@ -70,8 +72,15 @@ impl DecodeLimits {
         }
     }
 
-    /// Refuse a declared size and pixel format that would break a limit.
-    pub fn check(&self, width: u32, height: u32, bytes_per_pixel: u64) -> Result<(), DecodeError> {
+    /// Refuse a declared size and pixel format that would break a limit. `rotated`: the
+    /// EXIF orientation asks for a turn or flip, which takes one more RGB copy.
+    pub fn check(
+        &self,
+        width: u32,
+        height: u32,
+        bytes_per_pixel: u64,
+        rotated: bool,
+    ) -> Result<(), DecodeError> {
         if width < MIN_SIDE || height < MIN_SIDE {
             return Err(DecodeError::TooSmall { width, height });
         }
@@ -93,7 +102,8 @@ impl DecodeLimits {
         }
         // The decoder's buffer, and the RGB copy unless the image is 8-bit RGB already.
         let rgb_copy = if bytes_per_pixel == 3 { 0 } else { 3 };
-        let bytes = pixels * (bytes_per_pixel + rgb_copy);
+        let turn_copy = if rotated { 3 } else { 0 };
+        let bytes = pixels * (bytes_per_pixel + rgb_copy + turn_copy);
         if bytes > self.max_decoded_bytes {
             return Err(DecodeError::TooManyBytes {
                 width,
@@ -147,16 +157,17 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, DecodeErr
         other => corrupt(other),
     })?;
     let (width, height) = decoder.dimensions();
-    limits.check(width, height, decoder.color_type().bytes_per_pixel() as u64)?;
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
+    limits.check(
+        width,
+        height,
+        decoder.color_type().bytes_per_pixel() as u64,
+        orientation != image::metadata::Orientation::NoTransforms,
+    )?;
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| match e {
-        image::ImageError::Limits(_) => DecodeError::TooManyBytes {
-            width,
-            height,
-            bytes_per_pixel: 0,
-            mib: 0,
+        image::ImageError::Limits(_) => DecodeError::DecoderLimit {
             limit_mib: limits.max_decoded_bytes >> 20,
         },
         other => corrupt(other),
@@ -232,11 +243,15 @@ mod tests {
     fn a_deep_pixel_format_is_refused_by_its_decoded_bytes_before_decoding() {
         // 40 MP of 16-bit RGBA is 8 bytes a pixel: 320 MB of pixels, refused at the header.
         let limits = DecodeLimits::default();
-        let err = limits.check(8000, 5000, 8).unwrap_err();
+        let err = limits.check(8000, 5000, 8, false).unwrap_err();
         assert!(matches!(err, DecodeError::TooManyBytes { .. }), "{err}");
         assert!(
-            limits.check(8000, 5000, 3).is_ok(),
+            limits.check(8000, 5000, 3, false).is_ok(),
             "40 MP of 8-bit RGB fits"
+        );
+        assert!(
+            limits.check(8000, 5000, 3, true).is_err(),
+            "turning it takes a second copy"
         );
         // A real 16-bit RGBA PNG against a small budget.
         let img = DynamicImage::ImageRgba16(image::ImageBuffer::from_pixel(
@@ -255,11 +270,11 @@ mod tests {
     #[test]
     fn an_extreme_aspect_ratio_is_refused_before_decoding() {
         let limits = DecodeLimits::default();
-        let err = limits.check(2_500_000, 16, 3).unwrap_err();
+        let err = limits.check(2_500_000, 16, 3, false).unwrap_err();
         assert!(matches!(err, DecodeError::TooNarrow { .. }), "{err}");
         let img = DynamicImage::ImageRgb8(RgbImage::new(16 * 40, 16));
         let err = decode(&png_bytes(&img), &limits).unwrap_err();
         assert!(matches!(err, DecodeError::TooNarrow { .. }), "{err}");
-        assert!(limits.check(1920, 1080, 3).is_ok());
+        assert!(limits.check(1920, 1080, 3, false).is_ok());
     }
 }

@@ -134,6 +134,10 @@ pub fn publish_packet_size(topic: &str, payload: usize) -> usize {
     1 + length_bytes + remaining
 }
 
+/// A dropped connection is blamed on the message in flight only if it was sent this recently:
+/// a broker refusing a packet drops the connection at once, a flaky network at any time.
+const STRIKE_WINDOW: Duration = Duration::from_secs(5);
+
 /// Which outbox message keeps making the broker drop the connection.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Strikes {
@@ -145,7 +149,11 @@ impl Strikes {
     /// A connection ended in an error with `oldest` the oldest outbox message published and
     /// not acknowledged. Returns the key to set aside when it has now had `MAX_STRIKES`.
     pub fn connection_lost(&mut self, oldest: Option<u64>) -> Option<u64> {
-        let key = oldest?;
+        let Some(key) = oldest else {
+            // A drop with nothing (recent) in flight: the network, not a message.
+            *self = Strikes::default();
+            return None;
+        };
         if self.key == Some(key) {
             self.count += 1;
         } else {
@@ -300,14 +308,14 @@ impl Publisher {
                         }
                         Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                             if let Some(Sent::Outbox(key)) = session.sent.pop_front() {
-                                session.inflight.insert(pkid, key);
+                                session.inflight.insert(pkid, (key, std::time::Instant::now()));
                                 if let Some(t) = self.times.take(key) {
                                     (self.observer)(t.elapsed());
                                 }
                             }
                         }
                         Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                            let outbox_ack = session.inflight.remove(&ack.pkid);
+                            let outbox_ack = session.inflight.remove(&ack.pkid).map(|(key, _)| key);
                             if outbox_ack.is_some() || self.outbox.depth() == 0 {
                                 // A publish went through: the link works.
                                 backoff = BACKOFF_FIRST;
@@ -336,11 +344,12 @@ impl Publisher {
             };
             self.status.connected.store(false, Ordering::Relaxed);
             *self.status.last_error.lock().unwrap() = Some((error.to_string(), SystemTime::now()));
-            if let Some(key) = strikes.connection_lost(session.inflight.values().min().copied()) {
+            if let Some(key) = strikes.connection_lost(session.suspect()) {
                 let why = format!(
                     "the broker dropped the connection each of the {MAX_STRIKES} times this \
                      message was the oldest unacknowledged one ({error})"
                 );
+                self.times.take(key);
                 if let Err(e) = self.outbox.dead_letter(key, &why) {
                     tracing::error!(error = %e, "cannot set a message aside as a dead letter");
                 }
@@ -422,6 +431,7 @@ impl Publisher {
         for (key, m) in batch {
             if publish_packet_size(&m.topic, m.payload.len()) > self.max_packet {
                 // rumqttc would refuse it and drop the connection, on every connection.
+                self.times.take(key);
                 if let Err(e) = self
                     .outbox
                     .dead_letter(key, "larger than mqtt.max_packet_kib")
@@ -472,8 +482,19 @@ struct Session {
     connected: bool,
     sent: VecDeque<Sent>,
     /// Packet id → outbox key of published, unacknowledged outbox messages.
-    inflight: HashMap<u16, u64>,
+    inflight: HashMap<u16, (u64, std::time::Instant)>,
     last_queued: Option<u64>,
+}
+
+impl Session {
+    /// The oldest outbox message in flight, if it went out within [`STRIKE_WINDOW`].
+    fn suspect(&self) -> Option<u64> {
+        self.inflight
+            .values()
+            .min_by_key(|(key, _)| *key)
+            .filter(|(_, sent)| sent.elapsed() <= STRIKE_WINDOW)
+            .map(|(key, _)| *key)
+    }
 }
 
 #[cfg(test)]
@@ -502,14 +523,14 @@ mod tests {
     fn a_message_is_set_aside_after_the_broker_drops_it_three_times_in_a_row() {
         let mut s = Strikes::default();
         assert_eq!(s.connection_lost(Some(7)), None);
-        assert_eq!(
-            s.connection_lost(None),
-            None,
-            "nothing in flight says nothing"
-        );
         assert_eq!(s.connection_lost(Some(7)), None);
         assert_eq!(s.connection_lost(Some(7)), Some(7));
         assert_eq!(s, Strikes::default());
+        // A drop with nothing in flight is the network: the count starts again.
+        s.connection_lost(Some(7));
+        s.connection_lost(Some(7));
+        assert_eq!(s.connection_lost(None), None);
+        assert_eq!(s.connection_lost(Some(7)), None);
     }
 
     #[test]
