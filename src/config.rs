@@ -1270,7 +1270,7 @@ flush_timeout_s = 5.0
 # replay_loop = true
 # # Collection searched for this camera's faces.
 # collection = "default"
-# # A match needs a fused similarity_score at or above this (0.7 = FMR 1e-5, see README).
+# # A match needs a fused similarity_score at or above this (0.7 = FMR 1e-5, see docs/accuracy.md).
 # min_similarity_score = 0.7
 # # Liveness required before a match: "off", "still" (still checks + PAD on the best frame)
 # # or "track" (also 3-D head motion over the track).

@@ -830,7 +830,7 @@ fn run_eval(config: &Config, pairs_path: &Path, all: bool, threads: Option<usize
         for (k, v) in ap_json.as_object().expect("struct serialises to an object") {
             out[k] = v.clone();
         }
-        // True-match rate over all genuine pairs at the README's score levels.
+        // True-match rate over all genuine pairs at the score levels of docs/accuracy.md.
         let mut levels = serde_json::Map::new();
         for s in [0.5f32, 0.6, 0.67, 0.7, 0.8] {
             let rate = ap.true_match_rate(metric.closeness(cal.raw_threshold(s)));

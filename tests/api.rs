@@ -1,4 +1,4 @@
-//! The HTTP API against the contract (`../shared/reference/api.md`): a real `facegate serve`
+//! The HTTP API against the contract (`docs/api.md`): a real `facegate serve`
 //! on an ephemeral port, real LMDB in a temp dir, real models on the fixture photos.
 
 mod common;

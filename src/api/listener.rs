@@ -39,6 +39,10 @@ pub const WRITE_STALL: Duration = Duration::from_secs(30);
 /// are dropped: the daemon still has to stop its cameras and flush the outbox within
 /// systemd's stop timeout (20 s).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Refusals (503 answers to connections over the cap) in progress at most; past that a
+/// connection over the cap is closed at once, so a flood cannot turn refusals into the file
+/// descriptors the cap protects.
+const MAX_REFUSING: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -145,6 +149,7 @@ pub async fn serve(
         .header_read_timeout(header_timeout)
         .keep_alive(true);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -161,7 +166,12 @@ pub async fn serve(
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             state.metrics.connections_refused.inc();
-            tokio::spawn(refuse(stream));
+            if let Ok(refusal) = refusing.clone().try_acquire_owned() {
+                tokio::spawn(async move {
+                    refuse(stream).await;
+                    drop(refusal);
+                });
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);

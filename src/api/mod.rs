@@ -1,4 +1,4 @@
-//! The HTTP API (OpenCV FR Server compatible, see `../shared/reference/api.md`): axum routes,
+//! The HTTP API (OpenCV FR Server compatible, reference in `docs/api.md`): axum routes,
 //! `x-api-key` auth, the error envelope, metrics and the OpenAPI document with an offline
 //! Swagger UI.
 

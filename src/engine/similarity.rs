@@ -35,8 +35,8 @@ pub struct Calibration {
 // Measured with `facegate eval --pairs ../shared/eval/faces/pairs.csv --all-pairs` on the
 // default configuration (both detector ranges, one FaceMesh pass, mirrored averaging): 2,687
 // images, 3,605,038 impostor pairs, no failure to enrol. The `calibration_knots` it prints are
-// these tables; re-run it and paste them when the pipeline changes. See README "Similarity
-// score".
+// these tables; re-run it and paste them when the pipeline changes. See docs/accuracy.md,
+// "Similarity score".
 const ARCFACE512: Calibration = Calibration {
     metric: Metric::Cosine,
     knots: [

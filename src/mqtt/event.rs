@@ -1,5 +1,5 @@
-//! The event and access messages (schema: `event.schema.json` next to this file, and the
-//! README's "MQTT messages" section).
+//! The event and access messages (schema: `event.schema.json` next to this file, and
+//! `docs/mqtt.md`).
 
 use std::collections::BTreeMap;
 

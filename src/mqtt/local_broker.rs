@@ -62,6 +62,7 @@ impl LocalBroker {
             );
         }
         // As root, mosquitto would switch to the `mosquitto` user and lose access to `dir`.
+        // SAFETY: geteuid has no preconditions and cannot fail.
         if unsafe { libc::geteuid() } == 0 {
             text += "user root\n";
         }
@@ -105,6 +106,7 @@ impl LocalBroker {
     /// SIGTERM (mosquitto saves its sessions when persistent) and wait.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // SAFETY: kill(2) on the pid of our child, not yet reaped (so not reused).
             unsafe {
                 libc::kill(c.id() as i32, libc::SIGTERM);
             }

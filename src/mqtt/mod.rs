@@ -6,6 +6,7 @@ pub mod event;
 pub mod local_broker;
 pub mod outbox;
 pub mod publisher;
+pub mod session;
 
 /// The topics of one appliance.
 #[derive(Debug, Clone, PartialEq, Eq)]

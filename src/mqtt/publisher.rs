@@ -6,7 +6,7 @@
 //! one is re-sent behind our back: after a reconnect the outbox is replayed from its oldest
 //! message, which keeps delivery in order (at least once).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -16,14 +16,10 @@ use serde::Serialize;
 use tokio::sync::{watch, Notify};
 
 use super::outbox::{Outbox, OutboxMessage};
+use super::session::{Session, Strikes, MAX_STRIKES, WINDOW};
 use super::Topics;
 use crate::config::MqttConfig;
 
-/// Outbox messages published and not yet acknowledged, at most.
-const WINDOW: usize = 32;
-/// Connections a message may be the oldest unacknowledged one on when the broker drops them,
-/// before it is taken for the cause and set aside as a dead letter.
-const MAX_STRIKES: u32 = 3;
 const BACKOFF_FIRST: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 
@@ -134,48 +130,6 @@ pub fn publish_packet_size(topic: &str, payload: usize) -> usize {
     1 + length_bytes + remaining
 }
 
-/// A dropped connection is blamed on the message in flight only if it was sent this recently:
-/// a broker refusing a packet drops the connection at once, a flaky network at any time.
-const STRIKE_WINDOW: Duration = Duration::from_secs(5);
-
-/// Which outbox message keeps making the broker drop the connection.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Strikes {
-    key: Option<u64>,
-    count: u32,
-}
-
-impl Strikes {
-    /// A connection ended in an error with `oldest` the oldest outbox message published and
-    /// not acknowledged. Returns the key to set aside when it has now had `MAX_STRIKES`.
-    pub fn connection_lost(&mut self, oldest: Option<u64>) -> Option<u64> {
-        let Some(key) = oldest else {
-            // A drop with nothing (recent) in flight: the network, not a message.
-            *self = Strikes::default();
-            return None;
-        };
-        if self.key == Some(key) {
-            self.count += 1;
-        } else {
-            *self = Strikes {
-                key: Some(key),
-                count: 1,
-            };
-        }
-        (self.count >= MAX_STRIKES).then(|| {
-            *self = Strikes::default();
-            key
-        })
-    }
-
-    /// The broker acknowledged `key`: whatever drops the connection, it is not this message.
-    pub fn acknowledged(&mut self, key: u64) {
-        if self.key == Some(key) {
-            *self = Strikes::default();
-        }
-    }
-}
-
 /// rumqttc options from the config: persistent session, QoS 1 Last Will, raised packet limit.
 pub fn options(config: &MqttConfig, topics: &Topics) -> Result<MqttOptions, MqttSetupError> {
     let client_id = if config.client_id.is_empty() {
@@ -248,12 +202,6 @@ pub fn options(config: &MqttConfig, topics: &Topics) -> Result<MqttOptions, Mqtt
     Ok(o)
 }
 
-/// A request handed to rumqttc whose `Outgoing::Publish` has not been seen yet.
-enum Sent {
-    Outbox(u64),
-    Other,
-}
-
 impl Publisher {
     /// Run until `stop` turns true; then flush the outbox for up to the flush timeout, publish
     /// `offline` and disconnect.
@@ -270,9 +218,10 @@ impl Publisher {
                     stopping = Some(tokio::time::Instant::now() + self.flush_timeout);
                 }
                 if let Some(deadline) = stopping {
-                    let flushed = self.outbox.depth() == 0 && session.inflight.is_empty();
-                    if flushed || !session.connected || tokio::time::Instant::now() >= deadline {
-                        self.disconnect(&client, &mut eventloop, session.connected)
+                    let flushed = self.outbox.depth() == 0 && session.nothing_in_flight();
+                    if flushed || !session.is_connected() || tokio::time::Instant::now() >= deadline
+                    {
+                        self.disconnect(&client, &mut eventloop, session.is_connected())
                             .await;
                         return;
                     }
@@ -286,7 +235,7 @@ impl Publisher {
                         }
                         continue;
                     }
-                    _ = self.wake.notified(), if session.connected => {
+                    _ = self.wake.notified(), if session.is_connected() => {
                         self.fill_window(&client, &mut session);
                     }
                     _ = tick, if stopping.is_some() => {}
@@ -295,7 +244,7 @@ impl Publisher {
                             // The backoff is not reset here: a broker that accepts the
                             // connection and drops it on the first message would otherwise be
                             // reconnected to at full speed forever.
-                            session = Session { connected: true, ..Session::default() };
+                            session = Session::connected();
                             self.status.connected.store(true, Ordering::Relaxed);
                             self.status.connections.fetch_add(1, Ordering::Relaxed);
                             tracing::info!(session_present = ack.session_present,
@@ -307,15 +256,14 @@ impl Publisher {
                             self.fill_window(&client, &mut session);
                         }
                         Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                            if let Some(Sent::Outbox(key)) = session.sent.pop_front() {
-                                session.inflight.insert(pkid, (key, std::time::Instant::now()));
+                            if let Some(key) = session.published(pkid, std::time::Instant::now()) {
                                 if let Some(t) = self.times.take(key) {
                                     (self.observer)(t.elapsed());
                                 }
                             }
                         }
                         Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                            let outbox_ack = session.inflight.remove(&ack.pkid).map(|(key, _)| key);
+                            let outbox_ack = session.acknowledged(ack.pkid);
                             if outbox_ack.is_some() || self.outbox.depth() == 0 {
                                 // A publish went through: the link works.
                                 backoff = BACKOFF_FIRST;
@@ -344,7 +292,7 @@ impl Publisher {
             };
             self.status.connected.store(false, Ordering::Relaxed);
             *self.status.last_error.lock().unwrap() = Some((error.to_string(), SystemTime::now()));
-            if let Some(key) = strikes.connection_lost(session.suspect()) {
+            if let Some(key) = strikes.connection_lost(session.suspect(std::time::Instant::now())) {
                 let why = format!(
                     "the broker dropped the connection each of the {MAX_STRIKES} times this \
                      message was the oldest unacknowledged one ({error})"
@@ -357,7 +305,7 @@ impl Publisher {
             // One warning when a working link goes down; the refused reconnects that follow
             // while the broker is away are debug lines (/health counts them), so an outage of
             // hours does not fill the journal.
-            if session.connected {
+            if session.is_connected() {
                 unreachable_reported = false;
                 tracing::warn!(error = %error, retry_in = ?backoff, backlog = self.outbox.depth(), "MQTT connection lost");
             } else if !unreachable_reported {
@@ -386,7 +334,7 @@ impl Publisher {
             .try_publish(self.topics.status(), QoS::AtLeastOnce, true, "online")
             .is_ok()
         {
-            session.sent.push_back(Sent::Other);
+            session.queued_other();
         }
         self.announce_discovery(client, session);
     }
@@ -402,26 +350,18 @@ impl Publisher {
                 )
                 .is_ok()
             {
-                session.sent.push_back(Sent::Other);
+                session.queued_other();
             }
         }
     }
 
     /// Publish outbox messages after the last one handed over, up to the window.
     fn fill_window(&self, client: &AsyncClient, session: &mut Session) {
-        let in_window = session.inflight.len()
-            + session
-                .sent
-                .iter()
-                .filter(|s| matches!(s, Sent::Outbox(_)))
-                .count();
-        if in_window >= WINDOW {
+        let room = session.room();
+        if room == 0 {
             return;
         }
-        let batch = match self
-            .outbox
-            .next_after(session.last_queued, WINDOW - in_window)
-        {
+        let batch = match self.outbox.next_after(session.last_queued(), room) {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the outbox");
@@ -438,7 +378,7 @@ impl Publisher {
                 {
                     tracing::error!(error = %e, "cannot set a message aside as a dead letter");
                 }
-                session.last_queued = Some(key);
+                session.skipped(key);
                 continue;
             }
             if client
@@ -447,8 +387,7 @@ impl Publisher {
             {
                 return;
             }
-            session.sent.push_back(Sent::Outbox(key));
-            session.last_queued = Some(key);
+            session.queued(key);
         }
     }
 
@@ -477,26 +416,6 @@ impl Publisher {
     }
 }
 
-#[derive(Default)]
-struct Session {
-    connected: bool,
-    sent: VecDeque<Sent>,
-    /// Packet id → outbox key of published, unacknowledged outbox messages.
-    inflight: HashMap<u16, (u64, std::time::Instant)>,
-    last_queued: Option<u64>,
-}
-
-impl Session {
-    /// The oldest outbox message in flight, if it went out within [`STRIKE_WINDOW`].
-    fn suspect(&self) -> Option<u64> {
-        self.inflight
-            .values()
-            .min_by_key(|(key, _)| *key)
-            .filter(|(_, sent)| sent.elapsed() <= STRIKE_WINDOW)
-            .map(|(key, _)| *key)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,32 +436,5 @@ mod tests {
                 "{topic} {payload}"
             );
         }
-    }
-
-    #[test]
-    fn a_message_is_set_aside_after_the_broker_drops_it_three_times_in_a_row() {
-        let mut s = Strikes::default();
-        assert_eq!(s.connection_lost(Some(7)), None);
-        assert_eq!(s.connection_lost(Some(7)), None);
-        assert_eq!(s.connection_lost(Some(7)), Some(7));
-        assert_eq!(s, Strikes::default());
-        // A drop with nothing in flight is the network: the count starts again.
-        s.connection_lost(Some(7));
-        s.connection_lost(Some(7));
-        assert_eq!(s.connection_lost(None), None);
-        assert_eq!(s.connection_lost(Some(7)), None);
-    }
-
-    #[test]
-    fn an_acknowledged_or_different_message_restarts_the_count() {
-        let mut s = Strikes::default();
-        s.connection_lost(Some(7));
-        s.connection_lost(Some(7));
-        s.acknowledged(7);
-        assert_eq!(s.connection_lost(Some(7)), None);
-        s.connection_lost(Some(8));
-        s.connection_lost(Some(7));
-        assert_eq!(s.connection_lost(Some(7)), None);
-        assert_eq!(s.connection_lost(Some(7)), Some(7));
     }
 }

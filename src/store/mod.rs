@@ -350,6 +350,15 @@ impl Store {
     /// does not report where it mapped the file (`mdb_env_info` gives an address only with
     /// `MDB_FIXEDMAP`), so the mapping is found in `/proc/self/maps`.
     fn release_mapped_pages(&self) {
+        // The reasoning below holds only for LMDB's read-only map: with MDB_WRITEMAP the map
+        // is written through, and dropping its pages could drop unwritten data.
+        match self.env.get_flags() {
+            Ok(flags) if flags & heed::EnvFlags::WRITE_MAP.bits() == 0 => {}
+            other => {
+                tracing::debug!(?other, "map not known to be read-only: pages kept resident");
+                return;
+            }
+        }
         let file = self.dir.join("data.mdb");
         let file = std::fs::canonicalize(&file).unwrap_or(file);
         let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
@@ -377,8 +386,15 @@ impl Store {
             // file mapping only drops this process's page-table entries; the data stays in the
             // file and the page cache, and a later read faults it back in, so this is safe even
             // with a read transaction open.
-            unsafe {
-                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED);
+            let rc = unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
+            };
+            if rc != 0 {
+                // Only a memory saving is lost: the pages stay resident.
+                tracing::debug!(
+                    error = %std::io::Error::last_os_error(),
+                    "madvise(MADV_DONTNEED) on the LMDB map failed"
+                );
             }
         }
     }
