@@ -157,7 +157,16 @@ impl AuthThrottle {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Authenticated(pub bool);
 
-fn is_public(state: &SharedState, path: &str) -> bool {
+/// Set on the answers `require_key` refuses a request with, so that metrics count them under
+/// one fixed label set whatever method and path the client invented.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthRejected;
+
+/// Reads (GET, HEAD) of the routes configured public.
+fn is_public(state: &SharedState, method: &axum::http::Method, path: &str) -> bool {
+    if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+        return false;
+    }
     let s = &state.config.server;
     match path {
         "/health" => s.public_health != PublicHealth::Off,
@@ -182,7 +191,12 @@ pub async fn require_key(
         req.extensions_mut().insert(Authenticated(true));
         return next.run(req).await;
     }
-    let public = is_public(&state, req.uri().path());
+    let public = is_public(&state, req.method(), req.uri().path());
+    let reject = |e: ApiError| {
+        let mut response = e.into_response();
+        response.extensions_mut().insert(AuthRejected);
+        response
+    };
     if public && presented.is_none() {
         req.extensions_mut().insert(Authenticated(false));
         return next.run(req).await;
@@ -197,10 +211,10 @@ pub async fn require_key(
     if let Some(wait) = client.and_then(|ip| state.throttle.blocked(ip, now)) {
         let mut e = ApiError::new(ErrorCode::ErrRateLimited);
         e.retry_after_s = Some(wait);
-        return e.into_response();
+        return reject(e);
     }
     if presented.is_none() {
-        return ApiError::new(ErrorCode::ErrApiKeyNotPresent).into_response();
+        return reject(ApiError::new(ErrorCode::ErrApiKeyNotPresent));
     }
     state.metrics.auth_failures.inc();
     if let Some(ip) = client {
@@ -211,7 +225,7 @@ pub async fn require_key(
         req.extensions_mut().insert(Authenticated(false));
         return next.run(req).await;
     }
-    ApiError::new(ErrorCode::ErrApiKeyNotValid).into_response()
+    reject(ApiError::new(ErrorCode::ErrApiKeyNotValid))
 }
 
 #[cfg(test)]

@@ -9,6 +9,13 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+/// Every method label.
+pub const METHOD_LABELS: [&str; 8] = [
+    "GET", "POST", "PUT", "DELETE", "HEAD", "OPTIONS", "PATCH", "other",
+];
+/// The route label of requests refused for want of a (valid) key.
+pub const UNAUTHENTICATED_ROUTE: &str = "unauthenticated";
+
 /// The method as a label: one of a closed set, so random methods cannot add series.
 pub fn method_label(method: &axum::http::Method) -> &'static str {
     use axum::http::Method;
@@ -126,6 +133,30 @@ impl Metrics {
             "Memory held by the search indexes",
             index_bytes.clone(),
         );
+        // Every series a client without a key can reach is created now, so that nothing such a
+        // client sends creates one: refusals (any method, 401/403/429) and public reads.
+        for method in METHOD_LABELS {
+            for status in [401, 403, 429] {
+                requests.get_or_create(&RequestLabels {
+                    method,
+                    route: UNAUTHENTICATED_ROUTE.to_owned(),
+                    status,
+                });
+            }
+        }
+        for route in ["/health", "/metrics", "/openapi.json"] {
+            requests.get_or_create(&RequestLabels {
+                method: "GET",
+                route: route.to_owned(),
+                status: 200,
+            });
+            request_seconds.get_or_create(&RouteLabels {
+                route: route.to_owned(),
+            });
+        }
+        request_seconds.get_or_create(&RouteLabels {
+            route: UNAUTHENTICATED_ROUTE.to_owned(),
+        });
         let daemon = crate::daemon::metrics::DaemonMetrics::register(&mut registry);
         Self {
             daemon,

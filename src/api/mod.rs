@@ -149,6 +149,12 @@ async fn observe(State(state): State<SharedState>, req: Request, next: Next) -> 
     let span = tracing::info_span!("request", %method, %route, status = tracing::field::Empty);
     let started = Instant::now();
     let response = next.run(req).instrument(span.clone()).await;
+    // Refused for want of a key: one label set, created at start, whatever the client sent.
+    let route = if response.extensions().get::<auth::AuthRejected>().is_some() {
+        metrics::UNAUTHENTICATED_ROUTE.to_owned()
+    } else {
+        route
+    };
     let status = response.status().as_u16();
     span.record("status", status);
     state
