@@ -137,7 +137,7 @@ impl Metrics {
         // client sends creates one: refusals (any method, 401/403/429) and public reads.
         for method in METHOD_LABELS {
             for status in [401, 403, 429] {
-                requests.get_or_create(&RequestLabels {
+                let _ = requests.get_or_create(&RequestLabels {
                     method,
                     route: UNAUTHENTICATED_ROUTE.to_owned(),
                     status,
@@ -145,16 +145,16 @@ impl Metrics {
             }
         }
         for route in ["/health", "/metrics", "/openapi.json"] {
-            requests.get_or_create(&RequestLabels {
+            let _ = requests.get_or_create(&RequestLabels {
                 method: "GET",
                 route: route.to_owned(),
                 status: 200,
             });
-            request_seconds.get_or_create(&RouteLabels {
+            let _ = request_seconds.get_or_create(&RouteLabels {
                 route: route.to_owned(),
             });
         }
-        request_seconds.get_or_create(&RouteLabels {
+        let _ = request_seconds.get_or_create(&RouteLabels {
             route: UNAUTHENTICATED_ROUTE.to_owned(),
         });
         let daemon = crate::daemon::metrics::DaemonMetrics::register(&mut registry);
