@@ -757,6 +757,20 @@ impl Config {
                 });
             }
         }
+        if s.max_connections > 65_536 {
+            return Err(ConfigError::Invalid {
+                key: "server.max_connections",
+                value: s.max_connections.to_string(),
+                why: "must be at most 65536",
+            });
+        }
+        if s.max_response_mib > 4096 {
+            return Err(ConfigError::Invalid {
+                key: "server.max_response_mib",
+                value: s.max_response_mib.to_string(),
+                why: "must be at most 4096",
+            });
+        }
         if s.tls_cert_file.is_empty() != s.tls_key_file.is_empty() {
             return Err(ConfigError::Invalid {
                 key: "server.tls_key_file",
@@ -1408,6 +1422,24 @@ mod tests {
             (
                 "[inference]\nexecution_providers = []\n",
                 "inference.execution_providers",
+            ),
+            (
+                "[server]\nmax_connections = 100000\n",
+                "server.max_connections",
+            ),
+            ("[server]\nmax_bulk_items = 0\n", "server.max_bulk_items"),
+            (
+                "[server]\ntls_cert_file = \"/c.pem\"\n",
+                "server.tls_key_file",
+            ),
+            ("[store]\nmax_map_mib = 10\n", "store.max_map_mib"),
+            (
+                "[detector]\nmax_megapixels = nan\n",
+                "detector.max_megapixels",
+            ),
+            (
+                "[mqtt]\nclient_cert_file = \"/c.pem\"\n",
+                "mqtt.client_cert_file",
             ),
         ] {
             let err = Config::parse(text).unwrap_err();

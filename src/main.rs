@@ -246,6 +246,34 @@ fn raise_open_file_limit() {
     }
 }
 
+/// Descriptors kept for everything but client connections: the store, the outbox, models,
+/// cameras, the broker, log and refusals in progress.
+const RESERVED_FILES: u64 = 256;
+
+/// Warn when `server.max_connections` client connections would not fit under the open-file
+/// limit: the cap would then not protect the descriptors it is there to protect.
+// rlim_t is 64-bit here but 32-bit on armhf: the casts are needed there.
+#[allow(clippy::unnecessary_cast)]
+fn check_open_file_limit(max_connections: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct passed to it.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let needed = max_connections as u64 + RESERVED_FILES;
+    if (limit.rlim_cur as u64) < needed {
+        tracing::warn!(
+            open_file_limit = limit.rlim_cur as u64,
+            needed,
+            "server.max_connections does not fit under the open-file limit: lower it, or raise \
+             LimitNOFILE / ulimit -n"
+        );
+    }
+}
+
 fn load_config(cli: &Cli) -> Result<Config> {
     let mut config = match &cli.config {
         Some(path) => Config::load(path)?,
@@ -625,6 +653,7 @@ fn serve(
     };
     let data_dir = config.store.resolved_data_dir();
     let addr: std::net::SocketAddr = config.server.listen.parse()?;
+    check_open_file_limit(config.server.max_connections);
     if !config.server.tls_cert_file.is_empty() {
         // Checked before anything starts: systemd must not see READY for a server that then
         // cannot serve.
