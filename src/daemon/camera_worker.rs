@@ -26,9 +26,8 @@ use crate::mqtt::event::{AccessMessage, EventBox, FaceEvent, Latency, LivenessRe
 use crate::mqtt::outbox::{Outbox, OutboxMessage};
 use crate::mqtt::publisher::PublishTimes;
 use crate::mqtt::Topics;
-use crate::pipeline::decision::{
-    decide, Candidate, Decision, DecisionKind, Evidence, HoldOff, Policy,
-};
+use crate::pipeline::decision::{decide, Decision, DecisionKind, Evidence, HoldOff, Policy};
+use crate::pipeline::evidence::Candidate;
 use crate::pipeline::track_liveness::{judge_track, TrackLimits, TRACK_POINTS};
 use crate::pipeline::tracker::{Track, Tracker};
 use crate::store::{Store, StoreError};

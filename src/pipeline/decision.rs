@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
+use super::evidence::{Candidate, StillTally};
 use super::track_liveness::{TrackLiveness, TrackVerdict};
-use super::tracker::StillTally;
 use crate::config::LivenessMode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -50,13 +50,6 @@ pub struct Policy {
     pub decide_after: usize,
     /// A track still waiting after this long is decided with what it has.
     pub timeout_ms: u64,
-}
-
-/// The best candidate of the track's fused template.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Candidate {
-    pub person_id: String,
-    pub score: f32,
 }
 
 /// Everything a track has gathered.

@@ -1,5 +1,6 @@
 //! Decision logic over camera tracks: pure functions, no I/O.
 
 pub mod decision;
+pub mod evidence;
 pub mod track_liveness;
 pub mod tracker;

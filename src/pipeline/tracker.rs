@@ -3,6 +3,7 @@
 //! gathers what its decision needs: embeddings from its best frames, still-liveness verdicts
 //! and the landmark motion for track liveness. Pure: time is passed in as milliseconds.
 
+use super::evidence::{Candidate, StillTally};
 use crate::engine::geometry::{BoundingBox, Point};
 
 /// A detection must overlap a track's last box at least this much (IoU) to continue it.
@@ -11,31 +12,6 @@ pub const MIN_IOU: f32 = 0.3;
 const MAX_MOTION_FRAMES: usize = 60;
 /// Embeddings kept per track.
 pub const MAX_EMBEDDINGS: usize = 8;
-
-/// Still-image liveness verdicts seen on a track's frames.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct StillTally {
-    /// Frames judged live, and the best live score among them.
-    pub live: u32,
-    pub best_live_score: f32,
-    /// Frames the PAD model judged a presentation attack (`FACE_NOT_LIVE`).
-    pub attack: u32,
-    /// The last code that was neither (capture conditions: too small, turned, eyes closed…).
-    pub last_other: Option<&'static str>,
-}
-
-impl StillTally {
-    pub fn add(&mut self, is_live: bool, score: f32, code: &'static str) {
-        if is_live {
-            self.live += 1;
-            self.best_live_score = self.best_live_score.max(score);
-        } else if code == "FACE_NOT_LIVE" {
-            self.attack += 1;
-        } else {
-            self.last_other = Some(code);
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Track {
@@ -54,7 +30,7 @@ pub struct Track {
     pub motion_points: Vec<Vec<Point>>,
     pub eye_ratios: Vec<f32>,
     /// Best candidate of the fused template in the camera's collection.
-    pub candidate: Option<super::decision::Candidate>,
+    pub candidate: Option<Candidate>,
     /// Set once the track has produced its decision (it produces one only).
     pub decided: bool,
 }
