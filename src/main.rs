@@ -230,20 +230,26 @@ fn main() {
 /// connections plus the store, models and cameras must fit under it (the systemd unit sets
 /// `LimitNOFILE`; a shell often starts with a soft limit of 1024).
 fn raise_open_file_limit() {
+    let Some(mut limit) = open_file_limit() else {
+        return;
+    };
+    if limit.rlim_cur < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: setrlimit only reads the struct passed to it.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+            tracing::debug!("cannot raise the open-file limit");
+        }
+    }
+}
+
+/// The process's open-file limit (soft and hard).
+fn open_file_limit() -> Option<libc::rlimit> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
-    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                tracing::debug!("cannot raise the open-file limit");
-            }
-        }
-    }
+    // SAFETY: getrlimit only writes the struct passed to it.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0).then_some(limit)
 }
 
 /// Descriptors kept for everything but client connections: the store, the outbox, models,
@@ -255,14 +261,9 @@ const RESERVED_FILES: u64 = 256;
 // rlim_t is 64-bit here but 32-bit on armhf: the casts are needed there.
 #[allow(clippy::unnecessary_cast)]
 fn check_open_file_limit(max_connections: usize) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit only writes the struct passed to it.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+    let Some(limit) = open_file_limit() else {
         return;
-    }
+    };
     let needed = max_connections as u64 + RESERVED_FILES;
     if (limit.rlim_cur as u64) < needed {
         tracing::warn!(

@@ -151,15 +151,7 @@ fn measure(
         if status != 200 {
             return Err(setup(format!("the search answered {status}")));
         }
-        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))?;
-        let field = |name: &str| -> u64 {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                .unwrap_or(0)
-                * 1024
-        };
+        let field = |name| super::proc_status_kib(child.id(), name).unwrap_or(0) * 1024;
         Ok((field("VmRSS:"), field("VmHWM:")))
     })();
     let _ = child.kill();

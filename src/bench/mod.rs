@@ -10,6 +10,28 @@ pub mod soak;
 
 pub use engine::{bench_engine, bench_frame, format_table, frame_1280x720, StageTimes};
 
+/// A benchmark that could not run, with what it was doing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BenchError(pub String);
+
+/// Wrap an error as a [`BenchError`] saying what failed.
+pub fn err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> BenchError {
+    move |e| BenchError(format!("{what}: {e}"))
+}
+
+/// A `kB` field of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`), in KiB.
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Median and 99th percentile of samples, in the samples' unit.
 pub fn percentiles(samples: &mut [f64]) -> (f64, f64) {
     if samples.is_empty() {

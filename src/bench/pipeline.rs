@@ -11,20 +11,13 @@ use std::time::{Duration, Instant};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde::Serialize;
 
+use super::{err, BenchError};
 use crate::api::{server, ApiKeys};
 use crate::camera::scene;
 use crate::config::{CameraConfig, Config, SourceKind};
 use crate::daemon::Daemon;
 use crate::engine::Engine;
 use crate::mqtt::local_broker::LocalBroker;
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct PipelineBenchError(String);
-
-fn err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> PipelineBenchError {
-    move |e| PipelineBenchError(format!("{what}: {e}"))
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PipelineRun {
@@ -76,7 +69,7 @@ fn engine_pass(
     engine: &mut Engine,
     face: &image::RgbImage,
     config: &Config,
-) -> Result<(f64, [f64; 3]), PipelineBenchError> {
+) -> Result<(f64, [f64; 3]), BenchError> {
     let (mut passes, mut stage_detect, mut stage_embed, mut stage_live) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     // Three warm-up passes (ONNX Runtime's first runs allocate), then fifteen timed.
@@ -113,7 +106,7 @@ pub fn bench_pipeline(
     photo: &std::path::Path,
     enrol_photo: &std::path::Path,
     seconds: f64,
-) -> Result<PipelineReport, PipelineBenchError> {
+) -> Result<PipelineReport, BenchError> {
     let dir = std::env::temp_dir().join(format!("facegate-bench-pipeline-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let frames = dir.join("frames");
@@ -161,7 +154,7 @@ pub fn bench_pipeline(
         }));
         {
             let (url, key) = (url.clone(), key.clone());
-            tokio::task::spawn_blocking(move || -> Result<(), PipelineBenchError> {
+            tokio::task::spawn_blocking(move || -> Result<(), BenchError> {
                 use base64::Engine as _;
                 ureq::post(&format!("{url}/collection")).set("x-api-key", &key)
                     .send_json(serde_json::json!({"name": "bench"})).map_err(err("collection"))?;

@@ -21,6 +21,7 @@ use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::{err, proc_status_kib, BenchError};
 use crate::camera::scene;
 use crate::config::{CameraConfig, Config, LivenessMode, MqttConfig, SourceKind};
 use crate::engine::Engine;
@@ -64,14 +65,6 @@ const SERVER_STOP_LIMIT: Duration = Duration::from_secs(60);
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 const MAX_LISTED: usize = 20;
 const MAX_LOG_GROUPS: usize = 100;
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct SoakError(String);
-
-fn err<E: std::fmt::Display>(what: &'static str) -> impl Fn(E) -> SoakError {
-    move |e| SoakError(format!("{what}: {e}"))
-}
 
 /// Requests to one endpoint, by answer ("200", "404 ERR_PERSON_NOT_FOUND", "transport: …").
 #[derive(Debug, Clone, Serialize)]
@@ -214,7 +207,7 @@ pub fn bench_soak(
     exe: &Path,
     photos: &Path,
     minutes: u32,
-) -> Result<SoakReport, SoakError> {
+) -> Result<SoakReport, BenchError> {
     let dir = std::env::temp_dir().join(format!("facegate-bench-soak-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).map_err(err("work folder"))?;
@@ -228,7 +221,7 @@ pub fn bench_soak(
             }
             Ok(report)
         }
-        Err(e) => Err(SoakError(format!(
+        Err(e) => Err(BenchError(format!(
             "{e} (work folder kept: {})",
             dir.display()
         ))),
@@ -241,7 +234,7 @@ fn run_soak(
     photos: &Path,
     minutes: u32,
     dir: &Path,
-) -> Result<SoakReport, SoakError> {
+) -> Result<SoakReport, BenchError> {
     let frames = dir.join("frames");
     build_scene(config, photos, &frames)?;
     let data = dir.join("data");
@@ -273,7 +266,7 @@ fn run_soak(
 
 /// The replay folder: each scene photo's face for 2 s, then 1 s of empty hall (long enough
 /// for the track to end, so every appearance is a new track and a new decision).
-fn build_scene(config: &Config, photos: &Path, frames: &Path) -> Result<(), SoakError> {
+fn build_scene(config: &Config, photos: &Path, frames: &Path) -> Result<(), BenchError> {
     let mut engine_config = config.clone();
     engine_config.inference.threads = 1;
     engine_config.detector.min_face_px = CameraConfig::default().min_face_px;
@@ -298,7 +291,7 @@ fn enrol_known_person(
     photos: &Path,
     dir: &Path,
     data: &Path,
-) -> Result<(), SoakError> {
+) -> Result<(), BenchError> {
     let mut plain = config.clone();
     plain.cameras.clear();
     plain.mqtt.enabled = false;
@@ -312,7 +305,7 @@ fn enrol_known_person(
         Some(&json!({"name": COLLECTION})),
     );
     if !matches!(created, Outcome::Status(200 | 409, _)) {
-        return Err(SoakError(format!(
+        return Err(BenchError(format!(
             "POST /collection answered {}",
             created.key()
         )));
@@ -330,7 +323,7 @@ fn enrol_known_person(
         })),
     );
     if !matches!(enrolled, Outcome::Status(200, _)) {
-        return Err(SoakError(format!(
+        return Err(BenchError(format!(
             "enrolling {photo} answered {}",
             enrolled.key()
         )));
@@ -368,16 +361,16 @@ fn serve_config(config: &Config, frames: &Path, broker_port: u16) -> Config {
     c
 }
 
-fn write_config(config: &Config, path: &Path) -> Result<PathBuf, SoakError> {
+fn write_config(config: &Config, path: &Path) -> Result<PathBuf, BenchError> {
     let text = toml::to_string(config).map_err(err("config"))?;
     std::fs::write(path, text).map_err(err("config file"))?;
     Ok(path.to_owned())
 }
 
-fn read_base64(path: &Path) -> Result<String, SoakError> {
+fn read_base64(path: &Path) -> Result<String, BenchError> {
     use base64::Engine as _;
     let bytes = std::fs::read(path)
-        .map_err(|e| SoakError(format!("cannot read {}: {e}", path.display())))?;
+        .map_err(|e| BenchError(format!("cannot read {}: {e}", path.display())))?;
     Ok(base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
@@ -400,7 +393,7 @@ struct Stopped {
 }
 
 impl ServerProcess {
-    fn start(exe: &Path, config: &Path, data: &Path, log_path: &Path) -> Result<Self, SoakError> {
+    fn start(exe: &Path, config: &Path, data: &Path, log_path: &Path) -> Result<Self, BenchError> {
         let mut child = Command::new(exe)
             .arg("--config")
             .arg(config)
@@ -434,7 +427,7 @@ impl ServerProcess {
             }
             Err(_) => {
                 let tail = server.terminate(Duration::from_secs(5)).log.tail;
-                Err(SoakError(format!(
+                Err(BenchError(format!(
                     "facegate serve did not start; its log ends with:\n{}",
                     Vec::from(tail).join("\n")
                 )))
@@ -731,11 +724,11 @@ struct LoadContext {
 }
 
 impl LoadContext {
-    fn new(url: &str, photos: &Path) -> Result<Arc<Self>, SoakError> {
+    fn new(url: &str, photos: &Path) -> Result<Arc<Self>, BenchError> {
         let photos = LOAD_PHOTOS
             .iter()
             .map(|p| Ok(((*p).to_owned(), read_base64(&photos.join(p))?)))
-            .collect::<Result<_, SoakError>>()?;
+            .collect::<Result<_, BenchError>>()?;
         Ok(Arc::new(Self {
             url: url.to_owned(),
             photos,
@@ -996,7 +989,7 @@ struct Subscriber {
 }
 
 impl Subscriber {
-    fn start(port: u16) -> Result<Self, SoakError> {
+    fn start(port: u16) -> Result<Self, BenchError> {
         let id = format!("facegate-soak-sub-{}", std::process::id());
         let mut opts = MqttOptions::new(id, "127.0.0.1", port);
         opts.set_clean_session(false);
@@ -1010,7 +1003,7 @@ impl Subscriber {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !state.lock().unwrap().subscribed {
             if Instant::now() > deadline {
-                return Err(SoakError("the MQTT subscriber could not subscribe".into()));
+                return Err(BenchError("the MQTT subscriber could not subscribe".into()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -1151,17 +1144,6 @@ impl Samples {
     }
 }
 
-fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// What the load phase saw.
 struct Observed {
     url: String,
@@ -1180,7 +1162,7 @@ fn drive(
     broker: &mut LocalBroker,
     ctx: Arc<LoadContext>,
     minutes: u32,
-) -> Result<Observed, SoakError> {
+) -> Result<Observed, BenchError> {
     let health_agent = agent(Duration::from_secs(5));
     let start_rss_kib = server
         .pid()

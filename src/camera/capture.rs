@@ -137,14 +137,16 @@ impl CameraStatus {
         g.2.tick(Instant::now());
     }
 
-    fn error(&self, message: String, state: &'static str) {
-        // Whatever source produced it, no URL credential reaches /health.
-        let message = super::redact::redact_urls(&message);
+    /// Record an error; returns its text as stored, for the log. Whatever source produced it,
+    /// no URL credential reaches /health or the log.
+    fn error(&self, message: &str, state: &'static str) -> String {
+        let message = super::redact::redact_urls(message);
         let mut g = self.inner.lock().unwrap();
         g.0.errors += 1;
-        g.0.last_error = Some(message);
+        g.0.last_error = Some(message.clone());
         g.0.last_error_at = Some(SystemTime::now());
         g.0.state = state;
+        message
     }
 
     fn set_state(&self, state: &'static str) {
@@ -222,8 +224,8 @@ fn run(
         let mut source = match opener.open() {
             Ok(s) => s,
             Err(e) => {
-                tracing::warn!(camera = name, source = %opener.describe(), error = %super::redact::redact_urls(&e.to_string()), retry_in = ?backoff, "camera cannot be opened");
-                status.error(e.to_string(), "reconnecting");
+                let error = status.error(&e.to_string(), "reconnecting");
+                tracing::warn!(camera = name, source = %opener.describe(), %error, retry_in = ?backoff, "camera cannot be opened");
                 sleep_unless_stopped(backoff, stop, status);
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 continue;
@@ -268,12 +270,12 @@ fn run(
                     return;
                 }
                 Err(CameraError::BadFrame(e)) => {
-                    tracing::warn!(camera = name, error = %super::redact::redact_urls(&e.to_string()), "camera frame skipped");
-                    status.error(format!("bad frame: {e}"), "streaming");
+                    let error = status.error(&format!("bad frame: {e}"), "streaming");
+                    tracing::warn!(camera = name, %error, "camera frame skipped");
                 }
                 Err(e @ CameraError::Unavailable(_)) => {
-                    tracing::warn!(camera = name, error = %super::redact::redact_urls(&e.to_string()), retry_in = ?backoff, "camera failed; reopening");
-                    status.error(e.to_string(), "reconnecting");
+                    let error = status.error(&e.to_string(), "reconnecting");
+                    tracing::warn!(camera = name, %error, retry_in = ?backoff, "camera failed; reopening");
                     break;
                 }
             }
