@@ -66,10 +66,10 @@ build:
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --release --locked --all-targets -- -D warnings
+	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 
 test: deps models models-int8 lint unit-check
-	$(CARGO) test --release --locked
+	$(CARGO) test --release --locked --workspace
 
 # The systemd unit must pass `systemd-analyze verify` with no complaint, and its hardening
 # exposure (`systemd-analyze security --offline=true`) must stay at or below 2.0. verify

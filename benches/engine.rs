@@ -1,8 +1,8 @@
 //! `cargo bench --bench engine`: the same per-stage table as `facegate bench engine`, on the
 //! fixture photos placed on 1280×720 frames. Needs `make models`.
 
-use facegate::bench::{bench_engine, format_table, frame_1280x720};
-use facegate::config::Config;
+use facegate_core::config::Config;
+use facegate_tools::bench::{bench_engine, format_table, frame_1280x720};
 
 fn main() {
     let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");

@@ -1,7 +1,7 @@
 //! `cargo bench --bench search`: exact 1:N search next to the memory-bandwidth floor, as
 //! `facegate bench search` (set BENCH_TEMPLATES=10000,100000,1000000 for the full table).
 
-use facegate::bench::search::{bench_search, format_search_table};
+use facegate_tools::bench::search::{bench_search, format_search_table};
 
 fn main() {
     let sizes: Vec<usize> = std::env::var("BENCH_TEMPLATES")

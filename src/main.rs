@@ -8,11 +8,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
-use facegate::config::{Config, EmbedderKind};
-use facegate::engine::detector::Detection;
-use facegate::engine::landmarks::Landmarks;
-use facegate::engine::{most_central, Engine, Face, FivePoints};
-use facegate::eval;
+use facegate_core::config::{Config, EmbedderKind};
+use facegate_core::engine::detector::Detection;
+use facegate_core::engine::landmarks::Landmarks;
+use facegate_core::engine::{most_central, Engine, Face, FivePoints};
+use facegate_tools::eval;
 
 /// Where `make models` puts the fixture photos used by `facegate bench` by default.
 const FIXTURE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
@@ -294,7 +294,7 @@ fn run(cli: Cli) -> Result<()> {
             // The chips are the network's input, the same for every precision; fp32 is the
             // model that exists before `make models-int8` has run.
             let mut config = config.clone();
-            config.inference.precision = facegate::config::Precision::Fp32;
+            config.inference.precision = facegate_core::config::Precision::Fp32;
             let mut engine = Engine::open(&config)?;
             std::fs::create_dir_all(out)?;
             let mut n = 0;
@@ -314,13 +314,13 @@ fn run(cli: Cli) -> Result<()> {
             let dir = data_dir
                 .clone()
                 .unwrap_or_else(|| config.store.resolved_data_dir());
-            let findings = facegate::doctor::run(&config, &dir);
+            let findings = facegate_daemon::doctor::run(&config, &dir);
             for f in &findings {
                 println!("{f}");
             }
             let to_fix = findings
                 .iter()
-                .filter(|f| f.level == facegate::doctor::Level::Fix)
+                .filter(|f| f.level == facegate_daemon::doctor::Level::Fix)
                 .count();
             if to_fix > 0 {
                 bail!("{to_fix} thing(s) to fix");
@@ -331,7 +331,7 @@ fn run(cli: Cli) -> Result<()> {
             let api_key = keys.into_iter().next().context(
                 "the demo needs an API key: set FACEGATE_API_KEYS (make run generates one)",
             )?;
-            facegate::demo::run(facegate::demo::DemoOptions {
+            facegate_tools::demo::run(facegate_tools::demo::DemoOptions {
                 config,
                 data_dir: data_dir.clone(),
                 photos: photos.clone(),
@@ -350,7 +350,7 @@ fn run(cli: Cli) -> Result<()> {
             config.detector.min_face_px = config.detector.min_face_px.max(60.0);
             let mut engine = Engine::open(&config)?;
             let mut images = Vec::new();
-            for path in facegate::api::client::photo_files(photos)? {
+            for path in facegate_daemon::api::client::photo_files(photos)? {
                 images.push(read_frame(&engine, &path)?);
             }
             let progress = |done: usize, total: usize| {
@@ -358,13 +358,13 @@ fn run(cli: Cli) -> Result<()> {
                     eprintln!("eval-liveness: {done}/{total} sequences");
                 }
             };
-            let mut report = facegate::eval_liveness::evaluate(
+            let mut report = facegate_tools::eval_liveness::evaluate(
                 &mut engine,
                 &images,
                 *attacks,
                 *bona_fide,
                 *frames,
-                &facegate::pipeline::track_liveness::TrackLimits::default(),
+                &facegate_core::pipeline::track_liveness::TrackLimits::default(),
                 &progress,
             )?;
             if !*points {
@@ -408,11 +408,11 @@ fn run(cli: Cli) -> Result<()> {
                 Some(k) => k,
                 None => bail!("no API key: pass --api-key or set FACEGATE_API_KEY"),
             };
-            let files = facegate::api::client::photo_files(photos)?;
+            let files = facegate_daemon::api::client::photo_files(photos)?;
             if files.is_empty() {
                 bail!("no JPEG or PNG photo found in the paths given");
             }
-            let results = facegate::api::client::enroll_photos(
+            let results = facegate_daemon::api::client::enroll_photos(
                 url, &key, collection, *create, storage, &files,
             )?;
             println!("{}", serde_json::to_string_pretty(&results)?);
@@ -505,29 +505,36 @@ fn run(cli: Cli) -> Result<()> {
                 for &d in dim {
                     for &n in templates {
                         let queries = (20_000_000 / n).clamp(20, 200);
-                        let row = facegate::bench::search::bench_search(n, d, queries);
+                        let row = facegate_tools::bench::search::bench_search(n, d, queries);
                         eprint!(
                             "{}",
-                            facegate::bench::search::format_search_table(std::slice::from_ref(
-                                &row
-                            ))
+                            facegate_tools::bench::search::format_search_table(
+                                std::slice::from_ref(&row)
+                            )
                         );
                         rows.push(row);
                     }
                 }
-                eprint!("{}", facegate::bench::search::format_search_table(&rows));
+                eprint!(
+                    "{}",
+                    facegate_tools::bench::search::format_search_table(&rows)
+                );
                 println!("{}", serde_json::to_string_pretty(&rows)?);
             }
             "http" => {
-                let report =
-                    facegate::bench::http::bench_http(&config, one, *persons, clients, *requests)?;
-                eprint!("{}", facegate::bench::http::format_http_report(&report));
+                let report = facegate_tools::bench::http::bench_http(
+                    &config, one, *persons, clients, *requests,
+                )?;
+                eprint!(
+                    "{}",
+                    facegate_tools::bench::http::format_http_report(&report)
+                );
                 println!("{}", serde_json::to_string_pretty(&report)?);
             }
             "pipeline" => {
                 let enrol = one.with_file_name("obama.jpg");
                 let shown = one.with_file_name("obama2.jpg");
-                let report = facegate::bench::pipeline::bench_pipeline(
+                let report = facegate_tools::bench::pipeline::bench_pipeline(
                     &config,
                     &shown,
                     &enrol,
@@ -535,15 +542,19 @@ fn run(cli: Cli) -> Result<()> {
                 )?;
                 eprint!(
                     "{}",
-                    facegate::bench::pipeline::format_pipeline_report(&report)
+                    facegate_tools::bench::pipeline::format_pipeline_report(&report)
                 );
                 println!("{}", serde_json::to_string_pretty(&report)?);
             }
             "soak" => {
                 let exe = std::env::current_exe()?;
                 let photos = one.parent().unwrap_or(Path::new(FIXTURE_DIR));
-                let report = facegate::bench::soak::bench_soak(&config, &exe, photos, *minutes)?;
-                eprint!("{}", facegate::bench::soak::format_soak_report(&report));
+                let report =
+                    facegate_tools::bench::soak::bench_soak(&config, &exe, photos, *minutes)?;
+                eprint!(
+                    "{}",
+                    facegate_tools::bench::soak::format_soak_report(&report)
+                );
                 println!("{}", serde_json::to_string_pretty(&report)?);
                 if !report.failures.is_empty() {
                     bail!("soak failed: {}", report.failures.join("; "));
@@ -551,7 +562,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             "memory" => {
                 let exe = std::env::current_exe()?;
-                let report = facegate::bench::memory::bench_memory(&config, &exe, one, *persons)?;
+                let report =
+                    facegate_tools::bench::memory::bench_memory(&config, &exe, one, *persons)?;
                 eprintln!(
                     "{} persons ({}-d, NoStorage): RSS {:.1} MiB (peak {:.1}) vs empty store {:.1} \
                      MiB (peak {:.1}); LMDB file {:.0} MiB",
@@ -582,7 +594,7 @@ fn bench_engine_command(config: &Config, iterations: u32, one: &Path, six: &Path
                 )
             })?
             .to_rgb8();
-        let frame = facegate::bench::frame_1280x720(&photo);
+        let frame = facegate_tools::bench::frame_1280x720(&photo);
         let mut jpeg = Vec::new();
         frame.write_to(
             &mut std::io::Cursor::new(&mut jpeg),
@@ -590,10 +602,10 @@ fn bench_engine_command(config: &Config, iterations: u32, one: &Path, six: &Path
         )?;
         frames.push((label.to_string(), jpeg));
     }
-    let rows = facegate::bench::bench_engine(config, &frames, iterations as usize)?;
+    let rows = facegate_tools::bench::bench_engine(config, &frames, iterations as usize)?;
     eprint!(
         "{}",
-        facegate::bench::format_table(&rows, iterations as usize)
+        facegate_tools::bench::format_table(&rows, iterations as usize)
     );
     println!("{}", serde_json::to_string_pretty(&rows)?);
     Ok(())
@@ -614,7 +626,7 @@ fn gather_api_keys(config: &Config, flags: &[String]) -> Result<Vec<String>> {
         let path = &config.server.api_key_file;
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read server.api_key_file {path}"))?;
-        keys.extend(facegate::api::auth::parse_key_file(&text));
+        keys.extend(facegate_daemon::api::auth::parse_key_file(&text));
     }
     keys.extend(flags.iter().cloned());
     keys.retain(|k| !k.trim().is_empty());
@@ -628,7 +640,7 @@ fn serve(
     key_flags: &[String],
     insecure_no_auth: bool,
 ) -> Result<()> {
-    use facegate::api::{server, ApiKeys};
+    use facegate_daemon::api::{server, ApiKeys};
     if let Some(addr) = listen {
         config.server.listen = addr.to_string();
     }
@@ -658,7 +670,7 @@ fn serve(
     if !config.server.tls_cert_file.is_empty() {
         // Checked before anything starts: systemd must not see READY for a server that then
         // cannot serve.
-        facegate::api::listener::load_tls(
+        facegate_daemon::api::listener::load_tls(
             &config.server.tls_cert_file,
             &config.server.tls_key_file,
         )?;
@@ -686,7 +698,7 @@ fn serve(
             embedder = state.workers.info().fingerprint.as_str(),
             "facegate API ready"
         );
-        let daemon = facegate::daemon::Daemon::start(
+        let daemon = facegate_daemon::daemon::Daemon::start(
             &state.config,
             state.store.clone(),
             state.metrics.daemon.clone(),
@@ -694,8 +706,8 @@ fn serve(
         )
         .context("cannot start the cameras and the MQTT link")?;
         let _ = state.daemon.set(daemon.status());
-        facegate::daemon::systemd::ready(&format!("serving on {bound}"));
-        let watchdog = tokio::spawn(facegate::daemon::systemd::watchdog(daemon.status()));
+        facegate_daemon::daemon::systemd::ready(&format!("serving on {bound}"));
+        let watchdog = tokio::spawn(facegate_daemon::daemon::systemd::watchdog(daemon.status()));
         // Scripts and tests wait for this line to learn the port.
         let scheme = if state.config.server.tls_cert_file.is_empty() {
             "http"
@@ -732,7 +744,7 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
-    facegate::daemon::systemd::stopping();
+    facegate_daemon::daemon::systemd::stopping();
     tracing::info!("shutting down: finishing requests in progress");
 }
 
@@ -777,7 +789,8 @@ fn face_json(
     let b = detection.bbox;
     let clamp = |v: f32, max: u32| v.round().clamp(0.0, max as f32) as i64;
     let p = FivePoints::from_landmarks(landmarks);
-    let pt = |q: facegate::engine::geometry::Point| json!({"x": round1(q.x), "y": round1(q.y)});
+    let pt =
+        |q: facegate_core::engine::geometry::Point| json!({"x": round1(q.x), "y": round1(q.y)});
     json!({
         "box": {
             "left": clamp(b.left, width),
@@ -811,7 +824,8 @@ fn run_eval(config: &Config, pairs_path: &Path, all: bool, threads: Option<usize
     };
     let templates = eval::embed_images(config, &list.images, threads, &progress)?;
     let seconds = started.elapsed().as_secs_f64();
-    let cal = facegate::engine::similarity::Calibration::for_embedder(config.inference.embedder);
+    let cal =
+        facegate_core::engine::similarity::Calibration::for_embedder(config.inference.embedder);
     let metric = cal.metric;
     let closeness = |p: &eval::Pair| match (&templates[p.left], &templates[p.right]) {
         (Some(a), Some(b)) => metric.closeness(metric.compare(a, b)),

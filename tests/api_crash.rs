@@ -9,11 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::server::{b64, jpeg, Options, Server, KEY};
-use facegate::clock::SystemClock;
-use facegate::config::{EmbedderKind, InferenceConfig};
-use facegate::engine::embedder::{fingerprint, Metric};
-use facegate::engine::runtime::model_dir;
-use facegate::store::{ModelId, Store, StoreOptions};
+use facegate_core::clock::SystemClock;
+use facegate_core::config::{EmbedderKind, InferenceConfig};
+use facegate_core::engine::embedder::{fingerprint, Metric};
+use facegate_core::engine::runtime::model_dir;
+use facegate_core::store::{ModelId, Store, StoreOptions};
 use serde_json::{json, Value};
 
 const BATCH: usize = 25;
@@ -144,7 +144,7 @@ fn a_server_killed_mid_enrolment_keeps_every_acknowledged_person_and_nothing_hal
         id: fingerprint(
             &model_dir(&InferenceConfig::default()),
             EmbedderKind::Dlib128,
-            facegate::config::Precision::Fp32,
+            facegate_core::config::Precision::Fp32,
         )
         .unwrap(),
         dim: 128,

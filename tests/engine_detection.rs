@@ -3,8 +3,8 @@
 mod common;
 
 use common::{engine, fixture_bytes, SINGLE_PERSON};
-use facegate::config::{Config, DetectorRange, EmbedderKind};
-use facegate::engine::Engine;
+use facegate_core::config::{Config, DetectorRange, EmbedderKind};
+use facegate_core::engine::Engine;
 use image::{imageops, DynamicImage, RgbImage};
 
 fn count_faces(engine: &mut Engine, frame: &RgbImage) -> usize {

@@ -3,8 +3,8 @@
 mod common;
 
 use common::{engine, fixture_bytes};
-use facegate::config::EmbedderKind;
-use facegate::engine::{most_central, Engine};
+use facegate_core::config::EmbedderKind;
+use facegate_core::engine::{most_central, Engine};
 
 const OBAMA: [&str; 5] = [
     "obama.jpg",
@@ -139,7 +139,7 @@ fn facemesh_landmarks_sit_inside_the_detected_face() {
 #[test]
 fn mirrored_averaging_makes_a_face_and_its_mirror_image_give_the_same_template() {
     let cosine = |mirror: bool| {
-        let mut config = facegate::config::Config::default();
+        let mut config = facegate_core::config::Config::default();
         config.inference.threads = 1;
         config.inference.mirror_average = mirror;
         let mut e = Engine::open(&config).unwrap();

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use common::broker::{Broker, Subscriber};
 use common::server::{b64, Options, Server, KEY};
 use common::{fixture, fixture_bytes};
-use facegate::camera::scene;
-use facegate::config::EmbedderKind;
+use facegate_core::config::EmbedderKind;
+use facegate_daemon::camera::scene;
 use serde_json::{json, Value};
 
 fn start(config: &str) -> (tempfile::TempDir, Server) {

@@ -4,9 +4,9 @@
 mod common;
 
 use common::fixture;
-use facegate::config::{Config, EmbedderKind, LivenessConfig};
-use facegate::engine::liveness::{check_still, Verdict};
-use facegate::engine::Engine;
+use facegate_core::config::{Config, EmbedderKind, LivenessConfig};
+use facegate_core::engine::liveness::{check_still, Verdict};
+use facegate_core::engine::Engine;
 use image::{imageops, Rgb, RgbImage};
 
 fn engine() -> Engine {
@@ -28,7 +28,7 @@ fn code_of(frame: &RgbImage) -> (&'static str, Verdict) {
     (v.code, v)
 }
 
-fn check<'a>(v: &'a Verdict, name: &str) -> &'a facegate::engine::liveness::Check {
+fn check<'a>(v: &'a Verdict, name: &str) -> &'a facegate_core::engine::liveness::Check {
     v.checks
         .iter()
         .find(|c| c.name == name)
@@ -202,8 +202,8 @@ fn a_low_pad_score_is_face_not_live_and_pad_is_never_skipped_silently() {
 
 #[test]
 fn on_a_slice_of_the_synthetic_presentations_no_attack_is_live_and_no_bona_fide_a_spoof() {
-    use facegate::eval_liveness::evaluate;
-    use facegate::pipeline::track_liveness::TrackLimits;
+    use facegate_core::pipeline::track_liveness::TrackLimits;
+    use facegate_tools::eval_liveness::evaluate;
     let mut config = Config::default();
     config.inference.embedder = EmbedderKind::Dlib128;
     config.detector.min_face_px = 60.0;

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use common::broker::{Broker, Subscriber};
 use common::server::{b64, Options, Server};
 use common::{fixture, fixture_bytes};
-use facegate::camera::scene;
-use facegate::config::EmbedderKind;
+use facegate_core::config::EmbedderKind;
+use facegate_daemon::camera::scene;
 use serde_json::{json, Value};
 
 const FACE_PX: f32 = 220.0;

@@ -7,15 +7,15 @@
 
 use std::io::Cursor;
 
-use facegate::api::collections::CollectionBody;
-use facegate::api::error::{ApiError, ErrorCode};
-use facegate::api::extract::{decode_base64_image, parse_json};
-use facegate::api::ops::{DetectBody, LivenessBody};
-use facegate::api::persons::{parse_bulk, BulkBody, BulkItem, PersonBody, PersonRef};
-use facegate::api::search::{CompareBody, FaceSearchBody, MultiFaceSearchBody};
-use facegate::camera::mjpeg_http::{boundary_of, MultipartReader};
-use facegate::config::Config;
-use facegate::engine::frame::{decode, DecodeError, DecodeLimits, MIN_SIDE};
+use facegate_core::config::Config;
+use facegate_core::engine::frame::{decode, DecodeError, DecodeLimits, MIN_SIDE};
+use facegate_daemon::api::collections::CollectionBody;
+use facegate_daemon::api::error::{ApiError, ErrorCode};
+use facegate_daemon::api::extract::{decode_base64_image, parse_json};
+use facegate_daemon::api::ops::{DetectBody, LivenessBody};
+use facegate_daemon::api::persons::{parse_bulk, BulkBody, BulkItem, PersonBody, PersonRef};
+use facegate_daemon::api::search::{CompareBody, FaceSearchBody, MultiFaceSearchBody};
+use facegate_daemon::camera::mjpeg_http::{boundary_of, MultipartReader};
 use image::{DynamicImage, ImageFormat};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -864,7 +864,7 @@ enum FieldKind {
 
 use FieldKind::*;
 
-/// The fields of each body (the `Deserialize` structs of `facegate::api`).
+/// The fields of each body (the `Deserialize` structs of `facegate_daemon::api`).
 const FIELDS: [(&str, &[(&str, FieldKind)]); 10] = [
     ("CollectionBody", &[("name", Str)]),
     (

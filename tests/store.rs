@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use facegate::clock::SystemClock;
-use facegate::engine::embedder::{l2_normalise, Metric};
-use facegate::store::{
+use facegate_core::clock::SystemClock;
+use facegate_core::engine::embedder::{l2_normalise, Metric};
+use facegate_core::store::{
     Enrolment, FaceStorage, Images, ModelId, Page, Store, StoreError, StoreOptions,
 };
 

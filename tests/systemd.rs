@@ -33,9 +33,9 @@ fn serve_tells_systemd_it_is_ready_pets_the_watchdog_while_cameras_run_and_says_
     sock.set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let frames = dir.path().join("frames");
-    facegate::camera::scene::append_frames(
+    facegate_daemon::camera::scene::append_frames(
         &frames,
-        &[(&facegate::camera::scene::empty_frame(320, 240), 2)],
+        &[(&facegate_daemon::camera::scene::empty_frame(320, 240), 2)],
     )
     .unwrap();
     let config = format!(

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use facegate::mqtt::local_broker::LocalBroker;
+use facegate_tools::local_broker::LocalBroker;
 use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
 
 /// mosquitto on an ephemeral loopback port.

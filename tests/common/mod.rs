@@ -8,8 +8,8 @@ pub mod server;
 
 use std::path::PathBuf;
 
-use facegate::config::{Config, EmbedderKind};
-use facegate::engine::Engine;
+use facegate_core::config::{Config, EmbedderKind};
+use facegate_core::engine::Engine;
 
 pub fn fixture(name: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

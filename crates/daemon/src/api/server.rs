@@ -1,0 +1,85 @@
+//! Starting the API: inference workers, the store, and the listener with graceful shutdown.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::net::TcpListener;
+
+use super::{metrics::Metrics, ApiKeys, AppState};
+use facegate_core::clock::SystemClock;
+use facegate_core::config::Config;
+use facegate_core::engine::workers::InferenceWorkers;
+use facegate_core::engine::EngineError;
+use facegate_core::store::{ModelId, Store, StoreError, StoreOptions};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Workers and threads per ONNX Runtime session for this machine: `server.inference_workers`
+/// (0: one per core, at most 4), and the cores shared out between them when
+/// `inference.threads` is 0, so that concurrent requests do not oversubscribe the CPU.
+pub fn worker_layout(config: &Config) -> (usize, usize) {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let workers = match config.server.inference_workers {
+        0 => cores.clamp(1, 4),
+        n => n,
+    };
+    let threads = match config.inference.threads {
+        0 => (cores / workers).max(1),
+        n => n,
+    };
+    (workers, threads)
+}
+
+/// Open the engines and the store in `data_dir`.
+pub fn open_state(config: Config, data_dir: &Path, keys: ApiKeys) -> Result<AppState, StartError> {
+    let (workers, threads) = worker_layout(&config);
+    let mut engine_config = config.clone();
+    engine_config.inference.threads = threads;
+    let workers = InferenceWorkers::start(&engine_config, workers, config.server.inference_queue)?;
+    let info = workers.info();
+    let model = ModelId {
+        id: info.fingerprint.clone(),
+        dim: info.dimension,
+        metric: info.metric,
+    };
+    let options = StoreOptions {
+        // Saturating: on a 32-bit board 16384 MiB does not fit in a usize.
+        map_size: config.store.map_size_mib.saturating_mul(1 << 20),
+        max_map_size: config.store.max_map_mib.saturating_mul(1 << 20),
+        ..StoreOptions::default()
+    };
+    let store = Store::open(data_dir, model, &options, Arc::new(SystemClock))?;
+    let throttle = super::auth::AuthThrottle::new(
+        config.server.auth_failures_per_minute,
+        config.server.auth_failures_per_minute_global,
+    );
+    Ok(AppState {
+        config,
+        store: Arc::new(store),
+        workers,
+        throttle,
+        keys,
+        metrics: Metrics::new(),
+        started: Instant::now(),
+        daemon: std::sync::OnceLock::new(),
+    })
+}
+
+/// Serve until `shutdown` resolves; requests in progress are finished first (see
+/// [`super::listener`] for the connection limits and timeouts).
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    super::listener::serve(listener, state, shutdown).await
+}

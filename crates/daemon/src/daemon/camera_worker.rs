@@ -1,0 +1,590 @@
+//! The recognition pipeline of one camera, on its own thread with its own engine: it takes
+//! the newest frame, detects faces, follows them in tracks, embeds and checks liveness on a
+//! track's best frames, searches the fused template, and commits each decision (event, and
+//! access for a door) to the outbox before waking the publisher.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use image::RgbImage;
+use tokio::sync::Notify;
+
+use super::metrics::{CameraLabels, DaemonMetrics, DecisionLabels, KindLabel};
+use crate::camera::capture::CameraStatus;
+use crate::camera::slot::{FrameSlot, Take};
+use crate::camera::Frame;
+use crate::mqtt::event::{AccessMessage, EventBox, FaceEvent, Latency, LivenessReport};
+use crate::mqtt::outbox::{Outbox, OutboxMessage};
+use crate::mqtt::publisher::PublishTimes;
+use crate::mqtt::Topics;
+use facegate_core::config::{CameraConfig, LivenessConfig, LivenessMode};
+use facegate_core::engine::detector::Detection;
+use facegate_core::engine::embedder::Metric;
+use facegate_core::engine::landmarks::Landmarks;
+use facegate_core::engine::similarity::Calibration;
+use facegate_core::engine::{liveness, quality, Engine, EngineError};
+use facegate_core::pipeline::decision::{
+    decide, Decision, DecisionKind, Evidence, HoldOff, Policy,
+};
+use facegate_core::pipeline::evidence::Candidate;
+use facegate_core::pipeline::track_liveness::{judge_track, TrackLimits, TRACK_POINTS};
+use facegate_core::pipeline::tracker::{Track, Tracker};
+use facegate_core::store::{Store, StoreError};
+
+/// A new embedding scoring below this against its track's fused template is another person
+/// under the same box: the track is split. (Same-person frames score far above it.)
+const SAME_FACE_MIN_SCORE: f32 = 0.3;
+/// Candidates below this score are not reported at all.
+const MIN_CANDIDATE_SCORE: f32 = 0.01;
+
+/// Where decisions go.
+pub struct Sink {
+    /// None when MQTT is off: decisions are logged and counted only.
+    pub outbox: Option<Arc<Outbox>>,
+    pub wake: Arc<Notify>,
+    pub times: Arc<PublishTimes>,
+    pub topics: Topics,
+    pub thumbnails: bool,
+    /// Largest payload the MQTT link accepts.
+    pub max_payload: usize,
+}
+
+pub struct CameraWorker {
+    camera: CameraConfig,
+    engine: Engine,
+    store: Arc<Store>,
+    sink: Arc<Sink>,
+    status: Arc<CameraStatus>,
+    metrics: DaemonMetrics,
+    labels: CameraLabels,
+    tracker: Tracker,
+    hold_off: HoldOff,
+    policy: Policy,
+    liveness_limits: LivenessConfig,
+    track_limits: TrackLimits,
+    metric: Metric,
+    calibration: Calibration,
+    thumbnail_px: u32,
+    started: Instant,
+    frame_index: u64,
+    /// Thumbnails of tracks' best embedded frames (only when events carry them).
+    thumbnails: HashMap<u64, Vec<u8>>,
+    warned_missing_collection: bool,
+}
+
+/// Per-frame stage times in seconds.
+#[derive(Default, Clone, Copy)]
+struct Stages {
+    queue: f64,
+    detect: f64,
+    embed: f64,
+    liveness: f64,
+    search: f64,
+}
+
+impl CameraWorker {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        camera: CameraConfig,
+        engine: Engine,
+        store: Arc<Store>,
+        sink: Arc<Sink>,
+        status: Arc<CameraStatus>,
+        metrics: DaemonMetrics,
+        liveness_limits: LivenessConfig,
+        thumbnail_px: u32,
+    ) -> Self {
+        let policy = Policy {
+            min_similarity_score: camera.min_similarity_score,
+            liveness: camera.liveness,
+            decide_after: camera.decide_after as usize,
+            timeout_ms: (camera.decision_timeout_s * 1000.0) as u64,
+        };
+        Self {
+            labels: CameraLabels {
+                camera: camera.name.clone(),
+            },
+            tracker: Tracker::new((camera.track_lost_s * 1000.0) as u64),
+            hold_off: HoldOff::new((camera.hold_off_s * 1000.0) as u64),
+            policy,
+            metric: engine.metric(),
+            calibration: *engine.calibration(),
+            camera,
+            engine,
+            store,
+            sink,
+            status,
+            metrics,
+            liveness_limits,
+            track_limits: TrackLimits::default(),
+            thumbnail_px,
+            started: Instant::now(),
+            frame_index: 0,
+            thumbnails: HashMap::new(),
+            warned_missing_collection: false,
+        }
+    }
+
+    /// Process frames until the capture side closes the slot or `stop` is set; the frame in
+    /// hand is always finished (its decisions committed) before returning.
+    pub fn run(mut self, slot: Arc<FrameSlot>, stop: Arc<AtomicBool>) {
+        loop {
+            self.status.beat_pipeline();
+            match slot.take(Duration::from_millis(100)) {
+                Take::Frame(frame) => {
+                    let span =
+                        tracing::debug_span!("frame", camera = %self.camera.name, seq = frame.seq);
+                    let _g = span.enter();
+                    if let Err(e) = self.process(&frame) {
+                        tracing::error!(camera = %self.camera.name, error = %e, "frame failed");
+                    }
+                    self.status.processed();
+                    self.metrics
+                        .frames_processed
+                        .get_or_create(&self.labels)
+                        .inc();
+                }
+                Take::Empty => {
+                    let now = Instant::now();
+                    self.end_lost_tracks(self.ms(now), now, Stages::default());
+                }
+                Take::Closed => break,
+            }
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+        tracing::info!(camera = %self.camera.name, "pipeline stopped");
+    }
+
+    fn ms(&self, t: Instant) -> u64 {
+        t.saturating_duration_since(self.started).as_millis() as u64
+    }
+
+    fn process(&mut self, frame: &Frame) -> Result<(), EngineError> {
+        let start = Instant::now();
+        let mut stages = Stages {
+            queue: start
+                .saturating_duration_since(frame.captured_at)
+                .as_secs_f64(),
+            ..Stages::default()
+        };
+        self.metrics.stage("queue", stages.queue);
+        let now_ms = self.ms(frame.captured_at);
+        let index = self.frame_index;
+        self.frame_index += 1;
+        if index.is_multiple_of(self.camera.detect_every as u64) {
+            let image = &frame.image;
+            let t = Instant::now();
+            let faces = self.engine.locate(image)?;
+            stages.detect = t.elapsed().as_secs_f64();
+            self.metrics.stage("detect", stages.detect);
+            let boxes: Vec<_> = faces.iter().map(|(d, _)| d.bbox).collect();
+            let ids = self.tracker.update(&boxes, now_ms);
+            for ((det, lm), id) in faces.iter().zip(ids) {
+                self.observe(frame, image, det, lm, id, now_ms, &mut stages)?;
+            }
+        }
+        self.end_lost_tracks(now_ms, frame.captured_at, stages);
+        Ok(())
+    }
+
+    /// One face of the frame, on track `id`.
+    #[allow(clippy::too_many_arguments)]
+    fn observe(
+        &mut self,
+        frame: &Frame,
+        image: &RgbImage,
+        det: &Detection,
+        lm: &Landmarks,
+        mut id: u64,
+        now_ms: u64,
+        stages: &mut Stages,
+    ) -> Result<(), EngineError> {
+        let mode = self.camera.liveness;
+        let decide_after = self.policy.decide_after;
+        let Some(track) = self.tracker.get_mut(id) else {
+            return Ok(());
+        };
+        // Most frames belong to decided tracks between their once-a-second re-checks: they need
+        // nothing, not even the quality score.
+        if track.decided && !track.wants_embedding(0.0, decide_after, now_ms) {
+            return Ok(());
+        }
+        let pose = liveness::head_pose(lm);
+        let sharp = quality::sharpness(image, &det.bbox);
+        let q = quality::quality(&det.bbox, sharp, pose.yaw, pose.pitch);
+        let track = self.tracker.get_mut(id).expect("track exists");
+        if mode == LivenessMode::Track && !track.decided {
+            let points = TRACK_POINTS.iter().map(|&i| lm.get(i)).collect();
+            track.add_motion(points, liveness::eye_aspect_ratio_pair(lm));
+        }
+        if !track.wants_embedding(q, decide_after, now_ms) {
+            return self.try_decide(id, frame, now_ms, stages);
+        }
+        let t = Instant::now();
+        let template = self.engine.embed(image, &[lm])?.pop().flatten();
+        stages.embed += t.elapsed().as_secs_f64();
+        self.metrics.stage("embed", t.elapsed().as_secs_f64());
+        let Some(template) = template else {
+            return Ok(());
+        };
+        let normalise = self.metric == Metric::Cosine;
+        let track = self.tracker.get_mut(id).expect("track exists");
+        if let Some(fused) = track.fused(normalise) {
+            let score = self
+                .calibration
+                .score(self.metric.compare(&fused, &template));
+            if score < SAME_FACE_MIN_SCORE {
+                // Another face took this one's place: close the old track, start a new one.
+                if let Some((old, new_id)) = self.tracker.split(id, now_ms) {
+                    self.finish(old, frame.captured_at, *stages);
+                    id = new_id;
+                }
+            }
+        }
+        let thumbnails = self.sink.thumbnails;
+        let track = self.tracker.get_mut(id).expect("track exists");
+        let is_best = q >= track.best_quality;
+        let decided = track.decided;
+        track.add_embedding(q, template, now_ms);
+        if decided {
+            return Ok(());
+        }
+        if thumbnails && is_best {
+            if let Some(jpeg) = liveness_thumbnail(image, lm, self.thumbnail_px) {
+                self.thumbnails.insert(id, jpeg);
+            }
+        }
+        if mode != LivenessMode::Off {
+            let t = Instant::now();
+            let verdict =
+                self.engine
+                    .liveness(image, &[(det.clone(), lm.clone())], &self.liveness_limits)?;
+            stages.liveness += t.elapsed().as_secs_f64();
+            self.metrics.stage("liveness", t.elapsed().as_secs_f64());
+            if let Some(track) = self.tracker.get_mut(id) {
+                track
+                    .still
+                    .add(verdict.is_live, verdict.liveness_score, verdict.code);
+            }
+        }
+        // The fused template changed: search it again.
+        let t = Instant::now();
+        let candidate = self.search(id);
+        stages.search += t.elapsed().as_secs_f64();
+        self.metrics.stage("search", t.elapsed().as_secs_f64());
+        if let Some(track) = self.tracker.get_mut(id) {
+            track.candidate = candidate;
+        }
+        self.try_decide(id, frame, now_ms, stages)
+    }
+
+    fn search(&mut self, id: u64) -> Option<Candidate> {
+        let normalise = self.metric == Metric::Cosine;
+        let fused = self.tracker.get_mut(id)?.fused(normalise)?;
+        let min_closeness = self
+            .metric
+            .closeness(self.calibration.raw_threshold(MIN_CANDIDATE_SCORE));
+        match self.store.search(
+            &self.camera.collection,
+            &fused,
+            1,
+            min_closeness,
+            facegate_core::store::Images::NONE,
+        ) {
+            Ok((matches, _)) => matches.into_iter().next().map(|m| Candidate {
+                person_id: m.person.person_id,
+                score: self
+                    .calibration
+                    .score(self.metric.raw_from_closeness(m.closeness)),
+            }),
+            Err(StoreError::CollectionNotFound) => {
+                if !self.warned_missing_collection {
+                    tracing::warn!(camera = %self.camera.name, collection = %self.camera.collection,
+                        "the camera's collection does not exist: every face is unknown until it is created");
+                    self.warned_missing_collection = true;
+                }
+                None
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "search failed");
+                None
+            }
+        }
+    }
+
+    fn try_decide(
+        &mut self,
+        id: u64,
+        frame: &Frame,
+        now_ms: u64,
+        stages: &mut Stages,
+    ) -> Result<(), EngineError> {
+        let policy = self.policy;
+        let limits = self.track_limits;
+        let Some(track) = self.tracker.get_mut(id) else {
+            return Ok(());
+        };
+        if track.decided {
+            return Ok(());
+        }
+        let decision = evaluate(&policy, &limits, track, now_ms, false);
+        if let Some(decision) = decision {
+            track.decided = true;
+            let snapshot = track.clone();
+            self.publish(
+                &snapshot,
+                decision,
+                frame.captured_at,
+                frame.captured_wall,
+                *stages,
+            );
+        }
+        Ok(())
+    }
+
+    fn end_lost_tracks(&mut self, now_ms: u64, captured_at: Instant, stages: Stages) {
+        for track in self.tracker.take_lost(now_ms) {
+            self.finish(track, captured_at, stages);
+        }
+        // Tracks waiting past their timeout are decided even while still in view.
+        let policy = self.policy;
+        let limits = self.track_limits;
+        let mut due = Vec::new();
+        for track in self.tracker.tracks_mut() {
+            if !track.decided && track.age_ms(now_ms) >= policy.timeout_ms {
+                if let Some(d) = evaluate(&policy, &limits, track, now_ms, false) {
+                    track.decided = true;
+                    due.push((track.clone(), d));
+                }
+            }
+        }
+        for (track, d) in due {
+            self.publish(&track, d, captured_at, std::time::SystemTime::now(), stages);
+        }
+    }
+
+    /// A track has ended: decide it with what it has, if it has not decided yet.
+    fn finish(&mut self, track: Track, captured_at: Instant, stages: Stages) {
+        let thumbnail_key = track.id;
+        if !track.decided {
+            let now_ms = self.ms(Instant::now());
+            if let Some(d) = evaluate(&self.policy, &self.track_limits, &track, now_ms, true) {
+                self.publish(&track, d, captured_at, std::time::SystemTime::now(), stages);
+            }
+        }
+        self.thumbnails.remove(&thumbnail_key);
+    }
+
+    fn publish(
+        &mut self,
+        track: &Track,
+        decision: Decision,
+        captured_at: Instant,
+        captured_wall: std::time::SystemTime,
+        stages: Stages,
+    ) {
+        let kind = decision.kind;
+        self.metrics
+            .decisions
+            .get_or_create(&DecisionLabels {
+                camera: self.camera.name.clone(),
+                kind: KindLabel {
+                    r#type: kind.name().to_owned(),
+                },
+            })
+            .inc();
+        // The hold-off is per identity: a person claimed by a match (or by a spoof of them).
+        let claimed = track
+            .candidate
+            .as_ref()
+            .filter(|c| c.score >= self.policy.min_similarity_score)
+            .map(|c| c.person_id.clone());
+        if let Some(person) = &claimed {
+            if !self.hold_off.allow(person, self.ms(Instant::now())) {
+                self.metrics.suppressed.get_or_create(&self.labels).inc();
+                tracing::info!(camera = %self.camera.name, track = track.id, person = %person,
+                    decision = kind.name(), "held off: same person within cameras.hold_off_s");
+                return;
+            }
+        }
+        let (person_name, metadata) = match (&claimed, kind) {
+            (Some(pid), DecisionKind::Match) => {
+                match self.store.person(&self.camera.collection, pid) {
+                    Ok((p, _)) => (Some(p.person_name), p.metadata),
+                    Err(_) => (None, Default::default()),
+                }
+            }
+            _ => (None, Default::default()),
+        };
+        let person_id = if kind == DecisionKind::Match {
+            claimed.clone()
+        } else {
+            None
+        };
+        let mut reasons = decision.reasons.clone();
+        if reasons.is_empty() {
+            reasons.push(kind.name().to_owned());
+        }
+        let b = track.bbox;
+        let ts = facegate_core::clock::rfc3339(facegate_core::clock::unix_ms(captured_wall));
+        let event_id = uuid::Uuid::now_v7().to_string();
+        let door = (!self.camera.door.is_empty()).then(|| self.camera.door.clone());
+        let ms = |s: f64| (s * 1e4).round() as f32 / 10.0;
+        let build_started = Instant::now();
+        let mut event = FaceEvent {
+            event_id: event_id.clone(),
+            sequence: 0,
+            kind,
+            ts: ts.clone(),
+            device_id: self.sink.topics.device_id().to_owned(),
+            camera: self.camera.name.clone(),
+            collection: self.camera.collection.clone(),
+            person_id: person_id.clone(),
+            person_name: person_name.clone(),
+            metadata,
+            similarity_score: track
+                .candidate
+                .as_ref()
+                .map(|c| (c.score * 1000.0).round() / 1000.0),
+            liveness: LivenessReport {
+                verdict: decision.liveness,
+                score: (track.still.live > 0).then_some(track.still.best_live_score),
+                reasons: decision.liveness_reasons.clone(),
+            },
+            reasons,
+            track_id: track.id,
+            frames: track.frames,
+            embedded_frames: track.embeddings.len() as u32,
+            bbox: EventBox {
+                left: b.left.round() as i32,
+                top: b.top.round() as i32,
+                right: b.right.round() as i32,
+                bottom: b.bottom.round() as i32,
+            },
+            door: door.clone(),
+            latency_ms: Latency {
+                queue: ms(stages.queue),
+                detect: ms(stages.detect),
+                embed: ms(stages.embed),
+                liveness: ms(stages.liveness),
+                search: ms(stages.search),
+                outbox: 0.0,
+                total: 0.0,
+            },
+            thumbnail: self
+                .thumbnails
+                .get(&track.id)
+                .map(|j| base64::engine::general_purpose::STANDARD.encode(j)),
+            truncated: false,
+        };
+        let access = door.as_ref().map(|_| AccessMessage {
+            granted: kind == DecisionKind::Match,
+            person_id,
+            // Names are bounded at the API, but a person enrolled before the bound may have
+            // any length: the grant must still fit in a packet.
+            person_name: person_name.map(|n| {
+                n.chars()
+                    .take(crate::api::extract::MAX_PERSON_NAME_CHARS)
+                    .collect()
+            }),
+            reason: kind,
+            event_id: event_id.clone(),
+            ts,
+        });
+        let max_payload = self.sink.max_payload;
+        let event_topic = self.sink.topics.event(&self.camera.name);
+        let access_topic = door.as_ref().map(|d| self.sink.topics.access(d));
+        let build = |seq: u64, event: &mut FaceEvent| -> Vec<OutboxMessage> {
+            event.sequence = seq;
+            event.latency_ms.outbox = ms(build_started.elapsed().as_secs_f64());
+            event.latency_ms.total = ms(captured_at.elapsed().as_secs_f64());
+            let payload = crate::mqtt::event::encode_within(event, max_payload);
+            let mut out = vec![OutboxMessage {
+                topic: event_topic.clone(),
+                payload,
+                retain: false,
+            }];
+            if let (Some(a), Some(t)) = (&access, &access_topic) {
+                out.push(OutboxMessage {
+                    topic: t.clone(),
+                    payload: serde_json::to_vec(a).unwrap_or_default(),
+                    retain: false,
+                });
+            }
+            out
+        };
+        match &self.sink.outbox {
+            Some(outbox) => {
+                let t = Instant::now();
+                match outbox.append(|seq| build(seq, &mut event)) {
+                    Ok(appended) => {
+                        self.metrics.stage("outbox", t.elapsed().as_secs_f64());
+                        for key in &appended.keys {
+                            self.sink.times.record(*key, captured_at);
+                        }
+                        self.sink.wake.notify_one();
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot write the event to the outbox: it is lost")
+                    }
+                }
+            }
+            None => {
+                let _ = build(0, &mut event);
+            }
+        }
+        tracing::info!(
+            camera = %self.camera.name,
+            decision = kind.name(),
+            track = track.id,
+            person = person_id_or_dash(&event.person_id),
+            score = ?event.similarity_score,
+            liveness = ?decision.liveness,
+            latency_ms = event.latency_ms.total,
+            event_id = %event.event_id,
+            "decision"
+        );
+    }
+}
+
+fn person_id_or_dash(p: &Option<String>) -> &str {
+    p.as_deref().unwrap_or("-")
+}
+
+/// Decide a track from its evidence (pure, apart from running the motion test).
+fn evaluate(
+    policy: &Policy,
+    limits: &TrackLimits,
+    track: &Track,
+    now_ms: u64,
+    ended: bool,
+) -> Option<Decision> {
+    let motion = (policy.liveness == LivenessMode::Track && track.motion_points.len() >= 2)
+        .then(|| judge_track(&track.motion_points, &track.eye_ratios, limits));
+    decide(
+        policy,
+        &Evidence {
+            embeddings: track.embeddings.len(),
+            best: track.candidate.clone(),
+            still: &track.still,
+            motion: motion.as_ref(),
+            age_ms: track.age_ms(now_ms),
+            ended,
+        },
+    )
+}
+
+/// JPEG of the aligned face for an event.
+fn liveness_thumbnail(image: &RgbImage, lm: &Landmarks, size: u32) -> Option<Vec<u8>> {
+    let thumb = facegate_core::engine::align::thumbnail(image, lm, size)?;
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80)
+        .encode_image(&thumb)
+        .ok()?;
+    Some(out)
+}

@@ -1,0 +1,295 @@
+//! The main job beside the API: per camera a capture thread and a pipeline thread with its
+//! own engine, and one MQTT publisher task draining the durable outbox. Started by
+//! `facegate serve`, stopped in order on SIGTERM: capture first, then the pipelines finish
+//! the frame in hand (its decisions reach the outbox), then the publisher flushes what the
+//! broker will take and says `offline`.
+
+pub mod camera_worker;
+pub mod metrics;
+pub mod systemd;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::{watch, Notify};
+
+use crate::camera::capture::{self, CameraStatus};
+use crate::camera::slot::FrameSlot;
+use crate::mqtt::discovery::{self, DiscoveredCamera};
+use crate::mqtt::outbox::{Outbox, OutboxError};
+use crate::mqtt::publisher::{self, LinkStatus, MqttSetupError, PublishTimes, Publisher};
+use crate::mqtt::Topics;
+use camera_worker::{CameraWorker, Sink};
+use facegate_core::config::{Config, SourceKind};
+use facegate_core::engine::runtime::Runtime;
+use facegate_core::engine::{Engine, EngineError};
+use facegate_core::store::Store;
+use metrics::{CameraLabels, DaemonMetrics};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("camera engine: {0}")]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Outbox(#[from] OutboxError),
+    #[error(transparent)]
+    Mqtt(#[from] MqttSetupError),
+    #[error("cannot start a thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// What `/health` and `/metrics` read of the running job.
+pub struct DaemonStatus {
+    cameras: Vec<Arc<CameraStatus>>,
+    link: Option<Arc<LinkStatus>>,
+    outbox: Option<Arc<Outbox>>,
+    broker: String,
+    device_id: String,
+}
+
+impl DaemonStatus {
+    pub fn cameras_json(&self) -> serde_json::Value {
+        json!(self
+            .cameras
+            .iter()
+            .map(|c| c.snapshot())
+            .collect::<Vec<_>>())
+    }
+
+    pub fn mqtt_json(&self) -> serde_json::Value {
+        match (&self.link, &self.outbox) {
+            (Some(link), Some(outbox)) => {
+                let mut v = serde_json::to_value(link.snapshot()).unwrap_or_default();
+                v["enabled"] = json!(true);
+                v["broker"] = json!(self.broker);
+                v["device_id"] = json!(self.device_id);
+                v["outbox_depth"] = json!(outbox.depth());
+                v["outbox_dropped"] = json!(outbox.dropped_total());
+                v["outbox_dead_letters"] = json!(outbox.dead_letters_total());
+                v
+            }
+            _ => json!({"enabled": false}),
+        }
+    }
+
+    /// Set the gauges that mirror state (called at scrape time).
+    pub fn update_metrics(&self, m: &DaemonMetrics) {
+        for c in &self.cameras {
+            let h = c.snapshot();
+            let l = CameraLabels {
+                camera: h.name.clone(),
+            };
+            let frames = m.frames.get_or_create(&l);
+            frames.inc_by(h.frames.saturating_sub(frames.get()));
+            m.frames_dropped.get_or_create(&l).set(h.dropped as i64);
+            m.camera_errors.get_or_create(&l).set(h.errors as i64);
+            m.camera_fps.get_or_create(&l).set(h.fps as f64);
+        }
+        if let (Some(link), Some(outbox)) = (&self.link, &self.outbox) {
+            m.mqtt_connected.set(i64::from(link.connected()));
+            m.outbox_depth.set(outbox.depth() as i64);
+            let dropped = outbox.dropped_total();
+            m.outbox_dropped
+                .inc_by(dropped.saturating_sub(m.outbox_dropped.get()));
+            let dead = outbox.dead_letters_total();
+            m.outbox_dead_letters
+                .inc_by(dead.saturating_sub(m.outbox_dead_letters.get()));
+            let acked = link.acknowledged();
+            m.mqtt_acknowledged
+                .inc_by(acked.saturating_sub(m.mqtt_acknowledged.get()));
+        }
+    }
+
+    pub fn camera(&self, name: &str) -> Option<crate::camera::capture::CameraHealth> {
+        self.cameras
+            .iter()
+            .map(|c| c.snapshot())
+            .find(|h| h.name == name)
+    }
+
+    /// A camera thread that has not run for longer than `max_age` (the systemd watchdog is
+    /// not petted while there is one), as "camera X: capture thread silent for N s".
+    pub fn stuck(&self, max_age: Duration) -> Option<String> {
+        self.cameras.iter().find_map(|c| {
+            let (thread, age) = c.stuck_thread(max_age)?;
+            Some(format!(
+                "camera {}: {thread} thread silent for {:.1} s",
+                c.snapshot().name,
+                age.as_secs_f32()
+            ))
+        })
+    }
+
+    pub fn outbox_depth(&self) -> Option<usize> {
+        self.outbox.as_ref().map(|o| o.depth())
+    }
+
+    pub fn mqtt_connected(&self) -> bool {
+        self.link.as_ref().is_some_and(|l| l.connected())
+    }
+}
+
+pub struct Daemon {
+    status: Arc<DaemonStatus>,
+    stop: Arc<AtomicBool>,
+    captures: Vec<JoinHandle<()>>,
+    pipelines: Vec<JoinHandle<()>>,
+    mqtt_stop: watch::Sender<bool>,
+    mqtt_task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Daemon {
+    /// Start the cameras and the MQTT link of `config`. Must run inside a tokio runtime.
+    pub fn start(
+        config: &Config,
+        store: Arc<Store>,
+        metrics: DaemonMetrics,
+        data_dir: &Path,
+    ) -> Result<Self, DaemonError> {
+        let m = &config.mqtt;
+        let topics = Topics::new(&m.topic_prefix, &m.resolved_device_id());
+        let wake = Arc::new(Notify::new());
+        let times = Arc::new(PublishTimes::default());
+        let (mqtt_stop, stop_rx) = watch::channel(false);
+        let (mut link, mut outbox, mut mqtt_task) = (None, None, None);
+        if m.enabled {
+            let ob = Arc::new(Outbox::open(
+                &data_dir.join("outbox"),
+                m.outbox_max_events,
+                m.outbox_map_mib,
+            )?);
+            let options = publisher::options(m, &topics)?;
+            let cams: Vec<DiscoveredCamera> = config
+                .cameras
+                .iter()
+                .map(|c| DiscoveredCamera {
+                    name: &c.name,
+                    door: (!c.door.is_empty()).then_some(c.door.as_str()),
+                })
+                .collect();
+            let (discovery_msgs, ha_status) = if m.homeassistant {
+                (
+                    discovery::messages(&m.discovery_prefix, &topics, &cams),
+                    Some(format!("{}/status", m.discovery_prefix)),
+                )
+            } else {
+                (Vec::new(), None)
+            };
+            let st = Arc::new(LinkStatus::default());
+            let observer_metrics = metrics.clone();
+            let p = Publisher {
+                options,
+                topics: topics.clone(),
+                outbox: ob.clone(),
+                wake: wake.clone(),
+                discovery: discovery_msgs,
+                ha_status,
+                status: st.clone(),
+                flush_timeout: Duration::from_secs_f32(m.flush_timeout_s),
+                times: times.clone(),
+                observer: Box::new(move |d| observer_metrics.published(d.as_secs_f64())),
+                max_packet: m.max_packet_kib << 10,
+            };
+            tracing::info!(broker = %format!("{}:{}", m.host, m.port), device_id = topics.device_id(),
+                backlog = ob.depth(), "MQTT publisher starting");
+            mqtt_task = Some(tokio::spawn(p.run(stop_rx)));
+            link = Some(st);
+            outbox = Some(ob);
+        }
+        let sink = Arc::new(Sink {
+            outbox: outbox.clone(),
+            wake,
+            times,
+            topics: topics.clone(),
+            thumbnails: m.event_thumbnail,
+            max_payload: (m.max_packet_kib << 10).saturating_sub(1024),
+        });
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut statuses = Vec::new();
+        let (mut captures, mut pipelines) = (Vec::new(), Vec::new());
+        if !config.cameras.is_empty() {
+            let runtime = Runtime::load(&config.inference).map_err(EngineError::from)?;
+            for cam in &config.cameras {
+                let mut engine_config = config.clone();
+                engine_config.detector.min_face_px = cam.min_face_px;
+                // One thread per session: these small models do not gain from more on a
+                // small board, and the API's workers need the other cores.
+                engine_config.inference.threads = 1;
+                let engine = Engine::with_runtime(&runtime, &engine_config)?;
+                let opener = crate::camera::opener_for(
+                    cam,
+                    facegate_core::engine::frame::DecodeLimits::from_config(&config.detector),
+                );
+                let status = Arc::new(CameraStatus::new(&cam.name, opener.describe()));
+                let slot = Arc::new(FrameSlot::new());
+                let paced = !(cam.source == SourceKind::Replay && cam.fps == 0.0);
+                captures.push(capture::spawn(
+                    &cam.name,
+                    opener,
+                    slot.clone(),
+                    status.clone(),
+                    stop.clone(),
+                    paced,
+                )?);
+                let worker = CameraWorker::new(
+                    cam.clone(),
+                    engine,
+                    store.clone(),
+                    sink.clone(),
+                    status.clone(),
+                    metrics.clone(),
+                    config.liveness.clone(),
+                    config.store.thumbnail_px,
+                );
+                let stop = stop.clone();
+                pipelines.push(
+                    std::thread::Builder::new()
+                        .name(format!("pipeline-{}", cam.name))
+                        .spawn(move || worker.run(slot, stop))?,
+                );
+                tracing::info!(camera = %cam.name, collection = %cam.collection, door = %cam.door,
+                    liveness = ?cam.liveness, "camera started");
+                statuses.push(status);
+            }
+        }
+        Ok(Self {
+            status: Arc::new(DaemonStatus {
+                cameras: statuses,
+                link,
+                outbox,
+                broker: format!("{}:{}", m.host, m.port),
+                device_id: topics.device_id().to_owned(),
+            }),
+            stop,
+            captures,
+            pipelines,
+            mqtt_stop,
+            mqtt_task,
+        })
+    }
+
+    pub fn status(&self) -> Arc<DaemonStatus> {
+        self.status.clone()
+    }
+
+    /// Stop capture, let the pipelines finish their frame, then flush and close MQTT.
+    pub async fn shutdown(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let threads: Vec<JoinHandle<()>> =
+            self.captures.into_iter().chain(self.pipelines).collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+        let _ = self.mqtt_stop.send(true);
+        if let Some(task) = self.mqtt_task {
+            let _ = task.await;
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! `facegate doctor`: checks an installation line by line — the ONNX Runtime library and the
+//! execution providers it really offers, each model against the lock file and the provider it
+//! runs on, the V4L2 cameras and their formats, the store, and the broker — each line `OK`,
+//! `--` (for information) or `FIX` with what to do.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use facegate_core::config::Config;
+use facegate_core::engine::runtime::Runtime;
+use facegate_core::engine::Engine;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Ok,
+    Info,
+    Fix,
+}
+
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub level: Level,
+    pub text: String,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tag = match self.level {
+            Level::Ok => "OK ",
+            Level::Info => "-- ",
+            Level::Fix => "FIX",
+        };
+        write!(f, "{tag}  {}", self.text)
+    }
+}
+
+fn ok(text: String) -> Finding {
+    Finding {
+        level: Level::Ok,
+        text,
+    }
+}
+fn info(text: String) -> Finding {
+    Finding {
+        level: Level::Info,
+        text,
+    }
+}
+fn fix(text: String) -> Finding {
+    Finding {
+        level: Level::Fix,
+        text,
+    }
+}
+
+/// Every check, in order. Stops after the runtime when the library cannot be loaded.
+pub fn run(config: &Config, data_dir: &Path) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let runtime = match Runtime::load(&config.inference) {
+        Ok(r) => r,
+        Err(e) => {
+            out.push(fix(format!("ONNX Runtime: {e}")));
+            return out;
+        }
+    };
+    out.push(ok(format!(
+        "ONNX Runtime {} ({}); providers it offers: {}",
+        std::fs::canonicalize(&runtime.library)
+            .unwrap_or_else(|_| runtime.library.clone())
+            .display(),
+        ort::info().trim(),
+        available_providers().join(", ")
+    )));
+    out.extend(models(config, &runtime.model_dir));
+    let fingerprint = match Engine::with_runtime(&runtime, config) {
+        Ok(engine) => {
+            for (model, provider) in engine.providers() {
+                out.push(ok(format!("{model} runs on {provider}")));
+            }
+            Some(facegate_core::store::ModelId {
+                id: engine.fingerprint().to_owned(),
+                dim: engine.dimension(),
+                metric: engine.metric(),
+            })
+        }
+        Err(e) => {
+            out.push(fix(format!("models cannot be opened: {e}")));
+            None
+        }
+    };
+    out.extend(cameras(config));
+    if let Some(model) = fingerprint {
+        out.push(store(data_dir, model));
+    }
+    out.push(broker(config));
+    out.push(transport(config));
+    out
+}
+
+/// HTTPS, or a warning when the API is reachable from the network in plain text.
+fn transport(config: &Config) -> Finding {
+    let s = &config.server;
+    if !s.tls_cert_file.is_empty() {
+        return match crate::api::listener::load_tls(&s.tls_cert_file, &s.tls_key_file) {
+            Ok(_) => ok(format!("API on https://{} ({})", s.listen, s.tls_cert_file)),
+            Err(e) => fix(format!("HTTPS: {e}")),
+        };
+    }
+    match crate::api::listener::plaintext_warning(s) {
+        Some(w) => fix(w),
+        None => info(format!("API on http://{} (loopback only)", s.listen)),
+    }
+}
+
+/// Execution providers compiled into the loaded ONNX Runtime library.
+pub fn available_providers() -> Vec<String> {
+    let api = ort::api();
+    let mut list: *mut *mut std::ffi::c_char = std::ptr::null_mut();
+    let mut n: std::ffi::c_int = 0;
+    // SAFETY: the API fills `list` with `n` C strings that we read and then release.
+    unsafe {
+        let status = (api.GetAvailableProviders)(&mut list, &mut n);
+        if !status.0.is_null() {
+            (api.ReleaseStatus)(status.0);
+            return Vec::new();
+        }
+        let names = (0..n as isize)
+            .map(|i| {
+                std::ffi::CStr::from_ptr(*list.offset(i))
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        let status = (api.ReleaseAvailableProviders)(list, n);
+        if !status.0.is_null() {
+            (api.ReleaseStatus)(status.0);
+        }
+        names
+    }
+}
+
+fn models(config: &Config, model_dir: &Path) -> Vec<Finding> {
+    let lock_path = model_dir.join("models.lock");
+    let lock: BTreeMap<String, serde_json::Value> = match std::fs::read(&lock_path)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            return vec![fix(format!(
+                "{}: {e} (run `make models`, or reinstall the package)",
+                lock_path.display()
+            ))]
+        }
+    };
+    let mut out = Vec::new();
+    for (file, entry) in &lock {
+        if file == &config.liveness.pad_model || file.ends_with(".onnx") {
+            let path = model_dir.join(file);
+            let want = entry["sha256"].as_str().unwrap_or("");
+            match std::fs::read(&path) {
+                Ok(bytes) => {
+                    let got = format!("{:x}", Sha256::digest(&bytes));
+                    if got == want {
+                        out.push(ok(format!("model {file}: sha256 matches models.lock")));
+                    } else {
+                        out.push(fix(format!(
+                            "model {file}: sha256 {} differs from models.lock {} (re-run `make models`)",
+                            &got[..12],
+                            &want[..want.len().min(12)]
+                        )));
+                    }
+                }
+                Err(_)
+                    if file.contains("_int8")
+                        && config.inference.precision.resolve(config.inference.embedder)
+                            == facegate_core::config::Precision::Fp32 =>
+                {
+                    out.push(info(format!(
+                        "model {file}: not made (`make models-int8`; only for inference.precision = \"int8\")"
+                    )))
+                }
+                Err(e) => out.push(fix(format!(
+                    "model {}: {e} (run `make models`)",
+                    path.display()
+                ))),
+            }
+        }
+    }
+    out
+}
+
+fn cameras(config: &Config) -> Vec<Finding> {
+    use v4l::video::Capture;
+    let mut out = Vec::new();
+    let nodes = v4l::context::enum_devices();
+    if nodes.is_empty() {
+        out.push(info("no V4L2 devices (/dev/video*)".into()));
+    }
+    for node in nodes {
+        let path = node.path().display().to_string();
+        let dev = match v4l::Device::with_path(node.path()) {
+            Ok(d) => d,
+            Err(e) => {
+                out.push(fix(format!(
+                    "camera {path}: {e} (is the user in the video group?)"
+                )));
+                continue;
+            }
+        };
+        let card = dev.query_caps().map(|c| c.card).unwrap_or_default();
+        let formats: Vec<String> = dev
+            .enum_formats()
+            .unwrap_or_default()
+            .iter()
+            .map(|f| {
+                let sizes: Vec<String> = dev
+                    .enum_framesizes(f.fourcc)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .flat_map(|s| s.size.to_discrete())
+                    .map(|d| format!("{}x{}", d.width, d.height))
+                    .collect();
+                format!("{} {}", f.fourcc, sizes.join(" "))
+            })
+            .collect();
+        if formats.is_empty() {
+            out.push(info(format!(
+                "camera {path} ({card}): no capture formats (a metadata node)"
+            )));
+        } else {
+            out.push(ok(format!(
+                "camera {path} ({card}): {}",
+                formats.join("; ")
+            )));
+        }
+    }
+    for cam in &config.cameras {
+        if cam.source == facegate_core::config::SourceKind::V4l2 && !Path::new(&cam.device).exists()
+        {
+            out.push(fix(format!(
+                "configured camera {} uses {}, which does not exist",
+                cam.name, cam.device
+            )));
+        }
+    }
+    out
+}
+
+fn store(data_dir: &Path, model: facegate_core::store::ModelId) -> Finding {
+    if !data_dir.join("data.mdb").exists() {
+        return info(format!(
+            "store {}: not created yet (the first `serve` creates it)",
+            data_dir.display()
+        ));
+    }
+    let size = std::fs::metadata(data_dir.join("data.mdb"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let options = facegate_core::store::StoreOptions::default();
+    match facegate_core::store::Store::open(
+        data_dir,
+        model,
+        &options,
+        std::sync::Arc::new(facegate_core::clock::SystemClock),
+    ) {
+        Ok(s) => {
+            let (collections, persons) = s.counts();
+            ok(format!(
+                "store {}: schema {}, {collections} collections, {persons} persons, {:.1} MiB on disk",
+                data_dir.display(),
+                facegate_core::store::SCHEMA_VERSION,
+                size as f64 / (1 << 20) as f64
+            ))
+        }
+        Err(e) => fix(format!("store {}: {e}", data_dir.display())),
+    }
+}
+
+fn broker(config: &Config) -> Finding {
+    let m = &config.mqtt;
+    if !m.enabled {
+        return info("MQTT is off (mqtt.enabled = false)".into());
+    }
+    let addr = format!("{}:{}", m.host, m.port);
+    let resolved = std::net::ToSocketAddrs::to_socket_addrs(&addr).map(|mut a| a.next());
+    match resolved {
+        Ok(Some(sock)) => match std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(3))
+        {
+            Ok(_) => ok(format!(
+                "broker {addr} reachable{}",
+                if m.tls { " (TLS not checked)" } else { "" }
+            )),
+            Err(e) => fix(format!(
+                "broker {addr} unreachable: {e} (start the broker or set mqtt.host/port)"
+            )),
+        },
+        _ => fix(format!(
+            "broker {addr}: the name does not resolve (set mqtt.host)"
+        )),
+    }
+}
