@@ -103,9 +103,9 @@ pub fn run(config: &Config, data_dir: &Path) -> Vec<Finding> {
 /// HTTPS, or a warning when the API is reachable from the network in plain text.
 fn transport(config: &Config) -> Finding {
     let s = &config.server;
-    if !s.tls_cert_file.is_empty() {
-        return match crate::api::listener::load_tls(&s.tls_cert_file, &s.tls_key_file) {
-            Ok(_) => ok(format!("API on https://{} ({})", s.listen, s.tls_cert_file)),
+    if let Some(cert) = &s.tls_cert_file {
+        return match crate::api::listener::load_tls(s) {
+            Ok(_) => ok(format!("API on https://{} ({})", s.listen, cert.display())),
             Err(e) => fix(format!("HTTPS: {e}")),
         };
     }
@@ -243,7 +243,8 @@ fn cameras(config: &Config) -> Vec<Finding> {
         {
             out.push(fix(format!(
                 "configured camera {} uses {}, which does not exist",
-                cam.name, cam.device
+                cam.name,
+                cam.device.display()
             )));
         }
     }

@@ -157,18 +157,14 @@ pub fn run(options: DemoOptions) -> Result<(), DemoError> {
     config.cameras = vec![CameraConfig {
         name: "front".into(),
         source: SourceKind::Replay,
-        path: frames.display().to_string(),
+        path: Some(frames.to_path_buf()),
         fps: 10.0,
         collection: "demo".into(),
         door: "front-door".into(),
         hold_off_s: 2.0,
         ..CameraConfig::default()
     }];
-    let addr: std::net::SocketAddr = config
-        .server
-        .listen
-        .parse()
-        .map_err(|e| fail("server.listen")(&e))?;
+    let addr = config.server.listen;
     let state = server::open_state(
         config,
         &data_dir,

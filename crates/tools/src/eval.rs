@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use facegate_core::config::Config;
+use facegate_core::engine::similarity::Calibration;
 use facegate_core::engine::{most_central, Engine, EngineError};
 
 #[derive(Debug, thiserror::Error)]
@@ -274,6 +275,108 @@ pub fn all_pairs(
         calibration_knots: knots,
         genuine,
     }
+}
+
+/// What `facegate eval` prints: verification figures over the listed pairs and, with
+/// `all_pairs`, over every pair of the listed images.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub embedder: &'static str,
+    pub pairs: usize,
+    pub images: usize,
+    /// Images without a template (no face, or one that could not be aligned).
+    pub failures_to_enrol: usize,
+    /// Accuracy at the default similarity score threshold (0.7).
+    pub accuracy_at_default: f64,
+    pub accuracy_best: f64,
+    pub threshold_best_raw: f32,
+    pub threshold_best_score: f32,
+    pub eer: f64,
+    #[serde(rename = "tar_at_far_1e-2")]
+    pub tar_at_far_1e2: f64,
+    #[serde(rename = "tar_at_far_1e-3")]
+    pub tar_at_far_1e3: f64,
+    #[serde(rename = "threshold_at_far_1e-3")]
+    pub threshold_at_far_1e3: f32,
+    #[serde(rename = "threshold_at_far_1e-3_raw")]
+    pub threshold_at_far_1e3_raw: f32,
+    pub images_per_second: f64,
+    pub threads: usize,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub all: Option<AllPairs>,
+    /// True-match rate over all genuine pairs at the score levels of docs/accuracy.md.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub all_true_match_rate_at_score: Option<std::collections::BTreeMap<String, f64>>,
+}
+
+/// Score levels at which the all-pairs true-match rate is reported.
+const SCORE_LEVELS: [f32; 5] = [0.5, 0.6, 0.67, 0.7, 0.8];
+
+/// Embed every image of `list` on `threads` engines and compute the report.
+pub fn evaluate(
+    config: &Config,
+    list: &PairList,
+    threads: usize,
+    all: bool,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<EvalReport, EvalError> {
+    let started = std::time::Instant::now();
+    let templates = embed_images(config, &list.images, threads, progress)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let cal = Calibration::for_embedder(config.inference.embedder);
+    let metric = cal.metric;
+    let closeness = |p: &Pair| match (&templates[p.left], &templates[p.right]) {
+        (Some(a), Some(b)) => metric.closeness(metric.compare(a, b)),
+        _ => f32::NEG_INFINITY, // a failure to enrol is a non-match
+    };
+    let genuine: Vec<f32> = list
+        .pairs
+        .iter()
+        .filter(|p| p.same)
+        .map(closeness)
+        .collect();
+    let impostor: Vec<f32> = list
+        .pairs
+        .iter()
+        .filter(|p| !p.same)
+        .map(closeness)
+        .collect();
+    let mut impostor_desc = impostor.clone();
+    impostor_desc.sort_by(|a, b| b.total_cmp(a));
+    let default_threshold = metric.closeness(cal.raw_threshold(0.7));
+    let (best, best_threshold) = best_accuracy(&genuine, &impostor);
+    let (tar2, _) = tar_at_far(&genuine, &impostor_desc, 1e-2);
+    let (tar3, thr3) = tar_at_far(&genuine, &impostor_desc, 1e-3);
+    let raw_of = |c: f32| metric.raw_from_closeness(c);
+    let all = all.then(|| all_pairs(&list.images, &templates, metric));
+    let levels = all.as_ref().map(|ap| {
+        SCORE_LEVELS
+            .iter()
+            .map(|&s| {
+                let rate = ap.true_match_rate(metric.closeness(cal.raw_threshold(s)));
+                (format!("{s}"), rate)
+            })
+            .collect()
+    });
+    Ok(EvalReport {
+        embedder: config.inference.embedder.name(),
+        pairs: list.pairs.len(),
+        images: list.images.len(),
+        failures_to_enrol: templates.iter().filter(|t| t.is_none()).count(),
+        accuracy_at_default: accuracy_at(&genuine, &impostor, default_threshold),
+        accuracy_best: best,
+        threshold_best_raw: raw_of(best_threshold),
+        threshold_best_score: cal.score(raw_of(best_threshold)),
+        eer: equal_error_rate(&genuine, &impostor),
+        tar_at_far_1e2: tar2,
+        tar_at_far_1e3: tar3,
+        threshold_at_far_1e3: cal.score(raw_of(thr3)),
+        threshold_at_far_1e3_raw: raw_of(thr3),
+        images_per_second: list.images.len() as f64 / seconds,
+        threads,
+        all,
+        all_true_match_rate_at_score: levels,
+    })
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ impl PadModel {
             scale: cfg.pad_scale,
             bgr: false,
         };
-        if cfg.pad_channel_order == "bgr" {
+        if cfg.pad_channel_order == crate::config::ChannelOrder::Bgr {
             normalisation = normalisation.bgr();
         }
         let size = cfg.pad_input_size as usize;

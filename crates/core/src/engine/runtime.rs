@@ -7,7 +7,7 @@ use ort::ep::ExecutionProviderDispatch;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::session::Session;
 
-use crate::config::{InferenceConfig, KNOWN_PROVIDERS};
+use crate::config::{ExecutionProvider, InferenceConfig};
 
 /// How many folders above the executable's own may hold a checkout's `models/`: a binary in
 /// `target/release/` is two below the checkout, a test in `target/release/deps/` or a cross
@@ -43,10 +43,10 @@ pub enum RuntimeError {
 /// Resolve the library path: config, then `$ORT_DYLIB_PATH`, then the model folder's link made
 /// by `make models`, then the packaged location.
 pub fn ort_library_path(cfg: &InferenceConfig, model_dir: &Path) -> Result<PathBuf, RuntimeError> {
-    if !cfg.ort_library.is_empty() {
+    if let Some(library) = &cfg.ort_library {
         // An explicit setting is the only candidate: silently using another library would
         // hide a mistake in the config.
-        return Ok(PathBuf::from(&cfg.ort_library));
+        return Ok(library.clone());
     }
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(p));
@@ -72,8 +72,8 @@ pub fn ort_library_path(cfg: &InferenceConfig, model_dir: &Path) -> Result<PathB
 /// location. Nothing of the build machine is compiled in: a copied binary looks around
 /// itself, never at the folder it was built in.
 pub fn model_dir(cfg: &InferenceConfig) -> PathBuf {
-    if !cfg.model_dir.is_empty() {
-        return PathBuf::from(&cfg.model_dir);
+    if let Some(dir) = &cfg.model_dir {
+        return dir.clone();
     }
     std::env::current_exe()
         .ok()
@@ -84,11 +84,18 @@ pub fn model_dir(cfg: &InferenceConfig) -> PathBuf {
 /// The nearest `models/` with a `models.toml` in the executable's folder or the
 /// [`CHECKOUT_LEVELS`] folders above it.
 fn checkout_model_dir(exe: &Path) -> Option<PathBuf> {
+    near_executable(exe, Path::new("models/models.toml"))
+        .and_then(|toml| toml.parent().map(Path::to_path_buf))
+}
+
+/// The nearest `relative` path that exists in the executable's folder or the
+/// [`CHECKOUT_LEVELS`] folders above it (a checkout's `models/` or `tests/fixtures`).
+pub fn near_executable(exe: &Path, relative: &Path) -> Option<PathBuf> {
     exe.ancestors()
         .skip(1)
         .take(CHECKOUT_LEVELS)
-        .map(|dir| dir.join("models"))
-        .find(|models| models.join("models.toml").is_file())
+        .map(|dir| dir.join(relative))
+        .find(|p| p.exists())
 }
 
 /// The loaded runtime: the environment every session is created in, plus the choices made.
@@ -96,7 +103,7 @@ pub struct Runtime {
     env: ort::environment::Environment,
     pub library: PathBuf,
     pub model_dir: PathBuf,
-    execution_providers: Vec<String>,
+    execution_providers: Vec<ExecutionProvider>,
     threads: usize,
     cache_dir: PathBuf,
 }
@@ -118,28 +125,27 @@ impl Runtime {
         let model_dir = model_dir(cfg);
         let library = ort_library_path(cfg, &model_dir)?;
         let env = process_environment(&library)?;
-        let cache_dir = if cfg.cache_dir.is_empty() {
+        let cache_dir = cfg.cache_dir.clone().unwrap_or_else(|| {
             std::env::var_os("HOME")
                 .map(|h| PathBuf::from(h).join(".cache/facegate/ep"))
                 .unwrap_or_else(|| PathBuf::from("/var/cache/facegate/ep"))
-        } else {
-            PathBuf::from(&cfg.cache_dir)
-        };
+        });
         // Providers this binary was built without are reported once here, not per model.
         let execution_providers = cfg
             .execution_providers
             .iter()
-            .filter(|name| {
+            .filter(|p| {
+                let name = p.name();
                 let compiled = compiled_in(name);
                 if !compiled {
                     tracing::warn!(
-                        provider = name.as_str(),
+                        provider = name,
                         "execution provider not compiled into this binary (build with --features {name}); skipping it"
                     );
                 }
                 compiled
             })
-            .cloned()
+            .copied()
             .collect();
         Ok(Self {
             env,
@@ -187,18 +193,18 @@ impl Runtime {
         if !path.exists() {
             return Err(RuntimeError::ModelMissing { path });
         }
-        for name in &self.execution_providers {
+        for name in self.execution_providers.iter().map(|p| p.name()) {
             let Some(dispatch) = provider(name, &self.cache_dir) else {
                 continue; // "cpu": the implicit last resort below
             };
             match open_session(&self.env, &path, Some(dispatch), threads) {
                 Ok(session) => {
-                    tracing::info!(model = file, provider = name.as_str(), "model loaded");
-                    return Ok((session, provider_label(name)));
+                    tracing::info!(model = file, provider = name, "model loaded");
+                    return Ok((session, name));
                 }
                 Err(e) => tracing::warn!(
                     model = file,
-                    provider = name.as_str(),
+                    provider = name,
                     error = %e,
                     "execution provider unavailable, trying the next one"
                 ),
@@ -251,15 +257,6 @@ fn process_environment(library: &Path) -> Result<ort::environment::Environment, 
     tracing::info!(library = %library.display(), "ONNX Runtime loaded");
     *slot = Some((library.to_owned(), env.clone()));
     Ok(env)
-}
-
-/// The static name of a configured provider (config validation only lets known ones in).
-fn provider_label(name: &str) -> &'static str {
-    KNOWN_PROVIDERS
-        .iter()
-        .find(|&&known| known == name)
-        .copied()
-        .unwrap_or("cpu")
 }
 
 /// Whether this binary can register `name` (CPU always; the others behind cargo features).
@@ -343,8 +340,14 @@ mod tests {
         // A models/ folder without models.toml is not what `make models` made.
         assert_eq!(checkout_model_dir(&release.join("facegate")), None);
         std::fs::write(models.join("models.toml"), "").unwrap();
-        assert_eq!(checkout_model_dir(&release.join("facegate")), Some(models.clone()));
-        assert_eq!(checkout_model_dir(&release.join("deps/test-1234")), Some(models));
+        assert_eq!(
+            checkout_model_dir(&release.join("facegate")),
+            Some(models.clone())
+        );
+        assert_eq!(
+            checkout_model_dir(&release.join("deps/test-1234")),
+            Some(models)
+        );
         let deep = root.path().join("checkout/a/b/c/d/e");
         std::fs::create_dir_all(&deep).unwrap();
         assert_eq!(checkout_model_dir(&deep.join("facegate")), None);
@@ -353,7 +356,7 @@ mod tests {
     #[test]
     fn an_explicit_library_setting_wins_over_everything() {
         let cfg = InferenceConfig {
-            ort_library: "/opt/ort/libonnxruntime.so".into(),
+            ort_library: Some("/opt/ort/libonnxruntime.so".into()),
             ..Default::default()
         };
         assert_eq!(
@@ -365,7 +368,7 @@ mod tests {
     #[test]
     fn a_configured_model_dir_is_used_as_given() {
         let cfg = InferenceConfig {
-            model_dir: "/srv/models".into(),
+            model_dir: Some("/srv/models".into()),
             ..Default::default()
         };
         assert_eq!(model_dir(&cfg), PathBuf::from("/srv/models"));
@@ -379,7 +382,7 @@ mod tests {
 
     #[test]
     fn a_provider_has_a_dispatch_exactly_when_it_is_compiled_in() {
-        for name in KNOWN_PROVIDERS {
+        for name in ExecutionProvider::ALL.map(ExecutionProvider::name) {
             let has_dispatch = provider(name, Path::new("/tmp")).is_some();
             assert_eq!(has_dispatch, compiled_in(name) && name != "cpu", "{name}");
         }

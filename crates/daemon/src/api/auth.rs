@@ -64,15 +64,6 @@ fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
-/// Keys from a key file: one per line, `#` comments and blank lines ignored.
-pub fn parse_key_file(text: &str) -> Vec<String> {
-    text.lines()
-        .map(|l| l.split('#').next().unwrap_or("").trim())
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 /// Wrong keys per client address and in all: past `per_address` within a minute, that address
 /// gets `429 ERR_RATE_LIMITED` on every protected endpoint until the minute is over; past
 /// `global`, every client without a valid key does, so guessing from many addresses is no
@@ -299,7 +290,7 @@ mod tests {
 
     #[test]
     fn key_files_skip_comments_and_blank_lines() {
-        let keys = parse_key_file("# door keys\n\n  k1  \nk2 # installer\n");
+        let keys = facegate_core::config::parse_key_file("# door keys\n\n  k1  \nk2 # installer\n");
         assert_eq!(keys, vec!["k1", "k2"]);
     }
 }

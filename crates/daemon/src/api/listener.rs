@@ -15,7 +15,6 @@
 //!   and key read again on SIGHUP (a bad new pair is logged and the old one kept).
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 use std::task::{Context, Poll};
@@ -63,31 +62,35 @@ pub enum TlsError {
 }
 
 /// The rustls configuration built from the configured PEM files.
-pub fn load_tls(cert_file: &str, key_file: &str) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+pub fn load_tls(server: &ServerConfig) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let read = |what, path: &str| {
+    let read = |what, path: &Option<std::path::PathBuf>| {
+        let path = path.as_deref().unwrap_or(std::path::Path::new(""));
         std::fs::read(path).map_err(|source| TlsError::Read {
             what,
-            path: path.to_owned(),
+            path: path.display().to_string(),
             source,
         })
     };
-    let cert_pem = read("server.tls_cert_file", cert_file)?;
-    let key_pem = read("server.tls_key_file", key_file)?;
+    if server.tls_cert_file.is_none() {
+        return Ok(None);
+    }
+    let cert_pem = read("server.tls_cert_file", &server.tls_cert_file)?;
+    let key_pem = read("server.tls_key_file", &server.tls_key_file)?;
     let certs: Vec<_> = CertificateDer::pem_slice_iter(&cert_pem)
         .filter_map(Result::ok)
         .collect();
     if certs.is_empty() {
         return Err(TlsError::Empty {
             what: "server.tls_cert_file",
-            path: cert_file.to_owned(),
+            path: shown(&server.tls_cert_file),
             expected: "CERTIFICATE",
         });
     }
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::Empty {
         what: "server.tls_key_file",
-        path: key_file.to_owned(),
+        path: shown(&server.tls_key_file),
         expected: "PRIVATE KEY",
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -96,13 +99,20 @@ pub fn load_tls(cert_file: &str, key_file: &str) -> Result<Arc<rustls::ServerCon
         .with_no_client_auth()
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
+    Ok(Some(Arc::new(config)))
+}
+
+/// A configured path for a message.
+fn shown(path: &Option<std::path::PathBuf>) -> String {
+    path.as_deref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
 }
 
 /// Whether the API is served over TLS, and a warning when it is reachable from the network in
 /// plain text (for `/health` and `facegate doctor`).
 pub fn transport_json(server: &ServerConfig) -> serde_json::Value {
-    let tls = !server.tls_cert_file.is_empty();
+    let tls = server.tls_cert_file.is_some();
     serde_json::json!({
         "listen": server.listen,
         "tls": tls,
@@ -112,8 +122,8 @@ pub fn transport_json(server: &ServerConfig) -> serde_json::Value {
 
 /// The warning for plain HTTP on a non-loopback address, if that is the case.
 pub fn plaintext_warning(server: &ServerConfig) -> Option<String> {
-    let addr: SocketAddr = server.listen.parse().ok()?;
-    (server.tls_cert_file.is_empty() && !addr.ip().is_loopback()).then(|| {
+    let addr = server.listen;
+    (server.tls_cert_file.is_none() && !addr.ip().is_loopback()).then(|| {
         format!(
             "the API listens on {addr} without TLS: API keys, photos and templates cross the \
              network in clear text (set server.tls_cert_file and server.tls_key_file)"
@@ -129,13 +139,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let config = state.config.server.clone();
-    let tls = if config.tls_cert_file.is_empty() {
-        None
-    } else {
-        let c =
-            load_tls(&config.tls_cert_file, &config.tls_key_file).map_err(std::io::Error::other)?;
-        Some(Arc::new(RwLock::new(TlsAcceptor::from(c))))
-    };
+    let tls = load_tls(&config)
+        .map_err(std::io::Error::other)?
+        .map(|c| Arc::new(RwLock::new(TlsAcceptor::from(c))));
     // Always handled: SIGHUP's default action would end the daemon (`systemctl reload`).
     tokio::spawn(reload_on_sighup(tls.clone(), config.clone()));
     if let Some(w) = plaintext_warning(&config) {
@@ -334,11 +340,12 @@ async fn reload_on_sighup(current: Option<Arc<RwLock<TlsAcceptor>>>, config: Ser
             tracing::info!("SIGHUP: nothing to reload (no TLS certificate configured)");
             continue;
         };
-        match load_tls(&config.tls_cert_file, &config.tls_key_file) {
-            Ok(c) => {
+        match load_tls(&config) {
+            Ok(Some(c)) => {
                 *current.write().unwrap() = TlsAcceptor::from(c);
-                tracing::info!(cert = %config.tls_cert_file, "TLS certificate reloaded (SIGHUP)");
+                tracing::info!(cert = ?config.tls_cert_file, "TLS certificate reloaded (SIGHUP)");
             }
+            Ok(None) => {}
             Err(e) => {
                 tracing::error!(error = %e, "TLS reload failed; keeping the previous certificate")
             }
@@ -355,12 +362,12 @@ mod tests {
         let mut s = ServerConfig::default();
         assert_eq!(plaintext_warning(&s), None, "loopback");
         for listen in ["0.0.0.0:8080", "192.0.2.10:8080", "[::]:8080"] {
-            s.listen = listen.into();
+            s.listen = listen.parse().unwrap();
             let w = plaintext_warning(&s).unwrap_or_default();
             assert!(w.contains("without TLS"), "{listen}: {w}");
             assert_eq!(transport_json(&s)["warning"], serde_json::json!(w));
         }
-        s.tls_cert_file = "/etc/facegate/cert.pem".into();
+        s.tls_cert_file = Some("/etc/facegate/cert.pem".into());
         assert_eq!(plaintext_warning(&s), None, "HTTPS");
         assert_eq!(transport_json(&s)["tls"], true);
     }

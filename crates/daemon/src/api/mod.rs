@@ -7,6 +7,7 @@ pub mod client;
 pub mod collections;
 pub mod error;
 pub mod extract;
+pub mod face_json;
 pub mod faces;
 pub mod listener;
 pub mod metrics;

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::extract::{encode_base64, ApiJson};
+use super::face_json::DetectedFace;
 use super::faces::{analyse, Wanted};
 use super::SharedState;
 use facegate_core::config::PublicHealth;
@@ -19,38 +20,6 @@ use facegate_core::engine::liveness::Check;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct DetectBody {
     pub image_base_64: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct BoxOut {
-    pub left: f32,
-    pub top: f32,
-    pub right: f32,
-    pub bottom: f32,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PointOut {
-    pub x: f32,
-    pub y: f32,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct FiveLandmarks {
-    pub left_eye: PointOut,
-    pub right_eye: PointOut,
-    pub nose: PointOut,
-    pub left_mouth: PointOut,
-    pub right_mouth: PointOut,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct DetectedFace {
-    #[serde(rename = "box")]
-    pub bbox: BoxOut,
-    pub landmarks: FiveLandmarks,
-    pub detection_score: f32,
-    pub thumbnail_base_64: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -73,13 +42,6 @@ pub struct LivenessResult {
     pub metadata: LivenessMetadata,
 }
 
-fn point(p: facegate_core::engine::geometry::Point) -> PointOut {
-    PointOut {
-        x: (p.x * 10.0).round() / 10.0,
-        y: (p.y * 10.0).round() / 10.0,
-    }
-}
-
 #[utoipa::path(post, path = "/detect", tag = "faces", request_body = DetectBody,
     responses((status = 200, description = "Every face, best first ([] when none)", body = Vec<DetectedFace>),
         (status = 400, description = "ERR_BASE64_IMAGE_CANNOT_BE_DECODED", body = ErrorBody)),
@@ -93,26 +55,14 @@ pub async fn detect(
         ..Wanted::default()
     };
     let analysis = analyse(&state, body.image_base_64, wanted).await?;
+    let size = (analysis.width, analysis.height);
     Ok(Json(
         analysis
             .faces
             .into_iter()
             .map(|f| DetectedFace {
-                bbox: BoxOut {
-                    left: f.bbox.left.round(),
-                    top: f.bbox.top.round(),
-                    right: f.bbox.right.round(),
-                    bottom: f.bbox.bottom.round(),
-                },
-                landmarks: FiveLandmarks {
-                    left_eye: point(f.points.left_eye),
-                    right_eye: point(f.points.right_eye),
-                    nose: point(f.points.nose),
-                    left_mouth: point(f.points.left_mouth),
-                    right_mouth: point(f.points.right_mouth),
-                },
-                detection_score: (f.score * 1e4).round() / 1e4,
                 thumbnail_base_64: f.thumbnail.map(|t| encode_base64(&t)),
+                ..DetectedFace::new(&f.bbox, &f.points, f.score, size)
             })
             .collect(),
     ))

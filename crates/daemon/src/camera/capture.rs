@@ -1,7 +1,7 @@
 //! The capture thread of one camera: open the source, hand frames to the pipeline through a
 //! [`FrameSlot`], and on failure log it, record it for `/health`, back off and reopen.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use super::slot::FrameSlot;
 use super::{CameraError, Frame, SourceOpener};
+use crate::daemon::shutdown;
 
 /// First and longest wait before reopening a failed source.
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
@@ -196,7 +197,7 @@ pub fn spawn(
     mut opener: Box<dyn SourceOpener>,
     slot: Arc<FrameSlot>,
     status: Arc<CameraStatus>,
-    stop: Arc<AtomicBool>,
+    stop: shutdown::Receiver,
     paced: bool,
 ) -> std::io::Result<JoinHandle<()>> {
     let name = name.to_owned();
@@ -213,13 +214,13 @@ fn run(
     opener: &mut dyn SourceOpener,
     slot: &FrameSlot,
     status: &CameraStatus,
-    stop: &AtomicBool,
+    stop: &shutdown::Receiver,
     paced: bool,
 ) {
     let mut backoff = BACKOFF_FIRST;
     let mut seq = 0u64;
     let mut opened_before = false;
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.is_requested() {
         status.beat_capture();
         let mut source = match opener.open() {
             Ok(s) => s,
@@ -238,7 +239,7 @@ fn run(
         tracing::info!(camera = name, source = %opener.describe(), "camera opened");
         loop {
             status.beat_capture();
-            if stop.load(Ordering::Relaxed) {
+            if stop.is_requested() {
                 status.set_state("stopped");
                 return;
             }
@@ -255,7 +256,7 @@ fn run(
                     if !paced {
                         while !slot.wait_empty(Duration::from_millis(100)) {
                             status.beat_capture();
-                            if stop.load(Ordering::Relaxed) {
+                            if stop.is_requested() {
                                 status.set_state("stopped");
                                 return;
                             }
@@ -287,9 +288,9 @@ fn run(
     status.set_state("stopped");
 }
 
-fn sleep_unless_stopped(total: Duration, stop: &AtomicBool, status: &CameraStatus) {
+fn sleep_unless_stopped(total: Duration, stop: &shutdown::Receiver, status: &CameraStatus) {
     let until = Instant::now() + total;
-    while !stop.load(Ordering::Relaxed) {
+    while !stop.is_requested() {
         status.beat_capture();
         let now = Instant::now();
         if now >= until {
@@ -344,13 +345,13 @@ mod tests {
     fn a_failing_source_is_reopened_with_backoff_and_every_failure_is_reported() {
         let slot = Arc::new(FrameSlot::new());
         let status = Arc::new(CameraStatus::new("test", "scripted".into()));
-        let stop = Arc::new(AtomicBool::new(false));
+        let (_stop, stop_rx) = crate::daemon::shutdown::channel();
         let handle = spawn(
             "test",
             Box::new(Scripted { opens: 0 }),
             slot.clone(),
             status.clone(),
-            stop,
+            stop_rx,
             false,
         )
         .unwrap();

@@ -61,7 +61,7 @@ pub fn opener_for(config: &CameraConfig, limits: DecodeLimits) -> Box<dyn Source
         SourceKind::V4l2 => Box::new(v4l2::V4l2Opener::new(config, limits)),
         SourceKind::Mjpeg => Box::new(mjpeg_http::MjpegOpener::new(&config.url, limits)),
         SourceKind::Replay => Box::new(replay::ReplayOpener::new(
-            &config.path,
+            config.path.as_deref().unwrap_or(std::path::Path::new("")),
             config.fps,
             config.replay_loop,
             limits,

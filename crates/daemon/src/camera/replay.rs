@@ -16,9 +16,9 @@ pub struct ReplayOpener {
 }
 
 impl ReplayOpener {
-    pub fn new(path: &str, fps: f32, looped: bool, limits: DecodeLimits) -> Self {
+    pub fn new(path: &Path, fps: f32, looped: bool, limits: DecodeLimits) -> Self {
         Self {
-            path: PathBuf::from(path),
+            path: path.to_owned(),
             fps,
             looped,
             limits,
@@ -127,14 +127,9 @@ mod tests {
         write_png(&dir.path().join("b.png"), 20);
         write_png(&dir.path().join("a.png"), 10);
         std::fs::write(dir.path().join("notes.txt"), "not a frame").unwrap();
-        let mut source = ReplayOpener::new(
-            dir.path().to_str().unwrap(),
-            0.0,
-            false,
-            DecodeLimits::default(),
-        )
-        .open()
-        .unwrap();
+        let mut source = ReplayOpener::new(dir.path(), 0.0, false, DecodeLimits::default())
+            .open()
+            .unwrap();
         let shades: Vec<u8> = std::iter::from_fn(|| source.next_frame().unwrap())
             .map(|f| f.get_pixel(0, 0).0[0])
             .collect();
@@ -146,10 +141,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let one = dir.path().join("one.png");
         write_png(&one, 5);
-        let mut source =
-            ReplayOpener::new(one.to_str().unwrap(), 50.0, true, DecodeLimits::default())
-                .open()
-                .unwrap();
+        let mut source = ReplayOpener::new(&one, 50.0, true, DecodeLimits::default())
+            .open()
+            .unwrap();
         let start = Instant::now();
         for _ in 0..6 {
             assert!(source.next_frame().unwrap().is_some());
@@ -165,24 +159,16 @@ mod tests {
     #[test]
     fn a_missing_or_empty_replay_path_is_a_camera_that_cannot_open() {
         let dir = tempfile::tempdir().unwrap();
-        let err = ReplayOpener::new(
-            dir.path().to_str().unwrap(),
-            0.0,
-            true,
-            DecodeLimits::default(),
-        )
-        .open()
-        .err()
-        .unwrap();
+        let err = ReplayOpener::new(dir.path(), 0.0, true, DecodeLimits::default())
+            .open()
+            .err()
+            .unwrap();
         assert!(err.to_string().contains("no .jpg"), "{err}");
         let missing = dir.path().join("nope");
-        assert!(ReplayOpener::new(
-            missing.to_str().unwrap(),
-            0.0,
-            true,
-            DecodeLimits::default()
-        )
-        .open()
-        .is_err());
+        assert!(
+            ReplayOpener::new(&missing, 0.0, true, DecodeLimits::default())
+                .open()
+                .is_err()
+        );
     }
 }

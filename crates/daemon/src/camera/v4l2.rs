@@ -32,7 +32,7 @@ impl V4l2Opener {
     pub fn new(config: &CameraConfig, limits: DecodeLimits) -> Self {
         Self {
             limits,
-            device: config.device.clone(),
+            device: config.device.display().to_string(),
             format: config.format,
             width: config.width,
             height: config.height,
@@ -155,7 +155,7 @@ mod tests {
             return;
         };
         let config = CameraConfig {
-            device,
+            device: device.into(),
             width: 640,
             height: 480,
             ..CameraConfig::default()

@@ -4,7 +4,6 @@
 //! access for a door) to the outbox before waking the publisher.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -130,7 +129,7 @@ impl CameraWorker {
 
     /// Process frames until the capture side closes the slot or `stop` is set; the frame in
     /// hand is always finished (its decisions committed) before returning.
-    pub fn run(mut self, slot: Arc<FrameSlot>, stop: Arc<AtomicBool>) {
+    pub fn run(mut self, slot: Arc<FrameSlot>, stop: super::shutdown::Receiver) {
         loop {
             self.status.beat_pipeline();
             match slot.take(Duration::from_millis(100)) {
@@ -153,7 +152,7 @@ impl CameraWorker {
                 }
                 Take::Closed => break,
             }
-            if stop.load(Ordering::Relaxed) {
+            if stop.is_requested() {
                 break;
             }
         }

@@ -5,17 +5,18 @@
 //! broker will take and says `offline`.
 
 pub mod camera_worker;
+pub mod limits;
 pub mod metrics;
+pub mod shutdown;
 pub mod systemd;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 use crate::camera::capture::{self, CameraStatus};
 use crate::camera::slot::FrameSlot;
@@ -135,10 +136,12 @@ impl DaemonStatus {
 
 pub struct Daemon {
     status: Arc<DaemonStatus>,
-    stop: Arc<AtomicBool>,
+    /// Stops capture and the pipelines.
+    stop: shutdown::Sender,
     captures: Vec<JoinHandle<()>>,
     pipelines: Vec<JoinHandle<()>>,
-    mqtt_stop: watch::Sender<bool>,
+    /// Stops the MQTT publisher, once the pipelines have committed their last decisions.
+    mqtt_stop: shutdown::Sender,
     mqtt_task: Option<tokio::task::JoinHandle<()>>,
 }
 
@@ -154,7 +157,7 @@ impl Daemon {
         let topics = Topics::new(&m.topic_prefix, &m.resolved_device_id());
         let wake = Arc::new(Notify::new());
         let times = Arc::new(PublishTimes::default());
-        let (mqtt_stop, stop_rx) = watch::channel(false);
+        let (mqtt_stop, mqtt_stop_rx) = shutdown::channel();
         let (mut link, mut outbox, mut mqtt_task) = (None, None, None);
         if m.enabled {
             let ob = Arc::new(Outbox::open(
@@ -196,7 +199,7 @@ impl Daemon {
             };
             tracing::info!(broker = %format!("{}:{}", m.host, m.port), device_id = topics.device_id(),
                 backlog = ob.depth(), "MQTT publisher starting");
-            mqtt_task = Some(tokio::spawn(p.run(stop_rx)));
+            mqtt_task = Some(tokio::spawn(p.run(mqtt_stop_rx)));
             link = Some(st);
             outbox = Some(ob);
         }
@@ -208,7 +211,7 @@ impl Daemon {
             thumbnails: m.event_thumbnail,
             max_payload: (m.max_packet_kib << 10).saturating_sub(1024),
         });
-        let stop = Arc::new(AtomicBool::new(false));
+        let (stop, stop_rx) = shutdown::channel();
         let mut statuses = Vec::new();
         let (mut captures, mut pipelines) = (Vec::new(), Vec::new());
         if !config.cameras.is_empty() {
@@ -232,7 +235,7 @@ impl Daemon {
                     opener,
                     slot.clone(),
                     status.clone(),
-                    stop.clone(),
+                    stop_rx.clone(),
                     paced,
                 )?);
                 let worker = CameraWorker::new(
@@ -245,7 +248,7 @@ impl Daemon {
                     config.liveness.clone(),
                     config.store.thumbnail_px,
                 );
-                let stop = stop.clone();
+                let stop = stop_rx.clone();
                 pipelines.push(
                     std::thread::Builder::new()
                         .name(format!("pipeline-{}", cam.name))
@@ -278,7 +281,7 @@ impl Daemon {
 
     /// Stop capture, let the pipelines finish their frame, then flush and close MQTT.
     pub async fn shutdown(self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.stop.request();
         let threads: Vec<JoinHandle<()>> =
             self.captures.into_iter().chain(self.pipelines).collect();
         let _ = tokio::task::spawn_blocking(move || {
@@ -287,7 +290,7 @@ impl Daemon {
             }
         })
         .await;
-        let _ = self.mqtt_stop.send(true);
+        self.mqtt_stop.request();
         if let Some(task) = self.mqtt_task {
             let _ = task.await;
         }

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, Transport};
 use serde::Serialize;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 use super::outbox::{Outbox, OutboxMessage};
 use super::session::{Session, Strikes, MAX_STRIKES, WINDOW};
@@ -152,15 +152,15 @@ pub fn options(config: &MqttConfig, topics: &Topics) -> Result<MqttOptions, Mqtt
     ));
     if !config.username.is_empty() {
         let password = match (
-            config.password_file.as_str(),
+            &config.password_file,
             std::env::var("FACEGATE_MQTT_PASSWORD"),
         ) {
-            ("", Ok(p)) => p,
-            ("", Err(_)) => String::new(),
-            (path, _) => std::fs::read_to_string(path)
+            (None, Ok(p)) => p,
+            (None, Err(_)) => String::new(),
+            (Some(path), _) => std::fs::read_to_string(path)
                 .map_err(|source| MqttSetupError::Read {
                     what: "mqtt.password_file",
-                    path: path.to_owned(),
+                    path: path.display().to_string(),
                     source,
                 })?
                 .lines()
@@ -171,21 +171,18 @@ pub fn options(config: &MqttConfig, topics: &Topics) -> Result<MqttOptions, Mqtt
         o.set_credentials(config.username.clone(), password);
     }
     if config.tls {
-        let ca = std::fs::read(&config.ca_file).map_err(|source| MqttSetupError::Read {
-            what: "mqtt.ca_file",
-            path: config.ca_file.clone(),
-            source,
-        })?;
-        let client_auth = if config.client_cert_file.is_empty() {
+        let read = |what, path: &Option<std::path::PathBuf>| {
+            let path = path.as_deref().unwrap_or(std::path::Path::new(""));
+            std::fs::read(path).map_err(|source| MqttSetupError::Read {
+                what,
+                path: path.display().to_string(),
+                source,
+            })
+        };
+        let ca = read("mqtt.ca_file", &config.ca_file)?;
+        let client_auth = if config.client_cert_file.is_none() {
             None
         } else {
-            let read = |what, path: &str| {
-                std::fs::read(path).map_err(|source| MqttSetupError::Read {
-                    what,
-                    path: path.to_owned(),
-                    source,
-                })
-            };
             Some((
                 read("mqtt.client_cert_file", &config.client_cert_file)?,
                 read("mqtt.client_key_file", &config.client_key_file)?,
@@ -205,7 +202,7 @@ pub fn options(config: &MqttConfig, topics: &Topics) -> Result<MqttOptions, Mqtt
 impl Publisher {
     /// Run until `stop` turns true; then flush the outbox for up to the flush timeout, publish
     /// `offline` and disconnect.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    pub async fn run(self, stop: crate::daemon::shutdown::Receiver) {
         let mut backoff = BACKOFF_FIRST;
         let mut strikes = Strikes::default();
         let mut unreachable_reported = false;
@@ -214,7 +211,7 @@ impl Publisher {
             let mut session = Session::default();
             let mut stopping: Option<tokio::time::Instant> = None;
             let error = loop {
-                if *stop.borrow() && stopping.is_none() {
+                if stop.is_requested() && stopping.is_none() {
                     stopping = Some(tokio::time::Instant::now() + self.flush_timeout);
                 }
                 if let Some(deadline) = stopping {
@@ -228,13 +225,8 @@ impl Publisher {
                 }
                 let tick = tokio::time::sleep(Duration::from_millis(100));
                 tokio::select! {
-                    changed = stop.changed(), if stopping.is_none() => {
-                        if changed.is_err() {
-                            // The daemon is gone without saying stop: stop as well.
-                            stopping = Some(tokio::time::Instant::now() + self.flush_timeout);
-                        }
-                        continue;
-                    }
+                    // A dropped sender (the daemon gone without saying stop) is a request too.
+                    _ = stop.clone().requested(), if stopping.is_none() => continue,
                     _ = self.wake.notified(), if session.is_connected() => {
                         self.fill_window(&client, &mut session);
                     }
@@ -315,15 +307,15 @@ impl Publisher {
             } else {
                 tracing::debug!(error = %error, retry_in = ?backoff, backlog = self.outbox.depth(), "MQTT broker still unreachable");
             }
-            if stopping.is_some() || *stop.borrow() {
+            if stopping.is_some() || stop.is_requested() {
                 return;
             }
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
-                _ = stop.changed() => {}
+                _ = stop.clone().requested() => {}
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
-            if *stop.borrow() {
+            if stop.is_requested() {
                 return;
             }
         }

@@ -200,7 +200,7 @@ pub fn bench_pipeline(
             config.cameras = vec![CameraConfig {
                 name: "bench".into(),
                 source: SourceKind::Replay,
-                path: frames.display().to_string(),
+                path: Some(frames.to_path_buf()),
                 fps,
                 collection: "bench".into(),
                 hold_off_s: 0.0,

@@ -336,7 +336,7 @@ fn enrol_known_person(
 /// MQTT towards the soak's broker and the one replay camera.
 fn serve_config(config: &Config, frames: &Path, broker_port: u16) -> Config {
     let mut c = config.clone();
-    c.server.listen = "127.0.0.1:0".into();
+    c.server.listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     c.mqtt = MqttConfig {
         enabled: true,
         host: "127.0.0.1".into(),
@@ -348,7 +348,7 @@ fn serve_config(config: &Config, frames: &Path, broker_port: u16) -> Config {
     c.cameras = vec![CameraConfig {
         name: CAMERA.into(),
         source: SourceKind::Replay,
-        path: frames.display().to_string(),
+        path: Some(frames.to_path_buf()),
         fps: REPLAY_FPS,
         replay_loop: true,
         collection: COLLECTION.into(),
