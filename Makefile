@@ -64,8 +64,11 @@ models-int8: models build $(VENV_INT8)/.ready
 build:
 	$(CARGO) build --release --locked
 
+# The core crate stays free of async runtimes, HTTP and MQTT (docs/structure.md).
 lint:
 	$(CARGO) fmt --all -- --check
+	@if $(CARGO) tree --locked -p facegate-core -e normal --prefix none | grep -E '^(tokio|axum|hyper|rumqttc) '; then \
+	  echo "facegate-core must not depend on the crates above (docs/structure.md)"; exit 1; fi
 	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 
 test: deps models models-int8 lint unit-check

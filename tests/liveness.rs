@@ -25,7 +25,7 @@ fn verdict(engine: &mut Engine, frame: &RgbImage, limits: &LivenessConfig) -> Ve
 
 fn code_of(frame: &RgbImage) -> (&'static str, Verdict) {
     let v = verdict(&mut engine(), frame, &LivenessConfig::default());
-    (v.code, v)
+    (v.code.as_str(), v)
 }
 
 fn check<'a>(v: &'a Verdict, name: &str) -> &'a facegate_core::engine::liveness::Check {
@@ -121,7 +121,7 @@ fn a_turned_head_is_face_angle_too_large() {
         if v.code == "FACE_ANGLE_TOO_LARGE" {
             assert!(check(&v, "yaw_deg").value.unwrap().abs() > 30.0, "{v:?}");
         }
-        codes.push(v.code);
+        codes.push(v.code.as_str());
     }
     assert!(codes.contains(&"FACE_ANGLE_TOO_LARGE"), "{codes:?}");
     assert!(codes.contains(&"OK"), "the frontal faces pass: {codes:?}");

@@ -1,6 +1,64 @@
-//! Wall-clock time behind a trait, so that timestamps are injectable in tests.
+//! Time behind traits, so that tests inject it: [`Clock`] (wall-clock milliseconds, for
+//! stored timestamps) and [`Clocks`] (wall and monotonic time, for the camera pipeline), each
+//! with a real and a simulated implementation (as moonfire-nvr's `base/clock.rs`).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Wall-clock and monotonic time of the camera pipeline.
+pub trait Clocks: Send + Sync {
+    /// Wall-clock time, for the timestamps of events.
+    fn realtime(&self) -> SystemTime;
+    /// Monotonic time, for ages, timeouts and latencies.
+    fn monotonic(&self) -> Instant;
+}
+
+/// The system's clocks.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RealClocks;
+
+impl Clocks for RealClocks {
+    fn realtime(&self) -> SystemTime {
+        SystemTime::now()
+    }
+
+    fn monotonic(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// Clocks that move only when told to: both advance together by [`SimulatedClocks::advance`].
+#[derive(Debug)]
+pub struct SimulatedClocks {
+    boot_real: SystemTime,
+    boot_mono: Instant,
+    elapsed: Mutex<Duration>,
+}
+
+impl SimulatedClocks {
+    /// Clocks starting at wall-clock time `boot`.
+    pub fn new(boot: SystemTime) -> Self {
+        Self {
+            boot_real: boot,
+            boot_mono: Instant::now(),
+            elapsed: Mutex::new(Duration::ZERO),
+        }
+    }
+
+    pub fn advance(&self, by: Duration) {
+        *self.elapsed.lock().unwrap() += by;
+    }
+}
+
+impl Clocks for SimulatedClocks {
+    fn realtime(&self) -> SystemTime {
+        self.boot_real + *self.elapsed.lock().unwrap()
+    }
+
+    fn monotonic(&self) -> Instant {
+        self.boot_mono + *self.elapsed.lock().unwrap()
+    }
+}
 
 pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch.
@@ -52,6 +110,23 @@ pub mod rfc3339_opt {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn simulated_clocks_move_together_and_only_when_told() {
+        let boot = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let c = SimulatedClocks::new(boot);
+        let (r0, m0) = (c.realtime(), c.monotonic());
+        assert_eq!(r0, boot);
+        assert_eq!((c.realtime(), c.monotonic()), (r0, m0));
+        c.advance(Duration::from_millis(1500));
+        assert_eq!(
+            c.realtime().duration_since(r0).unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert_eq!(c.monotonic() - m0, Duration::from_millis(1500));
+    }
+
     #[test]
     fn timestamps_print_as_rfc3339_utc() {
         assert_eq!(

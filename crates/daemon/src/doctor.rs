@@ -115,19 +115,27 @@ fn transport(config: &Config) -> Finding {
     }
 }
 
-/// Execution providers compiled into the loaded ONNX Runtime library.
+/// Execution providers compiled into the loaded ONNX Runtime library, by ONNX Runtime's
+/// names. ort's safe API (`ExecutionProvider::is_available`) only exists for the providers
+/// this binary was built with, and the doctor must also name those it was not built with,
+/// so this is one narrow call of the C API.
 pub fn available_providers() -> Vec<String> {
     let api = ort::api();
     let mut list: *mut *mut std::ffi::c_char = std::ptr::null_mut();
     let mut n: std::ffi::c_int = 0;
-    // SAFETY: the API fills `list` with `n` C strings that we read and then release.
+    // SAFETY: GetAvailableProviders fills `list` with `n` NUL-terminated strings owned by
+    // ONNX Runtime (or fails and returns a status we release). They are copied before
+    // ReleaseAvailableProviders frees them, and neither pointer is used afterwards.
     unsafe {
         let status = (api.GetAvailableProviders)(&mut list, &mut n);
         if !status.0.is_null() {
             (api.ReleaseStatus)(status.0);
             return Vec::new();
         }
-        let names = (0..n as isize)
+        if list.is_null() {
+            return Vec::new();
+        }
+        let names = (0..n.max(0) as isize)
             .map(|i| {
                 std::ffi::CStr::from_ptr(*list.offset(i))
                     .to_string_lossy()

@@ -71,8 +71,9 @@ pub struct InferenceConfig {
     /// (what `make models` links), then `/usr/lib/facegate/libonnxruntime.so`.
     #[serde(with = "super::optional_path")]
     pub ort_library: Option<PathBuf>,
-    /// Folder with the converted models. Empty: the repository's `models/` when the binary was
-    /// built from a checkout that has it, else `/usr/share/facegate/models`.
+    /// Folder with the converted models. Empty: a `models/` made by `make models` next to
+    /// the executable or up to four folders above it (a binary built in a checkout), else
+    /// `/usr/share/facegate/models`.
     #[serde(with = "super::optional_path")]
     pub model_dir: Option<PathBuf>,
     /// Execution providers in order of preference: cpu, cuda, tensorrt, xnnpack, acl, openvino,

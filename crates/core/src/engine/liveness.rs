@@ -28,12 +28,62 @@ pub struct Check {
     pub result: &'static str,
 }
 
+/// The upstream liveness codes: `OK`, or why a face is not (or cannot be judged) live.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LivenessCode {
+    Ok,
+    FaceNotFound,
+    TooManyFaces,
+    FaceCropped,
+    FaceTooSmall,
+    FaceTooClose,
+    FaceCloseToBorder,
+    FaceIsOccluded,
+    FaceAngleTooLarge,
+    EyesClosed,
+    UnknownError,
+    /// The PAD model judged the face a presentation attack.
+    FaceNotLive,
+}
+
+impl LivenessCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "OK",
+            Self::FaceNotFound => "FACE_NOT_FOUND",
+            Self::TooManyFaces => "TOO_MANY_FACES",
+            Self::FaceCropped => "FACE_CROPPED",
+            Self::FaceTooSmall => "FACE_TOO_SMALL",
+            Self::FaceTooClose => "FACE_TOO_CLOSE",
+            Self::FaceCloseToBorder => "FACE_CLOSE_TO_BORDER",
+            Self::FaceIsOccluded => "FACE_IS_OCCLUDED",
+            Self::FaceAngleTooLarge => "FACE_ANGLE_TOO_LARGE",
+            Self::EyesClosed => "EYES_CLOSED",
+            Self::UnknownError => "UNKNOWN_ERROR",
+            Self::FaceNotLive => "FACE_NOT_LIVE",
+        }
+    }
+}
+
+impl std::fmt::Display for LivenessCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for LivenessCode {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Verdict {
     pub is_live: bool,
     pub liveness_score: f32,
     /// `OK` when live, else one of the upstream liveness codes.
-    pub code: &'static str,
+    pub code: LivenessCode,
     pub checks: Vec<Check>,
 }
 
@@ -200,7 +250,7 @@ pub fn check_still(
         .max_by(|a, b| a.0.bbox.width().total_cmp(&b.0.bbox.width()))
     else {
         checks.push(measured("face_count", 0.0, ">= 1".into(), false));
-        return fail("FACE_NOT_FOUND", checks);
+        return fail(LivenessCode::FaceNotFound, checks);
     };
     let (det, lm) = main;
     let main_w = det.bbox.width();
@@ -220,7 +270,7 @@ pub fn check_still(
         others == 0,
     ));
     if others > 0 {
-        return fail("TOO_MANY_FACES", checks);
+        return fail(LivenessCode::TooManyFaces, checks);
     }
     let (w, h) = (width as f32, height as f32);
     let p = FivePoints::from_landmarks(lm);
@@ -234,7 +284,7 @@ pub fn check_still(
         inside,
     ));
     if !inside {
-        return fail("FACE_CROPPED", checks);
+        return fail(LivenessCode::FaceCropped, checks);
     }
     let b = det.bbox;
     let side = b.width().min(b.height());
@@ -252,7 +302,7 @@ pub fn check_still(
         eyes >= limits.min_eye_distance_px,
     ));
     if side < limits.min_face_px || eyes < limits.min_eye_distance_px {
-        return fail("FACE_TOO_SMALL", checks);
+        return fail(LivenessCode::FaceTooSmall, checks);
     }
     let share = b.width() / w;
     checks.push(measured(
@@ -262,7 +312,7 @@ pub fn check_still(
         share <= limits.max_face_share,
     ));
     if share > limits.max_face_share {
-        return fail("FACE_TOO_CLOSE", checks);
+        return fail(LivenessCode::FaceTooClose, checks);
     }
     let border = b.left.min(b.top).min(w - b.right).min(h - b.bottom);
     checks.push(measured(
@@ -272,7 +322,7 @@ pub fn check_still(
         border >= limits.min_border_px,
     ));
     if border < limits.min_border_px {
-        return fail("FACE_CLOSE_TO_BORDER", checks);
+        return fail(LivenessCode::FaceCloseToBorder, checks);
     }
     checks.push(measured(
         "face_presence",
@@ -316,7 +366,7 @@ pub fn check_still(
         least >= limits.min_feature_contrast,
     ));
     if lm.presence < limits.min_face_presence || !plausible || least < limits.min_feature_contrast {
-        return fail("FACE_IS_OCCLUDED", checks);
+        return fail(LivenessCode::FaceIsOccluded, checks);
     }
     let pose = head_pose(lm);
     checks.push(measured(
@@ -332,7 +382,7 @@ pub fn check_still(
         pose.pitch.abs() <= limits.max_pitch_deg,
     ));
     if pose.yaw.abs() > limits.max_yaw_deg || pose.pitch.abs() > limits.max_pitch_deg {
-        return fail("FACE_ANGLE_TOO_LARGE", checks);
+        return fail(LivenessCode::FaceAngleTooLarge, checks);
     }
     // Cheek reference: halfway from each eye to the mouth corner below it.
     let darkness = [
@@ -362,7 +412,7 @@ pub fn check_still(
     ));
     // FaceMesh's lids barely follow a closing eye, so the eye must also show a dark iris.
     if open < limits.min_eye_aspect_ratio || darkest < limits.min_eye_darkness {
-        return fail("EYES_CLOSED", checks);
+        return fail(LivenessCode::EyesClosed, checks);
     }
     match pad(&det.bbox) {
         None => {
@@ -372,7 +422,7 @@ pub fn check_still(
                 limit: "presentation-attack model".into(),
                 result: "not_run",
             });
-            fail("UNKNOWN_ERROR", checks)
+            fail(LivenessCode::UnknownError, checks)
         }
         Some(live) => {
             let passed = live >= limits.pad_threshold;
@@ -385,7 +435,11 @@ pub fn check_still(
             Verdict {
                 is_live: passed,
                 liveness_score: live,
-                code: if passed { "OK" } else { "FACE_NOT_LIVE" },
+                code: if passed {
+                    LivenessCode::Ok
+                } else {
+                    LivenessCode::FaceNotLive
+                },
                 checks,
             }
         }

@@ -6,6 +6,7 @@
 //! engines for parallelism.
 
 pub mod align;
+pub mod analyzer;
 pub mod detector;
 pub mod embedder;
 pub mod frame;

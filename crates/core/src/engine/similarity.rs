@@ -32,7 +32,7 @@ pub struct Calibration {
     pub knots: [f32; 9],
 }
 
-// Measured with `facegate eval --pairs ../shared/eval/faces/pairs.csv --all-pairs` on the
+// Measured with `facegate eval --pairs PAIRS.csv --all-pairs` (docs/accuracy.md) on the
 // default configuration (both detector ranges, one FaceMesh pass, mirrored averaging): 2,687
 // images, 3,605,038 impostor pairs, no failure to enrol. The `calibration_knots` it prints are
 // these tables; re-run it and paste them when the pipeline changes. See docs/accuracy.md,

@@ -213,6 +213,7 @@ impl HoldOff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::liveness::LivenessCode;
 
     const POLICY: Policy = Policy {
         min_similarity_score: 0.7,
@@ -223,7 +224,7 @@ mod tests {
 
     fn live() -> StillTally {
         let mut s = StillTally::default();
-        s.add(true, 0.9, "OK");
+        s.add(true, 0.9, LivenessCode::Ok);
         s
     }
 
@@ -257,7 +258,7 @@ mod tests {
     #[test]
     fn a_match_waits_for_liveness_and_is_undetermined_when_time_runs_out() {
         let mut s = StillTally::default();
-        s.add(false, 0.0, "FACE_TOO_SMALL");
+        s.add(false, 0.0, LivenessCode::FaceTooSmall);
         assert_eq!(decide(&POLICY, &ev(&s, Some(0.95), 2)), None);
         let mut late = ev(&s, Some(0.95), 2);
         late.age_ms = 3000;
@@ -295,9 +296,9 @@ mod tests {
     #[test]
     fn repeated_pad_rejections_make_a_spoof_even_for_an_enrolled_face() {
         let mut s = StillTally::default();
-        s.add(false, 0.1, "FACE_NOT_LIVE");
+        s.add(false, 0.1, LivenessCode::FaceNotLive);
         assert_eq!(decide(&POLICY, &ev(&s, Some(0.95), 1)), None);
-        s.add(false, 0.05, "FACE_NOT_LIVE");
+        s.add(false, 0.05, LivenessCode::FaceNotLive);
         let d = decide(&POLICY, &ev(&s, Some(0.95), 2)).unwrap();
         assert_eq!(d.kind, DecisionKind::Spoof);
         assert_eq!(d.liveness, LivenessState::Spoof);

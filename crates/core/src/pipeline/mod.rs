@@ -2,5 +2,6 @@
 
 pub mod decision;
 pub mod evidence;
+pub mod track_decision;
 pub mod track_liveness;
 pub mod tracker;

@@ -84,7 +84,7 @@ impl Analysis {
 
 pub fn liveness_error(v: &Verdict) -> ApiError {
     ApiError::new(ErrorCode::ErrLivenessError)
-        .with_metadata("code", v.code)
+        .with_metadata("code", v.code.as_str())
         .with_metadata("liveness_score", v.liveness_score.to_string())
         .with_metadata(
             "checks",

@@ -88,7 +88,7 @@ pub async fn liveness(
         is_live: v.is_live,
         liveness_score: v.liveness_score,
         metadata: LivenessMetadata {
-            code: v.code.to_owned(),
+            code: v.code.as_str().to_owned(),
             checks: v.checks,
         },
     }))

@@ -19,17 +19,18 @@ use crate::mqtt::event::{AccessMessage, EventBox, FaceEvent, Latency, LivenessRe
 use crate::mqtt::outbox::{Outbox, OutboxMessage};
 use crate::mqtt::publisher::PublishTimes;
 use crate::mqtt::Topics;
+use facegate_core::clock::{Clocks, RealClocks};
 use facegate_core::config::{CameraConfig, LivenessConfig, LivenessMode};
+use facegate_core::engine::analyzer::FaceAnalyzer;
 use facegate_core::engine::detector::Detection;
 use facegate_core::engine::embedder::Metric;
 use facegate_core::engine::landmarks::Landmarks;
 use facegate_core::engine::similarity::Calibration;
 use facegate_core::engine::{liveness, quality, Engine, EngineError};
-use facegate_core::pipeline::decision::{
-    decide, Decision, DecisionKind, Evidence, HoldOff, Policy,
-};
+use facegate_core::pipeline::decision::{Decision, DecisionKind, HoldOff, Policy};
 use facegate_core::pipeline::evidence::Candidate;
-use facegate_core::pipeline::track_liveness::{judge_track, TrackLimits, TRACK_POINTS};
+use facegate_core::pipeline::track_decision::decide_track;
+use facegate_core::pipeline::track_liveness::{TrackLimits, TRACK_POINTS};
 use facegate_core::pipeline::tracker::{Track, Tracker};
 use facegate_core::store::{Store, StoreError};
 
@@ -51,9 +52,12 @@ pub struct Sink {
     pub max_payload: usize,
 }
 
-pub struct CameraWorker {
+/// The pipeline of one camera over an analyser `A` (the engine; a scripted one in tests)
+/// and clocks `C` (the system's; simulated ones in tests).
+pub struct CameraWorker<A: FaceAnalyzer = Engine, C: Clocks = RealClocks> {
     camera: CameraConfig,
-    engine: Engine,
+    engine: A,
+    clocks: Arc<C>,
     store: Arc<Store>,
     sink: Arc<Sink>,
     status: Arc<CameraStatus>,
@@ -84,11 +88,12 @@ struct Stages {
     search: f64,
 }
 
-impl CameraWorker {
+impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         camera: CameraConfig,
-        engine: Engine,
+        engine: A,
+        clocks: Arc<C>,
         store: Arc<Store>,
         sink: Arc<Sink>,
         status: Arc<CameraStatus>,
@@ -110,7 +115,7 @@ impl CameraWorker {
             hold_off: HoldOff::new((camera.hold_off_s * 1000.0) as u64),
             policy,
             metric: engine.metric(),
-            calibration: *engine.calibration(),
+            calibration: engine.calibration(),
             camera,
             engine,
             store,
@@ -120,7 +125,8 @@ impl CameraWorker {
             liveness_limits,
             track_limits: TrackLimits::default(),
             thumbnail_px,
-            started: Instant::now(),
+            started: clocks.monotonic(),
+            clocks,
             frame_index: 0,
             thumbnails: HashMap::new(),
             warned_missing_collection: false,
@@ -147,8 +153,7 @@ impl CameraWorker {
                         .inc();
                 }
                 Take::Empty => {
-                    let now = Instant::now();
-                    self.end_lost_tracks(self.ms(now), now, Stages::default());
+                    self.idle();
                 }
                 Take::Closed => break,
             }
@@ -159,12 +164,26 @@ impl CameraWorker {
         tracing::info!(camera = %self.camera.name, "pipeline stopped");
     }
 
+    /// No frame came: end the tracks that are lost and decide the ones past their timeout.
+    fn idle(&mut self) {
+        let now = self.clocks.monotonic();
+        self.end_lost_tracks(self.ms(now), now, Stages::default());
+    }
+
+    /// Seconds from `t` to now, on this worker's clock.
+    fn since(&self, t: Instant) -> f64 {
+        self.clocks
+            .monotonic()
+            .saturating_duration_since(t)
+            .as_secs_f64()
+    }
+
     fn ms(&self, t: Instant) -> u64 {
         t.saturating_duration_since(self.started).as_millis() as u64
     }
 
     fn process(&mut self, frame: &Frame) -> Result<(), EngineError> {
-        let start = Instant::now();
+        let start = self.clocks.monotonic();
         let mut stages = Stages {
             queue: start
                 .saturating_duration_since(frame.captured_at)
@@ -177,9 +196,9 @@ impl CameraWorker {
         self.frame_index += 1;
         if index.is_multiple_of(self.camera.detect_every as u64) {
             let image = &frame.image;
-            let t = Instant::now();
+            let t = self.clocks.monotonic();
             let faces = self.engine.locate(image)?;
-            stages.detect = t.elapsed().as_secs_f64();
+            stages.detect = self.since(t);
             self.metrics.stage("detect", stages.detect);
             let boxes: Vec<_> = faces.iter().map(|(d, _)| d.bbox).collect();
             let ids = self.tracker.update(&boxes, now_ms);
@@ -224,10 +243,10 @@ impl CameraWorker {
         if !track.wants_embedding(q, decide_after, now_ms) {
             return self.try_decide(id, frame, now_ms, stages);
         }
-        let t = Instant::now();
-        let template = self.engine.embed(image, &[lm])?.pop().flatten();
-        stages.embed += t.elapsed().as_secs_f64();
-        self.metrics.stage("embed", t.elapsed().as_secs_f64());
+        let t = self.clocks.monotonic();
+        let template = self.engine.embed_one(image, lm)?;
+        stages.embed += self.since(t);
+        self.metrics.stage("embed", self.since(t));
         let Some(template) = template else {
             return Ok(());
         };
@@ -259,12 +278,13 @@ impl CameraWorker {
             }
         }
         if mode != LivenessMode::Off {
-            let t = Instant::now();
-            let verdict =
-                self.engine
-                    .liveness(image, &[(det.clone(), lm.clone())], &self.liveness_limits)?;
-            stages.liveness += t.elapsed().as_secs_f64();
-            self.metrics.stage("liveness", t.elapsed().as_secs_f64());
+            let t = self.clocks.monotonic();
+            let face = (det.clone(), lm.clone());
+            let verdict = self
+                .engine
+                .still_liveness(image, &face, &self.liveness_limits)?;
+            stages.liveness += self.since(t);
+            self.metrics.stage("liveness", self.since(t));
             if let Some(track) = self.tracker.get_mut(id) {
                 track
                     .still
@@ -272,10 +292,10 @@ impl CameraWorker {
             }
         }
         // The fused template changed: search it again.
-        let t = Instant::now();
+        let t = self.clocks.monotonic();
         let candidate = self.search(id);
-        stages.search += t.elapsed().as_secs_f64();
-        self.metrics.stage("search", t.elapsed().as_secs_f64());
+        stages.search += self.since(t);
+        self.metrics.stage("search", self.since(t));
         if let Some(track) = self.tracker.get_mut(id) {
             track.candidate = candidate;
         }
@@ -331,7 +351,7 @@ impl CameraWorker {
         if track.decided {
             return Ok(());
         }
-        let decision = evaluate(&policy, &limits, track, now_ms, false);
+        let decision = decide_track(&policy, &limits, track, now_ms, false);
         if let Some(decision) = decision {
             track.decided = true;
             let snapshot = track.clone();
@@ -356,14 +376,14 @@ impl CameraWorker {
         let mut due = Vec::new();
         for track in self.tracker.tracks_mut() {
             if !track.decided && track.age_ms(now_ms) >= policy.timeout_ms {
-                if let Some(d) = evaluate(&policy, &limits, track, now_ms, false) {
+                if let Some(d) = decide_track(&policy, &limits, track, now_ms, false) {
                     track.decided = true;
                     due.push((track.clone(), d));
                 }
             }
         }
         for (track, d) in due {
-            self.publish(&track, d, captured_at, std::time::SystemTime::now(), stages);
+            self.publish(&track, d, captured_at, self.clocks.realtime(), stages);
         }
     }
 
@@ -371,9 +391,9 @@ impl CameraWorker {
     fn finish(&mut self, track: Track, captured_at: Instant, stages: Stages) {
         let thumbnail_key = track.id;
         if !track.decided {
-            let now_ms = self.ms(Instant::now());
-            if let Some(d) = evaluate(&self.policy, &self.track_limits, &track, now_ms, true) {
-                self.publish(&track, d, captured_at, std::time::SystemTime::now(), stages);
+            let now_ms = self.ms(self.clocks.monotonic());
+            if let Some(d) = decide_track(&self.policy, &self.track_limits, &track, now_ms, true) {
+                self.publish(&track, d, captured_at, self.clocks.realtime(), stages);
             }
         }
         self.thumbnails.remove(&thumbnail_key);
@@ -404,7 +424,10 @@ impl CameraWorker {
             .filter(|c| c.score >= self.policy.min_similarity_score)
             .map(|c| c.person_id.clone());
         if let Some(person) = &claimed {
-            if !self.hold_off.allow(person, self.ms(Instant::now())) {
+            if !self
+                .hold_off
+                .allow(person, self.ms(self.clocks.monotonic()))
+            {
                 self.metrics.suppressed.get_or_create(&self.labels).inc();
                 tracing::info!(camera = %self.camera.name, track = track.id, person = %person,
                     decision = kind.name(), "held off: same person within cameras.hold_off_s");
@@ -434,7 +457,8 @@ impl CameraWorker {
         let event_id = uuid::Uuid::now_v7().to_string();
         let door = (!self.camera.door.is_empty()).then(|| self.camera.door.clone());
         let ms = |s: f64| (s * 1e4).round() as f32 / 10.0;
-        let build_started = Instant::now();
+        let build_started = self.clocks.monotonic();
+        let clocks = self.clocks.clone();
         let mut event = FaceEvent {
             event_id: event_id.clone(),
             sequence: 0,
@@ -500,8 +524,10 @@ impl CameraWorker {
         let access_topic = door.as_ref().map(|d| self.sink.topics.access(d));
         let build = |seq: u64, event: &mut FaceEvent| -> Vec<OutboxMessage> {
             event.sequence = seq;
-            event.latency_ms.outbox = ms(build_started.elapsed().as_secs_f64());
-            event.latency_ms.total = ms(captured_at.elapsed().as_secs_f64());
+            let now = clocks.monotonic();
+            event.latency_ms.outbox =
+                ms(now.saturating_duration_since(build_started).as_secs_f64());
+            event.latency_ms.total = ms(now.saturating_duration_since(captured_at).as_secs_f64());
             let payload = crate::mqtt::event::encode_within(event, max_payload);
             let mut out = vec![OutboxMessage {
                 topic: event_topic.clone(),
@@ -519,10 +545,10 @@ impl CameraWorker {
         };
         match &self.sink.outbox {
             Some(outbox) => {
-                let t = Instant::now();
+                let t = self.clocks.monotonic();
                 match outbox.append(|seq| build(seq, &mut event)) {
                     Ok(appended) => {
-                        self.metrics.stage("outbox", t.elapsed().as_secs_f64());
+                        self.metrics.stage("outbox", self.since(t));
                         for key in &appended.keys {
                             self.sink.times.record(*key, captured_at);
                         }
@@ -555,29 +581,6 @@ fn person_id_or_dash(p: &Option<String>) -> &str {
     p.as_deref().unwrap_or("-")
 }
 
-/// Decide a track from its evidence (pure, apart from running the motion test).
-fn evaluate(
-    policy: &Policy,
-    limits: &TrackLimits,
-    track: &Track,
-    now_ms: u64,
-    ended: bool,
-) -> Option<Decision> {
-    let motion = (policy.liveness == LivenessMode::Track && track.motion_points.len() >= 2)
-        .then(|| judge_track(&track.motion_points, &track.eye_ratios, limits));
-    decide(
-        policy,
-        &Evidence {
-            embeddings: track.embeddings.len(),
-            best: track.candidate.clone(),
-            still: &track.still,
-            motion: motion.as_ref(),
-            age_ms: track.age_ms(now_ms),
-            ended,
-        },
-    )
-}
-
 /// JPEG of the aligned face for an event.
 fn liveness_thumbnail(image: &RgbImage, lm: &Landmarks, size: u32) -> Option<Vec<u8>> {
     let thumb = facegate_core::engine::align::thumbnail(image, lm, size)?;
@@ -586,4 +589,345 @@ fn liveness_thumbnail(image: &RgbImage, lm: &Landmarks, size: u32) -> Option<Vec
         .encode_image(&thumb)
         .ok()?;
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The worker on a scripted analyser and simulated clocks: no models, no threads, no
+    //! sleeps. The store and the outbox are the real LMDB ones, in a temporary folder.
+
+    use std::sync::Mutex;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    use facegate_core::clock::SimulatedClocks;
+    use facegate_core::config::EmbedderKind;
+    use facegate_core::engine::geometry::{BoundingBox, Point};
+    use facegate_core::engine::liveness::{LivenessCode, Verdict};
+    use facegate_core::store::{Enrolment, FaceStorage, ModelId, StoreOptions};
+
+    use super::*;
+
+    const DIM: usize = 4;
+    const ALICE: [f32; DIM] = [1.0, 0.0, 0.0, 0.0];
+    const STRANGER: [f32; DIM] = [0.0, 1.0, 0.0, 0.0];
+
+    /// What the camera shows now: one face with this template and still-liveness code, or
+    /// nothing.
+    #[derive(Clone, Default)]
+    struct Scene(Arc<Mutex<Option<Shown>>>);
+
+    /// The template of the face in view and its still-liveness code.
+    type Shown = ([f32; DIM], LivenessCode);
+
+    impl Scene {
+        fn show(&self, template: [f32; DIM], code: LivenessCode) {
+            *self.0.lock().unwrap() = Some((template, code));
+        }
+        fn clear(&self) {
+            *self.0.lock().unwrap() = None;
+        }
+        fn now(&self) -> Option<Shown> {
+            *self.0.lock().unwrap()
+        }
+    }
+
+    struct ScriptedAnalyzer(Scene);
+
+    fn face() -> (Detection, Landmarks) {
+        let bbox = BoundingBox {
+            left: 200.0,
+            top: 100.0,
+            right: 400.0,
+            bottom: 300.0,
+        };
+        let mut points = vec![Point::new(300.0, 200.0); 468];
+        // A frontal face: eye corners level, the mouth below them.
+        for (i, x, y) in [
+            (33, 250.0, 170.0),
+            (133, 280.0, 170.0),
+            (362, 320.0, 170.0),
+            (263, 350.0, 170.0),
+            (61, 270.0, 260.0),
+            (291, 330.0, 260.0),
+        ] {
+            points[i] = Point::new(x, y);
+        }
+        let det = Detection {
+            bbox,
+            score: 0.95,
+            keypoints: [Point::new(300.0, 200.0); 6],
+        };
+        let lm = Landmarks {
+            points,
+            depth: vec![0.0; 468],
+            presence: 1.0,
+        };
+        (det, lm)
+    }
+
+    impl FaceAnalyzer for ScriptedAnalyzer {
+        fn locate(&mut self, _: &RgbImage) -> Result<Vec<(Detection, Landmarks)>, EngineError> {
+            Ok(self.0.now().map(|_| face()).into_iter().collect())
+        }
+        fn embed_one(
+            &mut self,
+            _: &RgbImage,
+            _: &Landmarks,
+        ) -> Result<Option<Vec<f32>>, EngineError> {
+            Ok(self.0.now().map(|(t, _)| t.to_vec()))
+        }
+        fn still_liveness(
+            &mut self,
+            _: &RgbImage,
+            _: &(Detection, Landmarks),
+            _: &LivenessConfig,
+        ) -> Result<Verdict, EngineError> {
+            let code = self.0.now().map_or(LivenessCode::FaceNotFound, |(_, c)| c);
+            Ok(Verdict {
+                is_live: code == LivenessCode::Ok,
+                liveness_score: if code == LivenessCode::Ok { 0.97 } else { 0.02 },
+                code,
+                checks: Vec::new(),
+            })
+        }
+        fn metric(&self) -> Metric {
+            Metric::Cosine
+        }
+        fn calibration(&self) -> Calibration {
+            Calibration::for_embedder(EmbedderKind::Arcface512)
+        }
+    }
+
+    struct Bench {
+        _dir: tempfile::TempDir,
+        scene: Scene,
+        clocks: Arc<SimulatedClocks>,
+        outbox: Arc<Outbox>,
+        worker: CameraWorker<ScriptedAnalyzer, SimulatedClocks>,
+        seq: u64,
+    }
+
+    impl Bench {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let clocks = Arc::new(SimulatedClocks::new(
+                UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            ));
+            let store = Store::open(
+                &dir.path().join("store"),
+                ModelId {
+                    id: "scripted@test".into(),
+                    dim: DIM,
+                    metric: Metric::Cosine,
+                },
+                &StoreOptions::default(),
+                Arc::new(facegate_core::clock::SystemClock),
+            )
+            .unwrap();
+            store.create_collection("staff").unwrap();
+            store
+                .enrol(
+                    "staff",
+                    vec![Enrolment {
+                        person_id: "alice".into(),
+                        person_name: "Alice".into(),
+                        metadata: Default::default(),
+                        template: ALICE.to_vec(),
+                        image: None,
+                        storage: FaceStorage::NoStorage,
+                    }],
+                    None,
+                )
+                .unwrap();
+            let outbox = Arc::new(Outbox::open(&dir.path().join("outbox"), 1000, 16).unwrap());
+            let sink = Arc::new(Sink {
+                outbox: Some(outbox.clone()),
+                wake: Arc::new(Notify::new()),
+                times: Arc::new(PublishTimes::default()),
+                topics: Topics::new("facegate", "door1"),
+                thumbnails: false,
+                max_payload: 64 << 10,
+            });
+            let camera = CameraConfig {
+                name: "front".into(),
+                collection: "staff".into(),
+                door: "main".into(),
+                liveness: LivenessMode::Still,
+                ..CameraConfig::default()
+            };
+            let scene = Scene::default();
+            let worker = CameraWorker::new(
+                camera,
+                ScriptedAnalyzer(scene.clone()),
+                clocks.clone(),
+                Arc::new(store),
+                sink,
+                Arc::new(CameraStatus::new("front", "scripted".into())),
+                DaemonMetrics::register(&mut prometheus_client::registry::Registry::default()),
+                LivenessConfig::default(),
+                160,
+            );
+            Bench {
+                _dir: dir,
+                scene,
+                clocks,
+                outbox,
+                worker,
+                seq: 0,
+            }
+        }
+
+        /// One frame at 15 fps.
+        fn frame(&mut self) {
+            self.clocks.advance(Duration::from_millis(66));
+            let image = RgbImage::from_fn(640, 480, |x, y| {
+                image::Rgb([if (x / 8 + y / 8) % 2 == 0 { 40 } else { 210 }; 3])
+            });
+            let frame = Frame {
+                image: Arc::new(image),
+                seq: self.seq,
+                captured_at: self.clocks.monotonic(),
+                captured_wall: self.clocks.realtime(),
+            };
+            self.seq += 1;
+            self.worker.process(&frame).unwrap();
+        }
+
+        /// No frame for `ms` (the capture side is quiet).
+        fn quiet(&mut self, ms: u64) {
+            self.clocks.advance(Duration::from_millis(ms));
+            self.worker.idle();
+        }
+
+        /// (topic, payload) of every message committed to the outbox so far.
+        fn messages(&self) -> Vec<(String, serde_json::Value)> {
+            self.outbox
+                .next_after(None, 1000)
+                .unwrap()
+                .into_iter()
+                .map(|(_, m)| (m.topic, serde_json::from_slice(&m.payload).unwrap()))
+                .collect()
+        }
+
+        fn events(&self) -> Vec<serde_json::Value> {
+            self.messages()
+                .into_iter()
+                .filter(|(t, _)| t.ends_with("/event"))
+                .map(|(_, v)| v)
+                .collect()
+        }
+
+        fn grants(&self) -> Vec<bool> {
+            self.messages()
+                .into_iter()
+                .filter(|(t, _)| t == "facegate/door1/main/access")
+                .map(|(_, v)| v["granted"].as_bool().unwrap())
+                .collect()
+        }
+    }
+
+    #[test]
+    fn a_live_enrolled_face_opens_the_door_once_and_is_held_off_when_it_comes_back() {
+        let mut b = Bench::new();
+        b.scene.show(ALICE, LivenessCode::Ok);
+        for _ in 0..30 {
+            b.frame();
+        }
+        let events = b.events();
+        assert_eq!(events.len(), 1, "one decision per track: {events:?}");
+        assert_eq!(events[0]["type"], "match");
+        assert_eq!(events[0]["person_id"], "alice");
+        assert_eq!(events[0]["person_name"], "Alice");
+        assert_eq!(events[0]["liveness"]["verdict"], "live");
+        let wall: SystemTime = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert!(
+            events[0]["ts"].as_str().unwrap().starts_with("2027-01-15"),
+            "the event carries the simulated wall clock ({wall:?}): {}",
+            events[0]["ts"]
+        );
+        assert_eq!(b.grants(), [true]);
+        // She steps away and comes back within cameras.hold_off_s (10 s): no second grant.
+        b.scene.clear();
+        b.quiet(1000);
+        b.scene.show(ALICE, LivenessCode::Ok);
+        for _ in 0..10 {
+            b.frame();
+        }
+        assert_eq!(b.grants(), [true], "held off");
+        // After the hold-off she is let in again.
+        b.scene.clear();
+        b.quiet(11_000);
+        b.scene.show(ALICE, LivenessCode::Ok);
+        for _ in 0..10 {
+            b.frame();
+        }
+        assert_eq!(b.grants(), [true, true]);
+    }
+
+    #[test]
+    fn a_stranger_is_reported_unknown_after_enough_embedded_frames_and_denied() {
+        let mut b = Bench::new();
+        b.scene.show(STRANGER, LivenessCode::Ok);
+        b.frame();
+        b.frame();
+        assert!(
+            b.events().is_empty(),
+            "two frames are not enough to call a face unknown"
+        );
+        b.frame();
+        let events = b.events();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0]["type"], "unknown");
+        assert!(events[0]["person_id"].is_null());
+        assert_eq!(b.grants(), [false]);
+    }
+
+    #[test]
+    fn a_presentation_attack_on_an_enrolled_face_is_a_spoof_and_never_a_grant() {
+        let mut b = Bench::new();
+        b.scene.show(ALICE, LivenessCode::FaceNotLive);
+        for _ in 0..10 {
+            b.frame();
+        }
+        let events = b.events();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0]["type"], "spoof");
+        assert_eq!(b.grants(), [false]);
+    }
+
+    #[test]
+    fn a_face_that_leaves_before_its_decision_is_decided_when_its_track_is_lost() {
+        let mut b = Bench::new();
+        b.scene.show(STRANGER, LivenessCode::Ok);
+        b.frame();
+        b.scene.clear();
+        b.quiet(100);
+        assert!(
+            b.events().is_empty(),
+            "not lost yet (cameras.track_lost_s = 0.5)"
+        );
+        b.quiet(600);
+        let events = b.events();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0]["type"], "unknown");
+    }
+
+    #[test]
+    fn a_face_whose_liveness_cannot_be_established_is_decided_at_the_timeout_while_in_view() {
+        let mut b = Bench::new();
+        b.scene.show(ALICE, LivenessCode::FaceAngleTooLarge);
+        // 2.9 s of frames: still waiting for liveness evidence.
+        for _ in 0..44 {
+            b.frame();
+        }
+        assert!(b.events().is_empty(), "{:?}", b.events());
+        // cameras.decision_timeout_s = 3: decided with what it has, and not a grant.
+        for _ in 0..3 {
+            b.frame();
+        }
+        let events = b.events();
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0]["type"], "undetermined");
+        assert_eq!(b.grants(), [false]);
+    }
 }

@@ -241,6 +241,7 @@ impl Daemon {
                 let worker = CameraWorker::new(
                     cam.clone(),
                     engine,
+                    Arc::new(facegate_core::clock::RealClocks),
                     store.clone(),
                     sink.clone(),
                     status.clone(),
