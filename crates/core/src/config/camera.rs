@@ -24,7 +24,9 @@ pub enum SourceKind {
 #[serde(rename_all = "lowercase")]
 pub enum PixelFormat {
     #[default]
+    /// Compressed frames, decoded on the board.
     Mjpeg,
+    /// Raw YUV 4:2:2, converted on the board.
     Yuyv,
 }
 

@@ -101,12 +101,19 @@ pub struct InferenceConfig {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecutionProvider {
+    /// Always present: the last resort of every session.
     Cpu,
+    /// NVIDIA GPUs (Jetson, desktop).
     Cuda,
+    /// NVIDIA TensorRT, with engines cached in `cache_dir`.
     Tensorrt,
+    /// XNNPACK: optimised CPU kernels for ARM and x86.
     Xnnpack,
+    /// Arm Compute Library.
     Acl,
+    /// Intel CPUs, GPUs and NPUs.
     Openvino,
+    /// Qualcomm NPUs.
     Qnn,
 }
 

@@ -49,6 +49,7 @@ pub struct LivenessConfig {
     pub pad_channel_order: ChannelOrder,
     /// Input value = (pixel − mean) × scale, per channel (R, G, B), pixels 0–255.
     pub pad_mean: [f32; 3],
+    /// Per-channel scale applied after subtracting `pad_mean`.
     pub pad_scale: [f32; 3],
     /// Apply softmax to the outputs (false: the outputs are probabilities already).
     pub pad_softmax: bool,
@@ -64,6 +65,7 @@ pub struct LivenessConfig {
 pub enum ChannelOrder {
     #[default]
     Rgb,
+    /// Blue, green, red (OpenCV's order, for models trained on it).
     Bgr,
 }
 

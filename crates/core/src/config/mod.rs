@@ -49,8 +49,11 @@ pub enum ConfigError {
 /// One invalid value: its key, the value (never a secret) and what it must be.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Problem {
+    /// `section.key` (`cameras.key` for any camera).
     pub key: &'static str,
+    /// The value as written, with credentials redacted.
     pub value: String,
+    /// What the value must be.
     pub why: &'static str,
 }
 
