@@ -61,9 +61,11 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     let daemon = matches!(cli.command, Command::Serve(_) | Command::Demo(_));
-    // A daemon logs its requests and enrolments (ONNX Runtime's own info lines are
-    // session-construction chatter); one-shot commands only their problems.
-    let default_level = if daemon { "info,ort=warn" } else { "warn" };
+    // `serve` logs its requests and enrolments (ONNX Runtime's own info lines are
+    // session-construction chatter); the demo prints its MQTT messages, and one-shot commands
+    // only their problems.
+    let serve = matches!(cli.command, Command::Serve(_));
+    let default_level = if serve { "info,ort=warn" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FACEGATE_LOG")

@@ -813,6 +813,13 @@ fn detect_reports_boxes_landmarks_scores_and_thumbnails() {
     assert_eq!(faces.len(), 6);
     for f in faces {
         assert!(f["box"]["right"].as_f64() > f["box"]["left"].as_f64());
+        for k in ["left", "top", "right", "bottom"] {
+            let v = f["box"][k].as_i64().unwrap_or(-1);
+            assert!(
+                (0..=2000).contains(&v),
+                "box.{k}: whole pixels in the image: {f}"
+            );
+        }
         assert!(f["landmarks"]["left_eye"]["x"].is_number());
         assert!(f["detection_score"].as_f64().unwrap() > 0.5);
         assert!(f["thumbnail_base_64"].is_string());

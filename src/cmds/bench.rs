@@ -192,8 +192,9 @@ fn engine(config: &Config, iterations: u32, one: &Path, six: &Path) -> Result<()
         let photo = image::open(path)
             .with_context(|| {
                 format!(
-                    "cannot read bench photo {} (run `make models` for the fixture photos)",
-                    path.display()
+                    "cannot read bench photo {} (run `make models` for the fixtures in {})",
+                    path.display(),
+                    super::fixture_dir().display()
                 )
             })?
             .to_rgb8();

@@ -20,12 +20,11 @@ pub struct Args {
     photos: Option<PathBuf>,
 }
 
-pub fn run(config: Config, args: &Args) -> Result<()> {
-    let api_key = config
-        .server
-        .api_keys
-        .first()
-        .cloned()
+pub fn run(mut config: Config, args: &Args) -> Result<()> {
+    // The demo serves with its first key; the plain keys do not stay in the config.
+    let api_key = std::mem::take(&mut config.server.api_keys)
+        .into_iter()
+        .next()
         .context("the demo needs an API key: set FACEGATE_API_KEYS (make run generates one)")?;
     demo::run(DemoOptions {
         config,

@@ -30,8 +30,10 @@ pub struct Args {
 
 /// Serve with a configuration whose flags and API keys are resolved
 /// ([`Config::resolve`]).
-pub fn run(config: Config, args: &Args) -> Result<()> {
-    let keys = match (config.server.api_keys.is_empty(), args.insecure_no_auth) {
+pub fn run(mut config: Config, args: &Args) -> Result<()> {
+    // Only their digests are kept (ApiKeys): the plain keys do not stay in the state's config.
+    let plain_keys = std::mem::take(&mut config.server.api_keys);
+    let keys = match (plain_keys.is_empty(), args.insecure_no_auth) {
         (_, true) => {
             tracing::warn!(
                 "AUTHENTICATION IS OFF (--insecure-no-auth): anyone who can reach {} can \
@@ -40,7 +42,7 @@ pub fn run(config: Config, args: &Args) -> Result<()> {
             );
             ApiKeys::disabled()
         }
-        (false, false) => ApiKeys::new(&config.server.api_keys),
+        (false, false) => ApiKeys::new(&plain_keys),
         (true, false) => bail!(
             "no API key is configured. Set server.api_keys or server.api_key_file in the \
              config file, FACEGATE_API_KEYS in the environment, or pass --api-key KEY \

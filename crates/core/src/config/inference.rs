@@ -72,7 +72,7 @@ pub struct InferenceConfig {
     #[serde(with = "super::optional_path")]
     pub ort_library: Option<PathBuf>,
     /// Folder with the converted models. Empty: a `models/` made by `make models` next to
-    /// the executable or up to four folders above it (a binary built in a checkout), else
+    /// the executable or up to five folders above it (a binary built in a checkout), else
     /// `/usr/share/facegate/models`.
     #[serde(with = "super::optional_path")]
     pub model_dir: Option<PathBuf>,

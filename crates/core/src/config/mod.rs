@@ -165,7 +165,12 @@ impl Config {
         if let Some(addr) = flags.listen {
             config.server.listen = addr;
         }
-        if let Some(dir) = &flags.data_dir {
+        // An empty --data-dir means "not set", as an empty store.data_dir does.
+        if let Some(dir) = flags
+            .data_dir
+            .as_ref()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
             config.store.data_dir = Some(dir.clone());
         }
         if let Some(flag_keys) = &flags.api_keys {

@@ -11,8 +11,9 @@ use crate::config::{ExecutionProvider, InferenceConfig};
 
 /// How many folders above the executable's own may hold a checkout's `models/`: a binary in
 /// `target/release/` is two below the checkout, a test in `target/release/deps/` or a cross
-/// build in `target/<triple>/release/` three.
-const CHECKOUT_LEVELS: usize = 4;
+/// build in `target/<triple>/release/` three, a cross-built test four. (A `CARGO_TARGET_DIR`
+/// outside the checkout needs `inference.model_dir`.)
+const CHECKOUT_LEVELS: usize = 5;
 /// Where a packaged install keeps them.
 const SYSTEM_MODEL_DIR: &str = "/usr/share/facegate/models";
 const SYSTEM_ORT_LIBRARY: &str = "/usr/lib/facegate/libonnxruntime.so";
@@ -331,7 +332,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn models_are_found_above_the_executable_and_not_beyond_four_folders() {
+    fn models_are_found_above_the_executable_and_not_beyond_five_folders() {
         let root = tempfile::tempdir().unwrap();
         let release = root.path().join("checkout/target/release");
         std::fs::create_dir_all(release.join("deps")).unwrap();
@@ -348,7 +349,12 @@ mod tests {
             checkout_model_dir(&release.join("deps/test-1234")),
             Some(models)
         );
-        let deep = root.path().join("checkout/a/b/c/d/e");
+        let cross_test = root
+            .path()
+            .join("checkout/target/aarch64-unknown-linux-gnu/release/deps");
+        std::fs::create_dir_all(&cross_test).unwrap();
+        assert!(checkout_model_dir(&cross_test.join("engine_detection-1234")).is_some());
+        let deep = root.path().join("checkout/a/b/c/d/e/f");
         std::fs::create_dir_all(&deep).unwrap();
         assert_eq!(checkout_model_dir(&deep.join("facegate")), None);
     }

@@ -343,7 +343,7 @@ async fn reload_on_sighup(current: Option<Arc<RwLock<TlsAcceptor>>>, config: Ser
         match load_tls(&config) {
             Ok(Some(c)) => {
                 *current.write().unwrap() = TlsAcceptor::from(c);
-                tracing::info!(cert = ?config.tls_cert_file, "TLS certificate reloaded (SIGHUP)");
+                tracing::info!(cert = %shown(&config.tls_cert_file), "TLS certificate reloaded (SIGHUP)");
             }
             Ok(None) => {}
             Err(e) => {
