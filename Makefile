@@ -3,6 +3,7 @@
 #               API, a demo person enrolled through it, a replay camera, the MQTT events printed
 #   make test   build everything needed and run the whole suite (what CI runs)
 # Building blocks: make deps | venv | models | build | lint | serve | engine-demo | bench | eval
+#                  | build-arm64 | build-armv7 (ARM without Docker)
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -19,7 +20,7 @@ BIN        := target/release/facegate
 EVAL_PAIRS ?= ../shared/eval/faces/pairs.csv
 DATA       ?= data
 
-.PHONY: all deps venv models models-int8 build test lint unit-check deb deb-check cross-arm run serve engine-demo bench eval clean-models
+.PHONY: all deps venv models models-int8 build test lint unit-check deb deb-check cross-arm arm-deps build-arm64 build-armv7 run serve engine-demo bench eval clean-models
 
 all: build
 
@@ -152,12 +153,52 @@ bench: models models-int8 build
 	$(BIN) bench http
 	$(BIN) bench memory
 
-# ARM builds for Raspberry Pi OS / Jetson: need Docker or Podman and `cargo install cross`,
-# which the build machine has not (no container engine, no ARM standard library). cross reads
-# only Cross.toml unless CROSS_CONFIG names the file.
+# ARM builds for Raspberry Pi OS / Jetson with Docker or Podman and `cargo install cross`
+# (cross reads only Cross.toml unless CROSS_CONFIG names the file).
 cross-arm:
 	CROSS_CONFIG=cross.toml cross build --release --locked --target aarch64-unknown-linux-gnu
 	CROSS_CONFIG=cross.toml cross build --release --locked --target armv7-unknown-linux-gnueabihf
+
+# ARM builds without Docker, from Debian bookworm's own packages (docs/appliance.md): the
+# security archive's rustc-web / cargo-web 1.96 with the ARM standard libraries through
+# multiarch, the GNU cross compilers as linkers and C compilers (LMDB, v4l's bindgen), and
+# qemu-user 10 from bookworm-backports to run the result (bookworm's qemu 7.2 shows ONNX
+# Runtime the host's x86 /proc/cpuinfo). Installed only when missing.
+ARM_CARGO := /usr/bin/cargo
+ARM_ENV := RUSTC=/usr/bin/rustc \
+  CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc \
+  CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc \
+  AR_aarch64_unknown_linux_gnu=aarch64-linux-gnu-ar \
+  BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu="--sysroot=/usr/aarch64-linux-gnu -I/usr/aarch64-linux-gnu/include" \
+  CARGO_TARGET_ARMV7_UNKNOWN_LINUX_GNUEABIHF_LINKER=arm-linux-gnueabihf-gcc \
+  CC_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-gcc \
+  AR_armv7_unknown_linux_gnueabihf=arm-linux-gnueabihf-ar \
+  BINDGEN_EXTRA_CLANG_ARGS_armv7_unknown_linux_gnueabihf="--sysroot=/usr/arm-linux-gnueabihf -I/usr/arm-linux-gnueabihf/include"
+ARM_PACKAGES := rustc-web cargo-web libstd-rust-web-dev:arm64 libstd-rust-web-dev:armhf \
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf libc6-dev-armhf-cross
+
+arm-deps: deps
+	@update=""; missing=""; \
+	for arch in arm64 armhf; do \
+	  dpkg --print-foreign-architectures | grep -qx $$arch || { $(SUDO) dpkg --add-architecture $$arch; update=1; }; \
+	done; \
+	if ! grep -rqs '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then \
+	  echo 'deb http://deb.debian.org/debian bookworm-backports main' | \
+	    $(SUDO) tee /etc/apt/sources.list.d/bookworm-backports.list >/dev/null; update=1; \
+	fi; \
+	for p in $(ARM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; \
+	done; \
+	qemu-aarch64-static --version 2>/dev/null | grep -Eq 'version (1[0-9]|[2-9][0-9])\.' || qemu=1; \
+	if [ -n "$$update$$missing$${qemu:-}" ]; then $(SUDO) apt-get update -qq; fi; \
+	if [ -n "$$missing" ]; then echo "installing Debian packages:$$missing"; $(SUDO) apt-get install -y -qq $$missing; fi; \
+	if [ -n "$${qemu:-}" ]; then $(SUDO) apt-get install -y -qq -t bookworm-backports qemu-user-static; fi
+
+build-arm64: arm-deps
+	$(ARM_ENV) $(ARM_CARGO) build --release --locked --target aarch64-unknown-linux-gnu
+
+build-armv7: arm-deps
+	$(ARM_ENV) $(ARM_CARGO) build --release --locked --target armv7-unknown-linux-gnueabihf
 
 # Needs the shared evaluation set (not part of the repository; never used by `make test`).
 eval: models models-int8 build
