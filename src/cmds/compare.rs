@@ -34,13 +34,18 @@ pub fn run(config: &Config, args: &Args) -> Result<()> {
     let raw = engine.compare(&ta, &tb);
     let score = engine.calibration().score(raw);
     let out = Comparison {
-        similarity_score: super::round4(score),
+        similarity_score: round4(score),
         is_match: score >= args.min_similarity,
         embedder: engine.embedder_kind().name(),
-        raw: [(engine.metric().raw_name(), super::round4(raw))].into(),
+        raw: [(engine.metric().raw_name(), round4(raw))].into(),
     };
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(())
+}
+
+/// Rounded for printing: scores to four decimals.
+fn round4(v: f32) -> f64 {
+    (v as f64 * 10000.0).round() / 10000.0
 }
 
 fn central_template(engine: &mut Engine, path: &Path) -> Result<Vec<f32>> {

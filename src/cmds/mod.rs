@@ -60,8 +60,3 @@ pub fn fixture_dir() -> PathBuf {
 pub fn fixture(name: &str) -> PathBuf {
     fixture_dir().join(name)
 }
-
-/// Rounded for printing: scores to four decimals.
-pub fn round4(v: f32) -> f64 {
-    (v as f64 * 10000.0).round() / 10000.0
-}

@@ -82,8 +82,8 @@ impl fmt::Display for Problems {
     }
 }
 
-/// A path for an error message: the path, or empty.
-fn shown(path: &Option<PathBuf>) -> String {
+/// A configured path for a message: the path, or empty when unset.
+pub fn path_text(path: &Option<PathBuf>) -> String {
     path.as_deref()
         .map(|p| p.display().to_string())
         .unwrap_or_default()

@@ -150,7 +150,7 @@ impl MqttConfig {
         {
             p.add(
                 "mqtt.client_cert_file",
-                super::shown(&m.client_cert_file),
+                super::path_text(&m.client_cert_file),
                 "a client certificate needs client_key_file too, and tls = true",
             );
         }

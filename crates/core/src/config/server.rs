@@ -193,7 +193,7 @@ impl ServerConfig {
         if s.tls_cert_file.is_some() != s.tls_key_file.is_some() {
             p.add(
                 "server.tls_key_file",
-                super::shown(&s.tls_key_file),
+                super::path_text(&s.tls_key_file),
                 "HTTPS needs both tls_cert_file and tls_key_file",
             );
         }

@@ -30,7 +30,7 @@ use tokio_rustls::TlsAcceptor;
 use tower_service::Service;
 
 use super::{router, AppState};
-use facegate_core::config::ServerConfig;
+use facegate_core::config::{path_text, ServerConfig};
 
 /// A response write that makes no progress for this long fails and closes the connection.
 pub const WRITE_STALL: Duration = Duration::from_secs(30);
@@ -66,11 +66,12 @@ pub fn load_tls(server: &ServerConfig) -> Result<Option<Arc<rustls::ServerConfig
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let read = |what, path: &Option<std::path::PathBuf>| {
-        let path = path.as_deref().unwrap_or(std::path::Path::new(""));
-        std::fs::read(path).map_err(|source| TlsError::Read {
-            what,
-            path: path.display().to_string(),
-            source,
+        std::fs::read(path.as_deref().unwrap_or(std::path::Path::new(""))).map_err(|source| {
+            TlsError::Read {
+                what,
+                path: path_text(path),
+                source,
+            }
         })
     };
     if server.tls_cert_file.is_none() {
@@ -84,13 +85,13 @@ pub fn load_tls(server: &ServerConfig) -> Result<Option<Arc<rustls::ServerConfig
     if certs.is_empty() {
         return Err(TlsError::Empty {
             what: "server.tls_cert_file",
-            path: shown(&server.tls_cert_file),
+            path: path_text(&server.tls_cert_file),
             expected: "CERTIFICATE",
         });
     }
     let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::Empty {
         what: "server.tls_key_file",
-        path: shown(&server.tls_key_file),
+        path: path_text(&server.tls_key_file),
         expected: "PRIVATE KEY",
     })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -100,13 +101,6 @@ pub fn load_tls(server: &ServerConfig) -> Result<Option<Arc<rustls::ServerConfig
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Some(Arc::new(config)))
-}
-
-/// A configured path for a message.
-fn shown(path: &Option<std::path::PathBuf>) -> String {
-    path.as_deref()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default()
 }
 
 /// Whether the API is served over TLS, and a warning when it is reachable from the network in
@@ -343,7 +337,7 @@ async fn reload_on_sighup(current: Option<Arc<RwLock<TlsAcceptor>>>, config: Ser
         match load_tls(&config) {
             Ok(Some(c)) => {
                 *current.write().unwrap() = TlsAcceptor::from(c);
-                tracing::info!(cert = %shown(&config.tls_cert_file), "TLS certificate reloaded (SIGHUP)");
+                tracing::info!(cert = %path_text(&config.tls_cert_file), "TLS certificate reloaded (SIGHUP)");
             }
             Ok(None) => {}
             Err(e) => {

@@ -793,6 +793,12 @@ mod tests {
             self.worker.process(&frame).unwrap();
         }
 
+        fn frames(&mut self, n: usize) {
+            for _ in 0..n {
+                self.frame();
+            }
+        }
+
         /// No frame for `ms` (the capture side is quiet).
         fn quiet(&mut self, ms: u64) {
             self.clocks.advance(Duration::from_millis(ms));
@@ -830,9 +836,7 @@ mod tests {
     fn a_live_enrolled_face_opens_the_door_once_and_is_held_off_when_it_comes_back() {
         let mut b = Bench::new();
         b.scene.show(ALICE, LivenessCode::Ok);
-        for _ in 0..30 {
-            b.frame();
-        }
+        b.frames(30);
         let events = b.events();
         assert_eq!(events.len(), 1, "one decision per track: {events:?}");
         assert_eq!(events[0]["type"], "match");
@@ -850,17 +854,13 @@ mod tests {
         b.scene.clear();
         b.quiet(1000);
         b.scene.show(ALICE, LivenessCode::Ok);
-        for _ in 0..10 {
-            b.frame();
-        }
+        b.frames(10);
         assert_eq!(b.grants(), [true], "held off");
         // After the hold-off she is let in again.
         b.scene.clear();
         b.quiet(11_000);
         b.scene.show(ALICE, LivenessCode::Ok);
-        for _ in 0..10 {
-            b.frame();
-        }
+        b.frames(10);
         assert_eq!(b.grants(), [true, true]);
     }
 
@@ -886,9 +886,7 @@ mod tests {
     fn a_presentation_attack_on_an_enrolled_face_is_a_spoof_and_never_a_grant() {
         let mut b = Bench::new();
         b.scene.show(ALICE, LivenessCode::FaceNotLive);
-        for _ in 0..10 {
-            b.frame();
-        }
+        b.frames(10);
         let events = b.events();
         assert_eq!(events.len(), 1, "{events:?}");
         assert_eq!(events[0]["type"], "spoof");
@@ -917,14 +915,10 @@ mod tests {
         let mut b = Bench::new();
         b.scene.show(ALICE, LivenessCode::FaceAngleTooLarge);
         // 2.9 s of frames: still waiting for liveness evidence.
-        for _ in 0..44 {
-            b.frame();
-        }
+        b.frames(44);
         assert!(b.events().is_empty(), "{:?}", b.events());
         // cameras.decision_timeout_s = 3: decided with what it has, and not a grant.
-        for _ in 0..3 {
-            b.frame();
-        }
+        b.frames(3);
         let events = b.events();
         assert_eq!(events.len(), 1, "{events:?}");
         assert_eq!(events[0]["type"], "undetermined");

@@ -13,8 +13,8 @@ pub fn channel() -> (Sender, Receiver) {
     (Sender(tx), Receiver(rx))
 }
 
-/// Requests shutdown; dropping it does too, so a daemon that is gone never leaves threads
-/// running.
+/// Requests shutdown; dropping it does too (receivers see the channel closed), so a daemon
+/// that is gone never leaves threads running.
 #[derive(Debug)]
 pub struct Sender(watch::Sender<bool>);
 
@@ -24,17 +24,11 @@ impl Sender {
     }
 }
 
-impl Drop for Sender {
-    fn drop(&mut self) {
-        self.request();
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Receiver(watch::Receiver<bool>);
 
 impl Receiver {
-    /// Whether shutdown has been requested (or the sender is gone). Cheap: a read lock.
+    /// Whether shutdown has been requested, or the sender is gone. Cheap: a read lock.
     pub fn is_requested(&self) -> bool {
         *self.0.borrow() || self.0.has_changed().is_err()
     }
@@ -80,11 +74,13 @@ mod tests {
         assert!(rx.is_requested() && other.is_requested());
     }
 
-    #[test]
-    fn a_dropped_sender_is_a_request() {
+    #[tokio::test]
+    async fn a_dropped_sender_is_a_request() {
         let (tx, rx) = channel();
         drop(tx);
         assert!(rx.is_requested());
+        // Resolves rather than waiting forever.
+        rx.requested().await;
     }
 
     #[tokio::test]
