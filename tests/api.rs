@@ -1073,7 +1073,7 @@ fn the_enroll_command_enrols_a_folder_of_photos_through_the_api() {
     std::fs::write(photos.join("biden.jpg"), fixture_bytes("biden.jpg")).unwrap();
     std::fs::write(photos.join("wall.jpg"), no_face_jpeg()).unwrap();
     std::fs::write(photos.join("notes.txt"), "not a photo").unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+    let out = common::facegate_command()
         .args([
             "enroll",
             "--url",
@@ -1113,4 +1113,55 @@ fn the_enroll_command_enrols_a_folder_of_photos_through_the_api() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 3 photos were not enrolled"));
     let (_, c) = s.call("GET", "/collection/staff", None);
     assert_eq!(c["num_persons"], 2);
+}
+
+#[test]
+fn precision_auto_times_both_models_for_a_new_store_and_keeps_the_recorded_choice_after() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let info_log = Options {
+        env: vec![("FACEGATE_LOG".into(), "warn,facegate_daemon=info".into())],
+        ..Options::default()
+    };
+    let fingerprint = |s: &Server| {
+        let (_, health) = s.call("GET", "/health", None);
+        health["models"]["fingerprint"].as_str().unwrap().to_owned()
+    };
+    let mut s = Server::start_with(&data, &info_log).unwrap();
+    let first = fingerprint(&s);
+    let log = s.log_text();
+    let timed = log
+        .lines()
+        .find(|l| l.contains("both models timed for the new store"))
+        .unwrap_or_else(|| panic!("no timing line in the log:\n{log}"));
+    assert!(
+        timed.contains("fp32_ms=Some(") && timed.contains("int8_ms=Some("),
+        "{timed}"
+    );
+    // The fingerprint names the model the timing chose.
+    let chose_int8 = timed.contains("precision=Int8");
+    assert_eq!(first.contains("-int8@"), chose_int8, "{first} / {timed}");
+    s.stop();
+
+    // Restarted: no new timing, the recorded model is kept.
+    let mut s = Server::start_with(&data, &info_log).unwrap();
+    assert_eq!(fingerprint(&s), first);
+    let log = s.log_text();
+    assert!(log.contains("the one recorded with the store"), "{log}");
+    assert!(!log.contains("both models timed"), "{log}");
+    s.stop();
+
+    // A store made with the other precision explicitly is also kept by `auto`, not refused.
+    let other = if chose_int8 { "fp32" } else { "int8" };
+    let data2 = dir.path().join("data2");
+    let explicit = Options {
+        config: format!("[inference]\nprecision = \"{other}\"\n"),
+        ..Options::default()
+    };
+    let mut s = Server::start_with(&data2, &explicit).unwrap();
+    let made = fingerprint(&s);
+    s.stop();
+    let s = Server::start_with(&data2, &info_log).unwrap();
+    assert_eq!(fingerprint(&s), made);
+    assert_ne!(made, first);
 }

@@ -3,12 +3,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::fixture;
 
 fn facegate(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_facegate"))
+    common::facegate_command()
         .args(args)
         .env_remove("ORT_DYLIB_PATH")
         .current_dir(std::env::temp_dir()) // works from any directory

@@ -590,7 +590,7 @@ fn person_ids_are_limited_in_bytes_and_look_alikes_refused_without_spoiling_a_bu
 
 #[test]
 fn a_cli_writing_into_a_closed_pipe_exits_quietly() {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_facegate"))
+    let mut child = common::facegate_command()
         .arg("print-config")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

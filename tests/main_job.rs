@@ -73,7 +73,7 @@ fn health(s: &Server) -> Value {
 }
 
 fn wait_health(s: &Server, timeout: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + common::patience(timeout);
     loop {
         let h = health(s);
         if pred(&h) {
@@ -95,10 +95,13 @@ fn an_enrolled_person_yields_one_match_and_one_grant_and_a_stranger_one_unknown_
     let frames = scene_folder(dir.path(), &["obama2.jpg", "biden.jpg"], 12, 8);
     let broker = Broker::start(&dir.path().join("broker"), false);
     let sub = Subscriber::start(broker.port(), "test-sub", "#", false);
+    // The replay slows down as much as the waits are stretched (emulation), so that the
+    // pipeline still sees enough frames of each face to decide.
     let camera = format!(
-        "[[cameras]]\nname = \"front\"\nsource = \"replay\"\npath = \"{}\"\nfps = 10.0\n\
+        "[[cameras]]\nname = \"front\"\nsource = \"replay\"\npath = \"{}\"\nfps = {:.2}\n\
          replay_loop = false\ncollection = \"staff\"\ndoor = \"main\"\nhold_off_s = 60.0\n",
-        frames.display()
+        frames.display(),
+        10.0 / f64::from(common::patience_factor())
     );
     let mut s = Server::start_with(
         &data,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use facegate_core::config::Config;
+use facegate_core::engine::precision;
 use facegate_tools::bench;
 
 #[derive(clap::Args)]
@@ -208,6 +209,17 @@ fn engine(config: &Config, iterations: u32, one: &Path, six: &Path) -> Result<()
     }
     let rows = bench::bench_engine(config, &frames, iterations as usize)?;
     eprint!("{}", bench::format_table(&rows, iterations as usize));
+    // What `inference.precision = "auto"` would record for a new store on this device.
+    let runtime = facegate_core::engine::runtime::Runtime::load(&config.inference)?;
+    let kind = config.inference.embedder;
+    let timings = precision::time_models(&runtime, kind, config.inference.mirror_average)?;
+    let choice = precision::choose(kind, &timings);
+    eprintln!(
+        "precision auto for a new store of {}: {:?} ({})",
+        kind.name(),
+        choice.precision,
+        choice.reason
+    );
     println!("{}", serde_json::to_string_pretty(&rows)?);
     Ok(())
 }

@@ -115,7 +115,7 @@ impl Subscriber {
 
     /// Wait until `pred` holds for the messages received so far.
     pub fn wait_for(&self, timeout: Duration, what: &str, pred: impl Fn(&[Received]) -> bool) {
-        let deadline = Instant::now() + timeout;
+        let deadline = Instant::now() + super::patience(timeout);
         loop {
             if pred(&self.messages.lock().unwrap()) {
                 return;

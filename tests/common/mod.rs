@@ -7,9 +7,43 @@ pub mod broker;
 pub mod server;
 
 use std::path::PathBuf;
+use std::process::Command;
 
 use facegate_core::config::{Config, EmbedderKind};
 use facegate_core::engine::Engine;
+
+/// The `facegate` binary under test as a command. `FACEGATE_TEST_RUNNER` (set by `make
+/// test-arm64` to `qemu-aarch64-static -cpu cortex-a72`) is put in front of it: a cross-built
+/// binary cannot be started by the kernel of the build machine, only by an emulator.
+pub fn facegate_command() -> Command {
+    let exe = env!("CARGO_BIN_EXE_facegate");
+    let runner = std::env::var("FACEGATE_TEST_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    match words.next() {
+        Some(emulator) => {
+            let mut cmd = Command::new(emulator);
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        None => Command::new(exe),
+    }
+}
+
+/// How long to wait for something the server does in its own time (a camera's frames
+/// becoming events): `timeout` times `FACEGATE_TEST_PATIENCE` (default 1). `make test-arm64`
+/// sets it, because under emulation inference is tens of times slower than on the machine
+/// the timeouts were chosen on.
+pub fn patience(timeout: std::time::Duration) -> std::time::Duration {
+    timeout * patience_factor()
+}
+
+pub fn patience_factor() -> u32 {
+    std::env::var("FACEGATE_TEST_PATIENCE")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .unwrap_or(1)
+        .max(1)
+}
 
 pub fn fixture(name: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))

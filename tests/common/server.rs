@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ impl Server {
     pub fn start_with(data_dir: &Path, options: &Options) -> Result<Server, String> {
         let config_path = data_dir.with_extension("toml");
         std::fs::write(&config_path, &options.config).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_facegate"));
+        let mut cmd = super::facegate_command();
         cmd.arg("--config")
             .arg(&config_path)
             .arg("serve")
@@ -58,6 +58,17 @@ impl Server {
         }
         cmd.envs(options.env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().expect("spawn facegate");
+        // The log is drained from the start: a chatty start-up (FACEGATE_LOG=info) must not
+        // fill the pipe and block the server before it listens.
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        let drained = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("server: {line}");
+                sink.lock().unwrap().push(line);
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         loop {
@@ -66,15 +77,6 @@ impl Server {
                     if let Some(url) = line.strip_prefix("facegate: listening on ") {
                         // Keep draining stdout so the server never blocks on a full pipe.
                         std::thread::spawn(move || for _ in lines {});
-                        let stderr = child.stderr.take().unwrap();
-                        let log = Arc::new(Mutex::new(Vec::new()));
-                        let sink = log.clone();
-                        std::thread::spawn(move || {
-                            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                                eprintln!("server: {line}");
-                                sink.lock().unwrap().push(line);
-                            }
-                        });
                         return Ok(Server {
                             child: Some(child),
                             url: url.to_owned(),
@@ -84,8 +86,10 @@ impl Server {
                     }
                 }
                 _ => {
-                    let out = child.wait_with_output().unwrap();
-                    return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+                    child.wait().unwrap();
+                    drained.join().unwrap();
+                    let text = log.lock().unwrap().join("\n");
+                    return Err(text);
                 }
             }
         }

@@ -9,9 +9,11 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use facegate_core::config::Config;
+use facegate_core::config::{Config, Precision};
+use facegate_core::engine::precision;
 use facegate_core::engine::runtime::Runtime;
 use facegate_core::engine::Engine;
+use facegate_core::store::Store;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -75,6 +77,15 @@ pub fn run(config: &Config, data_dir: &Path) -> Vec<Finding> {
         available_providers().join(", ")
     )));
     out.extend(models(config, &runtime.model_dir));
+    let mut config = config.clone();
+    match precision_finding(&config, &runtime, data_dir) {
+        Ok((finding, precision)) => {
+            out.push(finding);
+            config.inference.precision = precision;
+        }
+        Err(finding) => out.push(finding),
+    }
+    let config = &config;
     let fingerprint = match Engine::with_runtime(&runtime, config) {
         Ok(engine) => {
             for (model, provider) in engine.providers() {
@@ -98,6 +109,53 @@ pub fn run(config: &Config, data_dir: &Path) -> Vec<Finding> {
     out.push(broker(config));
     out.push(transport(config));
     out
+}
+
+/// Both models of the embedder timed on this device, and the precision the daemon runs with
+/// the store in `data_dir` (engine::precision: recorded with the store, or timed for a new one).
+fn precision_finding(
+    config: &Config,
+    runtime: &Runtime,
+    data_dir: &Path,
+) -> Result<(Finding, Precision), Finding> {
+    let kind = config.inference.embedder;
+    let timings = precision::time_models(runtime, kind, config.inference.mirror_average)
+        .map_err(|e| fix(format!("{} cannot be timed: {e}", kind.name())))?;
+    let measured = precision::choose(kind, &timings);
+    let times = ["fp32", "int8"]
+        .iter()
+        .zip([Precision::Fp32, Precision::Int8])
+        .filter_map(|(name, p)| measured.median_ms(p).map(|ms| format!("{name} {ms:.1} ms")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let recorded = Store::recorded_model(data_dir).ok().flatten();
+    let (precision, why) = match config.inference.precision {
+        Precision::Auto => match recorded
+            .as_deref()
+            .and_then(|m| precision::recorded(runtime, kind, m))
+        {
+            Some(p) => (p, "recorded with the store".to_owned()),
+            None if recorded.is_some() => (
+                Precision::Auto.resolve(kind),
+                "the store holds another embedder's templates".to_owned(),
+            ),
+            None => (
+                measured.precision,
+                format!("for a new store: {}", measured.reason),
+            ),
+        },
+        p => (p, "inference.precision".to_owned()),
+    };
+    let text = format!(
+        "{} per face here (median of {}): {times}; runs {} ({why})",
+        kind.name(),
+        precision::TIMED_RUNS,
+        match precision {
+            Precision::Int8 => "int8",
+            _ => "fp32",
+        },
+    );
+    Ok((ok(text), precision))
 }
 
 /// HTTPS, or a warning when the API is reachable from the network in plain text.

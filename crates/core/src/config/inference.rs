@@ -10,8 +10,10 @@ use super::Problems;
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
-    /// int8 where the project ships a quantised model that kept its accuracy on the
-    /// evaluation set (arcface512), fp32 otherwise (dlib128).
+    /// The faster of the two models on this device, where the int8 one kept its accuracy on
+    /// the evaluation set (arcface512; dlib128 is always fp32): the daemon times both when it
+    /// creates a store and records the choice with it (engine::precision). Commands without a
+    /// store (`compare`, `embed`, `eval`) use [`Precision::resolve`]: int8 for arcface512.
     #[default]
     Auto,
     /// The converted float model.
@@ -21,7 +23,7 @@ pub enum Precision {
 }
 
 impl Precision {
-    /// The precision actually used for `kind`.
+    /// The precision used for `kind` where no store has recorded one.
     pub fn resolve(self, kind: EmbedderKind) -> Precision {
         match (self, kind) {
             (Precision::Auto, EmbedderKind::Arcface512) => Precision::Int8,
@@ -67,8 +69,10 @@ impl std::str::FromStr for EmbedderKind {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct InferenceConfig {
-    /// Path of libonnxruntime.so. Empty: `$ORT_DYLIB_PATH`, then `<model_dir>/libonnxruntime.so`
-    /// (what `make models` links), then `/usr/lib/facegate/libonnxruntime.so`.
+    /// Path of libonnxruntime.so. Empty: `$ORT_DYLIB_PATH`, then
+    /// `<model_dir>/<arch>/libonnxruntime.so` (`<arch>`: `x86_64`, `aarch64`, `arm`) and
+    /// `<model_dir>/libonnxruntime.so` (what `make models` links), then
+    /// `/usr/lib/facegate/libonnxruntime.so`.
     #[serde(with = "super::optional_path")]
     pub ort_library: Option<PathBuf>,
     /// Folder with the converted models. Empty: a `models/` made by `make models` next to

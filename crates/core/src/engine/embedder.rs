@@ -114,6 +114,30 @@ impl OnnxEmbedder {
     }
 }
 
+impl OnnxEmbedder {
+    /// Run the network once on the batch one face makes (two chips with `mirror_average`), on
+    /// a plain grey chip: what [`super::precision`] times. The arithmetic of a CPU or NPU
+    /// kernel does not depend on the pixel values.
+    pub fn run_one_face(&mut self) -> Result<(), EngineError> {
+        let size = self.template.size;
+        let chips = if self.mirror_average { 2 } else { 1 };
+        self.batch.clear();
+        self.batch.resize(chips * 3 * size * size, 0.5);
+        let input = TensorRef::from_array_view(([chips, 3, size, size], self.batch.as_slice()))?;
+        let outputs = self.session.run(ort::inputs![input])?;
+        let (_, raw) = outputs[0].try_extract_tensor::<f32>()?;
+        if raw.len() != chips * self.dimension {
+            return Err(EngineError::Output(format!(
+                "{} returned {} values for {chips} chips of dimension {}",
+                self.kind.name(),
+                raw.len(),
+                self.dimension
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Embedder for OnnxEmbedder {
     fn kind(&self) -> EmbedderKind {
         self.kind

@@ -14,6 +14,7 @@ pub mod geometry;
 pub mod landmarks;
 pub mod liveness;
 pub mod pad;
+pub mod precision;
 pub mod quality;
 pub mod runtime;
 pub mod sampling;

@@ -41,8 +41,10 @@ pub enum RuntimeError {
     ModelShape { path: PathBuf, detail: String },
 }
 
-/// Resolve the library path: config, then `$ORT_DYLIB_PATH`, then the model folder's link made
-/// by `make models`, then the packaged location.
+/// Resolve the library path: config, then `$ORT_DYLIB_PATH`, then the model folder's links made
+/// by `make models` (`<model_dir>/<arch>/libonnxruntime.so` first, so one checkout can hold the
+/// library of a cross-built target beside the native one: `make test-arm64` links
+/// `models/aarch64/`), then the packaged location.
 pub fn ort_library_path(cfg: &InferenceConfig, model_dir: &Path) -> Result<PathBuf, RuntimeError> {
     if let Some(library) = &cfg.ort_library {
         // An explicit setting is the only candidate: silently using another library would
@@ -53,6 +55,9 @@ pub fn ort_library_path(cfg: &InferenceConfig, model_dir: &Path) -> Result<PathB
         return Ok(PathBuf::from(p));
     }
     let candidates = [
+        model_dir
+            .join(std::env::consts::ARCH)
+            .join("libonnxruntime.so"),
         model_dir.join("libonnxruntime.so"),
         PathBuf::from(SYSTEM_ORT_LIBRARY),
     ];

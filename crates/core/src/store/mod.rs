@@ -273,6 +273,33 @@ impl Store {
         Ok(store)
     }
 
+    /// The embedding model a store in `dir` was made for, without opening it for use: `None`
+    /// when there is no store there yet. Read before the engines start, because with
+    /// `inference.precision = "auto"` that record decides which model they load.
+    pub fn recorded_model(dir: &Path) -> Result<Option<String>, StoreError> {
+        if !dir.join("data.mdb").exists() {
+            return Ok(None);
+        }
+        let mut opts = EnvOpenOptions::new().read_txn_without_tls();
+        // LMDB maps the larger of this and the size recorded in the file.
+        opts.map_size(page_size()).max_dbs(8);
+        // SAFETY: as in `open`; this environment is closed again before `open` runs.
+        let env = unsafe { opts.open(dir) }?;
+        let meta = env
+            .open_databases_and_commit(env.read_txn()?, |dbo, rtxn| -> heed::Result<_> {
+                Ok(CommitOrAbort::<_, ()>::Commit(
+                    dbo.open_database::<Str, Str>(rtxn, Some("meta"))?,
+                ))
+            })?
+            .unwrap_commit();
+        let Some(meta) = meta else {
+            return Ok(None);
+        };
+        let rtxn = env.read_txn()?;
+        let model = meta.get(&rtxn, "embedding_model")?.map(str::to_owned);
+        Ok(model)
+    }
+
     pub fn model(&self) -> &ModelId {
         &self.model
     }

@@ -8,7 +8,9 @@ use tokio::net::TcpListener;
 
 use super::{metrics::Metrics, ApiKeys, AppState};
 use facegate_core::clock::SystemClock;
-use facegate_core::config::Config;
+use facegate_core::config::{Config, Precision};
+use facegate_core::engine::precision::{self, Settled};
+use facegate_core::engine::runtime::Runtime;
 use facegate_core::engine::workers::InferenceWorkers;
 use facegate_core::engine::EngineError;
 use facegate_core::store::{ModelId, Store, StoreError, StoreOptions};
@@ -44,6 +46,9 @@ pub fn open_state(config: Config, data_dir: &Path, keys: ApiKeys) -> Result<AppS
     let (workers, threads) = worker_layout(&config);
     let mut engine_config = config.clone();
     engine_config.inference.threads = threads;
+    if engine_config.inference.precision == Precision::Auto {
+        engine_config.inference.precision = auto_precision(&engine_config, data_dir)?;
+    }
     let workers = InferenceWorkers::start(&engine_config, workers, config.server.inference_queue)?;
     let info = workers.info();
     let model = ModelId {
@@ -72,6 +77,28 @@ pub fn open_state(config: Config, data_dir: &Path, keys: ApiKeys) -> Result<AppS
         started: Instant::now(),
         daemon: std::sync::OnceLock::new(),
     })
+}
+
+/// `inference.precision = "auto"`: the model recorded with the store in `data_dir`; for a new
+/// store, the faster of the embedder's models on this device, timed now (engine::precision).
+fn auto_precision(config: &Config, data_dir: &Path) -> Result<Precision, StartError> {
+    let runtime = Runtime::load(&config.inference).map_err(EngineError::from)?;
+    let recorded = Store::recorded_model(data_dir)?;
+    let settled = precision::settle(&runtime, &config.inference, recorded.as_deref())?;
+    match &settled {
+        Settled::Timed(choice) => tracing::info!(
+            precision = ?choice.precision,
+            fp32_ms = ?choice.median_ms(Precision::Fp32),
+            int8_ms = ?choice.median_ms(Precision::Int8),
+            reason = %choice.reason,
+            "precision: both models timed for the new store, the choice is recorded with it"
+        ),
+        Settled::Recorded { precision, model } => {
+            tracing::info!(precision = ?precision, model = %model, "precision: the one recorded with the store")
+        }
+        Settled::Configured(_) => {}
+    }
+    Ok(settled.precision())
 }
 
 /// Serve until `shutdown` resolves; requests in progress are finished first (see
