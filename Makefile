@@ -246,8 +246,8 @@ build-armv7: arm-deps
 #     from camera frames to MQTT access messages (FACEGATE_TEST_PATIENCE stretches its waits).
 # Left out, each for its time alone (all run natively in `make test`): the SIGKILL-during-400-
 # enrolments test (needs 400 enrolments within its 300 s budget; about 1 s each emulated), the
-# refused-event main-job test, and the other inference tests, whose code paths the named ones
-# already cover (docs/appliance.md, "Boards").
+# hostile-client test of a broker refusing an event (its camera replays at native pace), and
+# the other inference tests, whose code paths the named ones already cover (docs/appliance.md, "Boards").
 ARM64_INFERENCE_TESTS := \
   a_face_filling_a_portrait_frame_is_found faces_filling_the_frame_are_found_with_both_ranges \
   all_six_faces_of_the_insightface_group_photo_are_found a_single_range_can_be_configured \

@@ -117,6 +117,19 @@ impl Server {
         self.log.lock().unwrap().join("\n")
     }
 
+    /// The log once it has a line containing `text` (or after 10 s, patience included): the
+    /// log is read on another thread, so a line written before "listening" may land later.
+    pub fn wait_for_log(&self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + super::patience(Duration::from_secs(10));
+        loop {
+            let log = self.log_text();
+            if log.contains(text) || std::time::Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Send `signal` (SIGHUP, ...) to the server.
     pub fn signal(&self, signal: i32) {
         unsafe {

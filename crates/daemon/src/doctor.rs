@@ -119,8 +119,17 @@ fn precision_finding(
     data_dir: &Path,
 ) -> Result<(Finding, Precision), Finding> {
     let kind = config.inference.embedder;
-    let timings = precision::time_models(runtime, kind, config.inference.mirror_average)
-        .map_err(|e| fix(format!("{} cannot be timed: {e}", kind.name())))?;
+    // Timed as serve times them: with the threads each of its inference workers gets.
+    let mut timing = config.inference.clone();
+    timing.threads = crate::api::server::worker_layout(config).1;
+    let timings = Runtime::load(&timing)
+        .map_err(Into::into)
+        .and_then(|timing_runtime| {
+            precision::time_models(&timing_runtime, kind, config.inference.mirror_average)
+        })
+        .map_err(|e: facegate_core::engine::EngineError| {
+            fix(format!("{} cannot be timed: {e}", kind.name()))
+        })?;
     let measured = precision::choose(kind, &timings);
     let times = ["fp32", "int8"]
         .iter()

@@ -42,13 +42,21 @@ pub fn worker_layout(config: &Config) -> (usize, usize) {
 }
 
 /// Open the engines and the store in `data_dir`.
-pub fn open_state(config: Config, data_dir: &Path, keys: ApiKeys) -> Result<AppState, StartError> {
+pub fn open_state(
+    mut config: Config,
+    data_dir: &Path,
+    keys: ApiKeys,
+) -> Result<AppState, StartError> {
     let (workers, threads) = worker_layout(&config);
+    if config.inference.precision == Precision::Auto {
+        let mut timing_config = config.clone();
+        timing_config.inference.threads = threads;
+        // Settled once, for every engine of this process: the API workers here, and the
+        // cameras' engines, which the main job builds from `AppState::config`.
+        config.inference.precision = auto_precision(&timing_config, data_dir)?;
+    }
     let mut engine_config = config.clone();
     engine_config.inference.threads = threads;
-    if engine_config.inference.precision == Precision::Auto {
-        engine_config.inference.precision = auto_precision(&engine_config, data_dir)?;
-    }
     let workers = InferenceWorkers::start(&engine_config, workers, config.server.inference_queue)?;
     let info = workers.info();
     let model = ModelId {

@@ -41,6 +41,15 @@ pub enum DaemonError {
     Mqtt(#[from] MqttSetupError),
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
+    #[error(
+        "camera {camera}: its engine embeds with {engine} but the store holds templates of \
+         {store}; set inference.embedder and inference.precision to the store's model"
+    )]
+    ModelMismatch {
+        camera: String,
+        engine: String,
+        store: String,
+    },
 }
 
 /// What `/health` and `/metrics` read of the running job.
@@ -223,6 +232,15 @@ impl Daemon {
                 // small board, and the API's workers need the other cores.
                 engine_config.inference.threads = 1;
                 let engine = Engine::with_runtime(&runtime, &engine_config)?;
+                // Templates of another model (an unsettled `auto`, say) would be compared
+                // with the gallery's without any error: refuse to start instead.
+                if engine.fingerprint() != store.model().id {
+                    return Err(DaemonError::ModelMismatch {
+                        camera: cam.name.clone(),
+                        engine: engine.fingerprint().to_owned(),
+                        store: store.model().id.clone(),
+                    });
+                }
                 let opener = crate::camera::opener_for(
                     cam,
                     facegate_core::engine::frame::DecodeLimits::from_config(&config.detector),
