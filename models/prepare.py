@@ -392,13 +392,16 @@ def prepare(manifest: dict, only: set[str] | None, runtime_arch: str | None = No
 
 def link_runtime(manifest: dict, pkg_path, arch: str | None) -> None:
     """Extract the ONNX Runtime library for `arch` and link it into models/: as
-    models/libonnxruntime.so for this machine, as models/<arch>/libonnxruntime.so for another
-    architecture (a cross-built binary looks there first)."""
+    models/libonnxruntime.so for this machine, as models/<arch>/libonnxruntime.so when `arch`
+    is named (a binary of that architecture looks there first)."""
     native = platform.machine()
+    # An architecture named explicitly is linked under models/<arch>/ even on a machine of
+    # that architecture, so that `make deb-arm64` finds it there on a board as well.
+    explicit = arch is not None
     arch = arch or native
     runtimes = manifest["runtime"]
     if arch not in runtimes:
-        if arch == native:
+        if not explicit:
             log(f"no ONNX Runtime wheel for {arch} on PyPI: build ONNX Runtime for this board and "
                 "set inference.ort_library (docs/appliance.md, Boards)")
             return
@@ -414,7 +417,7 @@ def link_runtime(manifest: dict, pkg_path, arch: str | None) -> None:
         for member in [rt["library"], *rt.get("companions", [])]:
             write_atomic(dest / Path(member).name, read_member(pkg, member))
         log(f"ONNX Runtime library for {arch} extracted to {dest}")
-    link = MODELS_DIR / "libonnxruntime.so" if arch == native else MODELS_DIR / arch / "libonnxruntime.so"
+    link = MODELS_DIR / arch / "libonnxruntime.so" if explicit else MODELS_DIR / "libonnxruntime.so"
     link.parent.mkdir(exist_ok=True)
     if link.is_symlink() or link.exists():
         if link.is_symlink() and os.readlink(link) == str(lib):
