@@ -20,7 +20,7 @@ BIN        := target/release/facegate
 EVAL_PAIRS ?= ../shared/eval/faces/pairs.csv
 DATA       ?= data
 
-.PHONY: all deps venv models models-int8 build test lint unit-check deb deb-check deb-arm64 deb-check-arm64 cross-arm arm-deps build-arm64 build-armv7 test-arm64 run serve engine-demo bench eval clean-models
+.PHONY: all deps venv models models-int8 build test fake-v4l2 lint unit-check deb deb-check deb-arm64 deb-check-arm64 cross-arm arm-deps build-arm64 build-armv7 test-arm64 run serve engine-demo bench eval clean-models
 
 all: build
 
@@ -73,8 +73,13 @@ lint:
 	  echo "facegate-core must not depend on the crates above (docs/structure.md)"; exit 1; fi
 	$(CARGO) clippy --release --locked --workspace --all-targets -- -D warnings
 
-test: deps models models-int8 lint unit-check
+test: deps models models-int8 lint unit-check fake-v4l2
 	$(CARGO) test --release --locked --workspace
+
+# The userspace V4L2 camera the tests load under `facegate` with LD_PRELOAD (tests/v4l2.rs;
+# crates/fake-v4l2). Built on its own: nothing depends on it, so `cargo test` would not.
+fake-v4l2:
+	$(CARGO) build --release --locked -p facegate-fake-v4l2
 
 # The systemd unit must pass `systemd-analyze verify` with no complaint, and its hardening
 # exposure (`systemd-analyze security --offline=true`) must stay at or below 2.0. verify

@@ -6,14 +6,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::broker::{Broker, Subscriber};
+use common::cameras::scene_folder;
+use common::fixture_bytes;
 use common::server::{b64, Options, Server, KEY};
-use common::{fixture, fixture_bytes};
-use facegate_core::config::EmbedderKind;
-use facegate_daemon::camera::scene;
 use serde_json::{json, Value};
 
 fn start(config: &str) -> (tempfile::TempDir, Server) {
@@ -105,18 +103,6 @@ fn oversized_names_and_metadata_are_refused_at_the_api_with_the_field_named() {
         list["count"], 1,
         "only the good bulk item was stored: {list}"
     );
-}
-
-/// A replay folder showing each photo's face for `on` frames, then `off` empty frames.
-fn scene_folder(dir: &Path, photos: &[&str], on: usize, off: usize) -> PathBuf {
-    let mut engine = common::engine(EmbedderKind::Dlib128);
-    let empty = scene::empty_frame(1280, 720);
-    let frames = dir.join("frames");
-    for p in photos {
-        let face = scene::photo_frame(&mut engine, &fixture(p), 220.0, 1280, 720).unwrap();
-        scene::append_frames(&frames, &[(&face, on), (&empty, off)]).unwrap();
-    }
-    frames
 }
 
 #[test]

@@ -3,29 +3,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::broker::{Broker, Subscriber};
-use common::server::{b64, Options, Server};
-use common::{fixture, fixture_bytes};
-use facegate_core::config::EmbedderKind;
+use common::cameras::{enrol_obama, health, scene_folder, wait_health};
+use common::server::{Options, Server};
 use facegate_daemon::camera::scene;
-use serde_json::{json, Value};
-
-const FACE_PX: f32 = 220.0;
-
-/// A replay folder: each photo's face shown for `on` frames, then `off` empty frames.
-fn scene_folder(dir: &Path, photos: &[&str], on: usize, off: usize) -> PathBuf {
-    let mut engine = common::engine(EmbedderKind::Dlib128);
-    let empty = scene::empty_frame(1280, 720);
-    let frames = dir.join("frames");
-    for p in photos {
-        let face = scene::photo_frame(&mut engine, &fixture(p), FACE_PX, 1280, 720).unwrap();
-        scene::append_frames(&frames, &[(&face, on), (&empty, off)]).unwrap();
-    }
-    frames
-}
+use serde_json::Value;
 
 fn camera_config(broker_port: Option<u16>, camera: &str) -> String {
     camera_config_with(broker_port, "", camera)
@@ -39,52 +23,6 @@ fn camera_config_with(broker_port: Option<u16>, mqtt_extra: &str, camera: &str) 
         None => String::new(),
     };
     format!("[inference]\nembedder = \"dlib128\"\n{mqtt}{camera}")
-}
-
-/// Enrol obama.jpg as "obama" in collection "staff" through the API of a server without cameras.
-fn enrol_obama(data: &Path) {
-    let mut s = Server::start_with(
-        data,
-        &Options {
-            config: "[inference]\nembedder = \"dlib128\"\n".into(),
-            ..Options::default()
-        },
-    )
-    .unwrap();
-    let (status, _) = s.call("POST", "/collection", Some(&json!({"name": "staff"})));
-    assert_eq!(status, 200);
-    let (status, body) = s.call(
-        "PUT",
-        "/person",
-        Some(&json!({
-            "collection_name": "staff",
-            "person_id": "obama",
-            "person_name": "Barack Obama",
-            "face_base_64": b64(&fixture_bytes("obama.jpg")),
-            "metadata": {"badge": "44"},
-        })),
-    );
-    assert_eq!(status, 200, "{body}");
-    assert!(s.stop().success());
-}
-
-fn health(s: &Server) -> Value {
-    s.call("GET", "/health", None).1
-}
-
-fn wait_health(s: &Server, timeout: Duration, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + common::patience(timeout);
-    loop {
-        let h = health(s);
-        if pred(&h) {
-            return h;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}: {h:#}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

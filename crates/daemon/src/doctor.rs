@@ -4,7 +4,7 @@
 //! `--` (for information) or `FIX` with what to do.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -268,62 +268,139 @@ fn models(config: &Config, model_dir: &Path) -> Vec<Finding> {
     out
 }
 
+/// Every V4L2 node under /dev and every configured V4L2 camera's device (which may live
+/// elsewhere, e.g. a udev symlink under /dev/v4l/by-id), each opened and enumerated as the
+/// capture code will: formats, frame sizes and frame rates.
 fn cameras(config: &Config) -> Vec<Finding> {
-    use v4l::video::Capture;
-    let mut out = Vec::new();
-    let nodes = v4l::context::enum_devices();
-    if nodes.is_empty() {
-        out.push(info("no V4L2 devices (/dev/video*)".into()));
-    }
-    for node in nodes {
-        let path = node.path().display().to_string();
-        let dev = match v4l::Device::with_path(node.path()) {
-            Ok(d) => d,
-            Err(e) => {
-                out.push(fix(format!(
-                    "camera {path}: {e} (is the user in the video group?)"
-                )));
-                continue;
-            }
-        };
-        let card = dev.query_caps().map(|c| c.card).unwrap_or_default();
-        let formats: Vec<String> = dev
-            .enum_formats()
-            .unwrap_or_default()
-            .iter()
-            .map(|f| {
-                let sizes: Vec<String> = dev
-                    .enum_framesizes(f.fourcc)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .flat_map(|s| s.size.to_discrete())
-                    .map(|d| format!("{}x{}", d.width, d.height))
-                    .collect();
-                format!("{} {}", f.fourcc, sizes.join(" "))
-            })
-            .collect();
-        if formats.is_empty() {
-            out.push(info(format!(
-                "camera {path} ({card}): no capture formats (a metadata node)"
-            )));
-        } else {
-            out.push(ok(format!(
-                "camera {path} ({card}): {}",
-                formats.join("; ")
-            )));
+    let mut paths: Vec<PathBuf> = v4l::context::enum_devices()
+        .into_iter()
+        .map(|node| node.path().to_owned())
+        .collect();
+    paths.sort();
+    let configured: Vec<&facegate_core::config::CameraConfig> = config
+        .cameras
+        .iter()
+        .filter(|c| c.source == facegate_core::config::SourceKind::V4l2)
+        .collect();
+    for cam in &configured {
+        if !paths.contains(&cam.device) {
+            paths.push(cam.device.clone());
         }
     }
-    for cam in &config.cameras {
-        if cam.source == facegate_core::config::SourceKind::V4l2 && !Path::new(&cam.device).exists()
-        {
+    if paths.is_empty() {
+        return vec![info("no V4L2 devices (/dev/video*)".into())];
+    }
+    let mut out = Vec::new();
+    for path in paths {
+        let users: Vec<_> = configured
+            .iter()
+            .copied()
+            .filter(|c| c.device == path)
+            .collect();
+        out.extend(describe_device(&path, &users));
+    }
+    out
+}
+
+/// One device: its card name and what it offers, then for each camera configured on it
+/// whether the format it asks for is offered.
+fn describe_device(path: &Path, users: &[&facegate_core::config::CameraConfig]) -> Vec<Finding> {
+    use v4l::video::Capture;
+    let shown = path.display();
+    let dev = match v4l::Device::with_path(path) {
+        Ok(d) => d,
+        Err(e) => {
+            let what = if e.kind() == std::io::ErrorKind::NotFound {
+                "which does not exist".to_string()
+            } else {
+                format!("which cannot be opened: {e} (is the user in the video group?)")
+            };
+            if users.is_empty() {
+                return vec![fix(format!("camera {shown}, {what}"))];
+            }
+            return users
+                .iter()
+                .map(|cam| {
+                    fix(format!(
+                        "configured camera {} uses {shown}, {what}",
+                        cam.name
+                    ))
+                })
+                .collect();
+        }
+    };
+    let card = dev.query_caps().map(|c| c.card).unwrap_or_default();
+    let formats = dev.enum_formats().unwrap_or_default();
+    if formats.is_empty() {
+        let mut out = vec![info(format!(
+            "camera {shown} ({card}): no capture formats (a metadata node)"
+        ))];
+        out.extend(users.iter().map(|cam| {
+            fix(format!(
+                "configured camera {} uses {shown}, which captures no video",
+                cam.name
+            ))
+        }));
+        return out;
+    }
+    let listed: Vec<String> = formats
+        .iter()
+        .map(|f| format!("{} {}", f.fourcc, sizes_and_rates(&dev, f.fourcc)))
+        .collect();
+    let mut out = vec![ok(format!(
+        "camera {shown} ({card}): {}",
+        listed.join("; ")
+    ))];
+    for cam in users {
+        let wanted = crate::camera::v4l2::fourcc_of(cam.format);
+        if !formats.iter().any(|f| f.fourcc == wanted) {
             out.push(fix(format!(
-                "configured camera {} uses {}, which does not exist",
-                cam.name,
-                cam.device.display()
+                "configured camera {} asks {shown} for {wanted}, which it does not offer; set \
+                 format to one listed above",
+                cam.name
             )));
         }
     }
     out
+}
+
+/// `1280x720@30,15 640x480@30` for discrete sizes; a stepwise range as `min-max`.
+fn sizes_and_rates(dev: &v4l::Device, fourcc: v4l::FourCC) -> String {
+    use v4l::framesize::FrameSizeEnum;
+    use v4l::video::Capture;
+    let rates = |width: u32, height: u32| -> String {
+        let fps: Vec<String> = dev
+            .enum_frameintervals(fourcc, width, height)
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|i| match i.interval {
+                v4l::frameinterval::FrameIntervalEnum::Discrete(f) if f.numerator > 0 => {
+                    let fps = f64::from(f.denominator) / f64::from(f.numerator);
+                    Some(format!("{}", (fps * 100.0).round() / 100.0))
+                }
+                _ => None,
+            })
+            .collect();
+        if fps.is_empty() {
+            String::new()
+        } else {
+            format!("@{}", fps.join(","))
+        }
+    };
+    dev.enum_framesizes(fourcc)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| match s.size {
+            FrameSizeEnum::Discrete(d) => {
+                format!("{}x{}{}", d.width, d.height, rates(d.width, d.height))
+            }
+            FrameSizeEnum::Stepwise(r) => format!(
+                "{}x{}-{}x{}",
+                r.min_width, r.min_height, r.max_width, r.max_height
+            ),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn store(data_dir: &Path, model: facegate_core::store::ModelId) -> Finding {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::Serialize;
 
 use super::slot::FrameSlot;
-use super::{CameraError, Frame, SourceOpener};
+use super::{CameraError, Frame, Negotiated, SourceOpener};
 use crate::daemon::shutdown;
 
 /// First and longest wait before reopening a failed source.
@@ -38,6 +38,9 @@ pub struct CameraHealth {
     pub last_error: Option<String>,
     #[serde(with = "facegate_core::clock::rfc3339_opt")]
     pub last_error_at: Option<SystemTime>,
+    /// What the V4L2 driver agreed to at the last open (format, size, rate); null for other
+    /// sources and before the first open.
+    pub negotiated: Option<Negotiated>,
 }
 
 /// Shared, lock-protected [`CameraHealth`] with frame-rate meters, and the heartbeats of the
@@ -67,6 +70,7 @@ impl CameraStatus {
                     last_frame_at: None,
                     last_error: None,
                     last_error_at: None,
+                    negotiated: None,
                 },
                 RateMeter::default(),
                 RateMeter::default(),
@@ -154,6 +158,10 @@ impl CameraStatus {
         self.inner.lock().unwrap().0.state = state;
     }
 
+    fn opened(&self, negotiated: Option<Negotiated>) {
+        self.inner.lock().unwrap().0.negotiated = negotiated;
+    }
+
     fn reconnected(&self) {
         self.inner.lock().unwrap().0.reconnects += 1;
     }
@@ -236,7 +244,9 @@ fn run(
             status.reconnected();
         }
         opened_before = true;
-        tracing::info!(camera = name, source = %opener.describe(), "camera opened");
+        let negotiated = source.negotiated();
+        tracing::info!(camera = name, source = %opener.describe(), ?negotiated, "camera opened");
+        status.opened(negotiated);
         loop {
             status.beat_capture();
             if stop.is_requested() {

@@ -42,10 +42,27 @@ pub enum CameraError {
     BadFrame(String),
 }
 
+/// What a driver agreed to when the camera was opened, which may differ from what the
+/// configuration asked for (drivers pick the nearest size and rate they have).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Negotiated {
+    /// The fourcc, e.g. "MJPG" or "YUYV".
+    pub format: String,
+    pub width: u32,
+    pub height: u32,
+    /// Frames per second the driver set; `None` when it does not say.
+    pub fps: Option<f32>,
+}
+
 /// A camera once opened. `next_frame` blocks until a frame is there; `Ok(None)` is the end of
 /// a finite source (a replay played once).
 pub trait FrameSource: Send {
     fn next_frame(&mut self) -> Result<Option<RgbImage>, CameraError>;
+
+    /// The format the device agreed to; sources without a negotiation have none.
+    fn negotiated(&self) -> Option<Negotiated> {
+        None
+    }
 }
 
 /// Opens (and reopens, after a failure) a camera's source.

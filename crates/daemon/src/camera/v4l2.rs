@@ -11,7 +11,8 @@ use v4l::video::Capture;
 use v4l::{Device, FourCC};
 
 use super::{
-    decode_frame, yuyv::yuyv_to_rgb, CameraError, DecodeLimits, FrameSource, SourceOpener,
+    decode_frame, yuyv::yuyv_to_rgb, CameraError, DecodeLimits, FrameSource, Negotiated,
+    SourceOpener,
 };
 use facegate_core::config::{CameraConfig, PixelFormat};
 
@@ -41,7 +42,8 @@ impl V4l2Opener {
     }
 }
 
-fn fourcc_of(format: PixelFormat) -> FourCC {
+/// The fourcc V4L2 names a configured pixel format by.
+pub fn fourcc_of(format: PixelFormat) -> FourCC {
     match format {
         PixelFormat::Mjpeg => FourCC::new(b"MJPG"),
         PixelFormat::Yuyv => FourCC::new(b"YUYV"),
@@ -80,7 +82,11 @@ impl SourceOpener for V4l2Opener {
             )));
         }
         if fmt.width != self.width || fmt.height != self.height {
-            tracing::info!(device = %self.device, width = fmt.width, height = fmt.height,
+            // A warning: the faces are smaller or larger than the configuration was sized for
+            // (min_face_px, the detector's tiles).
+            tracing::warn!(device = %self.device,
+                asked = %format!("{}x{}", self.width, self.height),
+                chosen = %format!("{}x{}", fmt.width, fmt.height),
                 "the camera chose another frame size");
         }
         if self.fps > 0.0 {
@@ -89,6 +95,18 @@ impl SourceOpener for V4l2Opener {
                 tracing::warn!(device = %self.device, error = %e, "cannot set the frame rate");
             }
         }
+        let fps = dev
+            .params()
+            .ok()
+            .map(|p| p.interval)
+            .filter(|i| i.numerator > 0 && i.denominator > 0)
+            .map(|i| i.denominator as f32 / i.numerator as f32);
+        let negotiated = Negotiated {
+            format: fmt.fourcc.to_string(),
+            width: fmt.width,
+            height: fmt.height,
+            fps,
+        };
         let mut stream = Stream::with_buffers(&dev, Type::VideoCapture, BUFFERS)
             .map_err(|e| fail("cannot start streaming", e))?;
         stream.set_timeout(FRAME_TIMEOUT);
@@ -99,6 +117,7 @@ impl SourceOpener for V4l2Opener {
             width: fmt.width,
             height: fmt.height,
             limits: self.limits,
+            negotiated,
         }))
     }
 
@@ -117,14 +136,25 @@ struct V4l2Source {
     width: u32,
     height: u32,
     limits: DecodeLimits,
+    negotiated: Negotiated,
 }
 
 impl FrameSource for V4l2Source {
+    fn negotiated(&self) -> Option<Negotiated> {
+        Some(self.negotiated.clone())
+    }
+
     fn next_frame(&mut self) -> Result<Option<RgbImage>, CameraError> {
-        let (buf, meta) = self
-            .stream
-            .next()
-            .map_err(|e| CameraError::Unavailable(format!("capture failed: {e}")))?;
+        let (buf, meta) = self.stream.next().map_err(|e| {
+            CameraError::Unavailable(if e.kind() == std::io::ErrorKind::TimedOut {
+                format!(
+                    "no frame within {} s: the camera stopped delivering",
+                    FRAME_TIMEOUT.as_secs()
+                )
+            } else {
+                format!("capture failed: {e}")
+            })
+        })?;
         // The mmap buffer is larger than the frame; only `bytesused` bytes are the picture.
         let used = (meta.bytesused as usize).min(buf.len());
         let data = &buf[..used];
