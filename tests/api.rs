@@ -658,6 +658,53 @@ fn multi_face_search_names_enrolled_faces_and_returns_the_others_as_thumbnails()
     );
 }
 
+/// A fixture photo re-encoded as lossless WebP, as a phone or browser might send it.
+fn webp_photo(name: &str) -> String {
+    let img = image::load_from_memory(&fixture_bytes(name))
+        .unwrap()
+        .to_rgb8();
+    let mut out = Vec::new();
+    image::codecs::webp::WebPEncoder::new_lossless(&mut out)
+        .encode(
+            img.as_raw(),
+            img.width(),
+            img.height(),
+            image::ExtendedColorType::Rgb8,
+        )
+        .unwrap();
+    b64(&out)
+}
+
+#[test]
+fn a_webp_photo_enrols_and_matches_like_the_jpeg_it_came_from() {
+    let (_d, s) = start();
+    create_collection(&s, "staff");
+    let (status, body) = enrol(
+        &s,
+        "staff",
+        "obama",
+        "Barack Obama",
+        &webp_photo("obama.jpg"),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, found) = s.call(
+        "POST",
+        "/face-search",
+        Some(&json!({"collection_name": "staff", "face_base_64": photo("obama2.jpg")})),
+    );
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(found[0]["person_id"], "obama", "{found}");
+    let (_, webp) = s.call(
+        "POST",
+        "/compare",
+        Some(&json!({"face_base_64": webp_photo("obama.jpg"), "ref_face_base_64": photo("obama.jpg")})),
+    );
+    assert!(
+        webp["similarity_score"].as_f64().unwrap() > 0.99,
+        "lossless WebP is the same picture: {webp}"
+    );
+}
+
 #[test]
 fn compare_matches_the_same_person_and_not_another() {
     let (_d, s) = start();

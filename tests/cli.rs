@@ -300,7 +300,7 @@ fn benches_and_enroll_refuse_empty_input_with_a_clear_error() {
     let empty = tempfile::tempdir().unwrap();
     let dir = empty.path().to_str().unwrap();
     let o = facegate(&["enroll", "--collection", "staff", "--api-key", "k", dir]);
-    assert_clean_error(&o, "no JPEG or PNG photo");
+    assert_clean_error(&o, "no JPEG, PNG or WebP photo");
 }
 
 #[test]

@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long, default_value = "StoreThumbnails",
           value_parser = ["NoStorage", "StoreThumbnails", "StoreFullImage"])]
     storage: String,
-    /// JPEG/PNG files, or folders of them.
+    /// JPEG/PNG/WebP files, or folders of them.
     #[arg(required = true)]
     photos: Vec<PathBuf>,
 }
@@ -38,7 +38,7 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let files = client::photo_files(&args.photos)?;
     if files.is_empty() {
-        bail!("no JPEG or PNG photo found in the paths given");
+        bail!("no JPEG, PNG or WebP photo found in the paths given");
     }
     let results = client::enroll_photos(
         &args.url,

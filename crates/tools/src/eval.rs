@@ -99,6 +99,24 @@ pub fn embed_images(
     threads: usize,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Vec<Option<Vec<f32>>>, EvalError> {
+    map_images(config, images, threads, progress, |engine, path| {
+        let embedding = embed_file(engine, path);
+        if let Err(e) = &embedding {
+            tracing::warn!(image = %path.display(), error = %e, "image failed");
+        }
+        embedding.ok().flatten()
+    })
+}
+
+/// `each` of every image, on `threads` engines in parallel (one ONNX Runtime thread each),
+/// in the images' order.
+pub fn map_images<T: Clone + Default + Send>(
+    config: &Config,
+    images: &[PathBuf],
+    threads: usize,
+    progress: &(dyn Fn(usize, usize) + Sync),
+    each: impl Fn(&mut Engine, &Path) -> T + Sync,
+) -> Result<Vec<T>, EvalError> {
     let runtime = facegate_core::engine::runtime::Runtime::load(&config.inference)
         .map_err(EngineError::from)?;
     let mut single = config.clone();
@@ -108,20 +126,17 @@ pub fn embed_images(
         .collect::<Result<_, _>>()?;
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    let results = Mutex::new(vec![None; images.len()]);
+    let results = Mutex::new(vec![T::default(); images.len()]);
     std::thread::scope(|s| {
         for mut engine in engines {
-            let (next, done, results) = (&next, &done, &results);
+            let (next, done, results, each) = (&next, &done, &results, &each);
             s.spawn(move || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= images.len() {
                     break;
                 }
-                let embedding = embed_file(&mut engine, &images[i]);
-                if let Err(e) = &embedding {
-                    tracing::warn!(image = %images[i].display(), error = %e, "image failed");
-                }
-                results.lock().expect("no panics while locked")[i] = embedding.ok().flatten();
+                let value = each(&mut engine, &images[i]);
+                results.lock().expect("no panics while locked")[i] = value;
                 progress(done.fetch_add(1, Ordering::Relaxed) + 1, images.len());
             });
         }

@@ -42,8 +42,8 @@ pub struct ServerConfig {
     pub inference_queue: usize,
     /// Seconds a client is told to wait (`Retry-After`) after `ERR_BUSY`.
     pub busy_retry_after_s: u32,
-    /// A second face narrower than this share of the largest one is ignored where one face is
-    /// required (`ERR_MULTIPLE_FACES` otherwise).
+    /// Where one face is required, another face at least this share of the width of the face
+    /// used is `ERR_MULTIPLE_FACES`, unless it is a bystander (`engine::one_face`).
     pub secondary_face_ratio: f32,
     /// Most persons in one `PUT /persons` request (413 `ERR_PAYLOAD_TOO_LARGE` above it,
     /// counted while the body is parsed).

@@ -9,7 +9,7 @@ pub const MIN_SIDE: u32 = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    #[error("not an image: the data is neither JPEG nor PNG")]
+    #[error("not an image: the data is neither JPEG, PNG nor WebP")]
     NotAnImage,
     #[error("the image could not be decoded (corrupt or truncated {format}): {detail}")]
     Corrupt {
@@ -121,11 +121,22 @@ fn format_name(format: Option<image::ImageFormat>) -> &'static str {
     match format {
         Some(image::ImageFormat::Jpeg) => "JPEG",
         Some(image::ImageFormat::Png) => "PNG",
+        Some(image::ImageFormat::WebP) => "WebP",
         _ => "image",
     }
 }
 
-/// Decode JPEG or PNG bytes into an RGB frame. EXIF orientation is applied, grayscale is
+/// The file name extensions of the photos facegate reads from folders (enrolment, replay).
+const PHOTO_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
+
+/// Whether `path` names a JPEG, PNG or WebP photo by its extension (any case).
+pub fn is_photo_file(path: &std::path::Path) -> bool {
+    path.extension()
+        .and_then(|x| x.to_str())
+        .is_some_and(|x| PHOTO_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()))
+}
+
+/// Decode JPEG, PNG or WebP bytes into an RGB frame (an animated WebP: its first frame). EXIF orientation is applied, grayscale is
 /// expanded and alpha dropped. The declared size and pixel format are checked against
 /// `limits` before any pixel is decoded.
 pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, DecodeError> {
@@ -135,7 +146,7 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, DecodeErr
     let format = reader.format();
     if !matches!(
         format,
-        Some(image::ImageFormat::Jpeg) | Some(image::ImageFormat::Png)
+        Some(image::ImageFormat::Jpeg | image::ImageFormat::Png | image::ImageFormat::WebP)
     ) {
         return Err(DecodeError::NotAnImage);
     }
@@ -188,6 +199,56 @@ mod tests {
         img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
             .unwrap();
         out
+    }
+
+    fn webp_bytes(img: &RgbImage) -> Vec<u8> {
+        let mut out = Vec::new();
+        image::codecs::webp::WebPEncoder::new_lossless(&mut out)
+            .encode(
+                img.as_raw(),
+                img.width(),
+                img.height(),
+                image::ExtendedColorType::Rgb8,
+            )
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_webp_decodes_to_its_pixels_and_its_header_is_held_to_the_limits() {
+        let mut img = RgbImage::from_pixel(64, 48, image::Rgb([10, 200, 30]));
+        img.put_pixel(5, 7, image::Rgb([255, 0, 255]));
+        let decoded = decode(&webp_bytes(&img), &DecodeLimits::default()).unwrap();
+        assert_eq!(decoded, img, "lossless WebP comes back pixel for pixel");
+        // 1200×1000 is 1.2 megapixels: refused from the header under a 1-megapixel limit.
+        let big = webp_bytes(&RgbImage::new(1200, 1000));
+        let limits = DecodeLimits {
+            max_megapixels: 1.0,
+            ..DecodeLimits::default()
+        };
+        assert!(matches!(
+            decode(&big, &limits),
+            Err(DecodeError::TooLarge {
+                width: 1200,
+                height: 1000,
+                ..
+            })
+        ));
+        let truncated = &webp_bytes(&img)[..40];
+        assert!(matches!(
+            decode(truncated, &DecodeLimits::default()),
+            Err(DecodeError::Corrupt { format: "WebP", .. })
+        ));
+    }
+
+    #[test]
+    fn photo_files_are_known_by_their_extension_in_any_case() {
+        for name in ["a.jpg", "b.JPEG", "c.png", "d.WebP"] {
+            assert!(is_photo_file(std::path::Path::new(name)), "{name}");
+        }
+        for name in ["e.gif", "f", "g.jpg.txt"] {
+            assert!(!is_photo_file(std::path::Path::new(name)), "{name}");
+        }
     }
 
     #[test]

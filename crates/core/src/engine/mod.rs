@@ -13,6 +13,7 @@ pub mod frame;
 pub mod geometry;
 pub mod landmarks;
 pub mod liveness;
+pub mod one_face;
 pub mod pad;
 pub mod precision;
 pub mod quality;

@@ -32,7 +32,7 @@ pub struct Enrolled {
     pub message: String,
 }
 
-/// JPEG and PNG files: the paths given, and the photos directly inside any folder given.
+/// JPEG, PNG and WebP files: the paths given, and the photos directly inside any folder given.
 pub fn photo_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ClientError> {
     let mut out = Vec::new();
     for p in paths {
@@ -43,11 +43,7 @@ pub fn photo_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ClientError> {
             })?;
             let mut inside: Vec<PathBuf> = entries
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|f| {
-                    f.extension().and_then(|x| x.to_str()).is_some_and(|x| {
-                        matches!(x.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png")
-                    })
-                })
+                .filter(|f| facegate_core::engine::frame::is_photo_file(f))
                 .collect();
             inside.sort();
             out.extend(inside);

@@ -12,6 +12,7 @@ use super::extract::decode_base64_image;
 use super::AppState;
 use facegate_core::engine::geometry::BoundingBox;
 use facegate_core::engine::liveness::Verdict;
+use facegate_core::engine::one_face::{self, OneFace};
 use facegate_core::engine::{align, Engine, FivePoints};
 
 /// What to compute for each face.
@@ -45,28 +46,23 @@ pub struct Analysis {
 }
 
 impl Analysis {
-    /// The one face of a photo that must show one: the largest; another face at least
-    /// `ratio` of its width is `ERR_MULTIPLE_FACES`; none is `ERR_FACE_NOT_DETECTED`.
+    /// The one face of a photo that must show one ([`one_face::choose`]): none is
+    /// `ERR_FACE_NOT_DETECTED`, several are `ERR_MULTIPLE_FACES` with their number.
     pub fn single_face(&self, ratio: f32) -> Result<&FaceResult, ApiError> {
         let usable: Vec<&FaceResult> = self
             .faces
             .iter()
             .filter(|f| f.embedding.is_some())
             .collect();
-        let main = usable
-            .iter()
-            .max_by(|a, b| a.bbox.width().total_cmp(&b.bbox.width()))
-            .ok_or_else(|| ApiError::new(ErrorCode::ErrFaceNotDetected))?;
-        let width = main.bbox.width();
-        let rivals = usable
-            .iter()
-            .filter(|f| !std::ptr::eq(**f, *main) && f.bbox.width() >= ratio * width)
-            .count();
-        if rivals > 0 {
-            return Err(ApiError::new(ErrorCode::ErrMultipleFaces)
-                .with_metadata("faces", (rivals + 1).to_string()));
+        let boxes: Vec<BoundingBox> = usable.iter().map(|f| f.bbox).collect();
+        match one_face::choose(&boxes, self.width, self.height, ratio) {
+            OneFace::Chosen(i) => Ok(usable[i]),
+            OneFace::NoFace => Err(ApiError::new(ErrorCode::ErrFaceNotDetected)),
+            OneFace::Several(n) => {
+                Err(ApiError::new(ErrorCode::ErrMultipleFaces)
+                    .with_metadata("faces", n.to_string()))
+            }
         }
-        Ok(main)
     }
 
     /// `ERR_LIVENESS_ERROR` unless the liveness verdict is live.

@@ -26,7 +26,8 @@ impl ReplayOpener {
     }
 }
 
-/// The frame files of a replay path: the image itself, or the folder's JPEG/PNG files by name.
+/// The frame files of a replay path: the image itself, or the folder's JPEG/PNG/WebP files by
+/// name.
 pub fn frame_files(path: &Path) -> Result<Vec<PathBuf>, CameraError> {
     let meta = std::fs::metadata(path)
         .map_err(|e| CameraError::Unavailable(format!("replay path {}: {e}", path.display())))?;
@@ -36,16 +37,12 @@ pub fn frame_files(path: &Path) -> Result<Vec<PathBuf>, CameraError> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(path)
         .map_err(|e| CameraError::Unavailable(format!("replay folder {}: {e}", path.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
-        })
+        .filter(|p| facegate_core::engine::frame::is_photo_file(p))
         .collect();
     files.sort();
     if files.is_empty() {
         return Err(CameraError::Unavailable(format!(
-            "replay folder {} has no .jpg, .jpeg or .png frames",
+            "replay folder {} has no .jpg, .jpeg, .png or .webp frames",
             path.display()
         )));
     }

@@ -1,0 +1,161 @@
+//! The one-face rule of enrolment, 1:N search and compare: which face of a photo is meant, and
+//! when a photo shows more than one face that could be. One function, used by the API and by
+//! `facegate eval --open-set`, which measured it (docs/accuracy.md, "The one-face rule").
+//!
+//! The face meant is the largest one the image border does not cut (the largest of all when
+//! every face is cut). Another face makes the photo ambiguous when it is at least `ratio` of
+//! that face's width — unless it is a bystander: cut by the image border while the face meant
+//! is not (a neighbour at the edge of a portrait), or clearly smaller (under 3/4 of the width)
+//! and well off-centre while the face meant is central. Two people side by side at about the
+//! same size, or a group, stay ambiguous.
+
+use super::geometry::BoundingBox;
+
+/// What the rule makes of a photo's usable faces (those with a template).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OneFace {
+    /// The face meant: its index in the boxes given.
+    Chosen(usize),
+    /// No usable face.
+    NoFace,
+    /// This many faces (2 or more) could be the one meant.
+    Several(usize),
+}
+
+/// A box this close to an edge (pixels) is cut by it: the detector clamps boxes to the frame.
+const EDGE_PX: f32 = 1.0;
+/// A rival under this fraction of the largest face's width may be a bystander by position.
+const SMALLER: f32 = 0.75;
+/// How much farther from the image centre than the face meant a smaller rival must be to be
+/// off-centre, as a fraction of the image's shorter side.
+const OFF_CENTRE: f32 = 0.2;
+
+fn cut_by_border(b: &BoundingBox, width: f32, height: f32) -> bool {
+    b.left <= EDGE_PX
+        || b.top <= EDGE_PX
+        || b.right >= width - EDGE_PX
+        || b.bottom >= height - EDGE_PX
+}
+
+/// The face meant among `boxes` in a `width`×`height` photo (see the module's rule).
+pub fn choose(boxes: &[BoundingBox], width: u32, height: u32, ratio: f32) -> OneFace {
+    let (w, h) = (width as f32, height as f32);
+    let largest_of = |uncut_only: bool| {
+        boxes
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| !uncut_only || !cut_by_border(b, w, h))
+            .max_by(|a, b| a.1.width().total_cmp(&b.1.width()))
+    };
+    let Some((main, largest)) = largest_of(true).or_else(|| largest_of(false)) else {
+        return OneFace::NoFace;
+    };
+    let centre = super::geometry::Point::new(w / 2.0, h / 2.0);
+    let main_cut = cut_by_border(largest, w, h);
+    let main_off = largest.center().distance(centre);
+    let bystander = |b: &BoundingBox| {
+        (cut_by_border(b, w, h) && !main_cut)
+            || (b.width() < SMALLER * largest.width()
+                && b.center().distance(centre) > main_off + OFF_CENTRE * w.min(h))
+    };
+    let rivals = boxes
+        .iter()
+        .enumerate()
+        .filter(|(i, b)| *i != main && b.width() >= ratio * largest.width() && !bystander(b))
+        .count();
+    if rivals > 0 {
+        OneFace::Several(rivals + 1)
+    } else {
+        OneFace::Chosen(main)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn face(left: f32, top: f32, side: f32) -> BoundingBox {
+        BoundingBox {
+            left,
+            top,
+            right: left + side,
+            bottom: top + side,
+        }
+    }
+
+    #[test]
+    fn the_largest_face_is_chosen_unless_another_is_at_least_ratio_of_its_width() {
+        assert_eq!(choose(&[], 400, 400, 0.4), OneFace::NoFace);
+        let main = face(150.0, 150.0, 100.0);
+        let small = [face(20.0, 150.0, 39.0), main];
+        assert_eq!(choose(&small, 400, 400, 0.4), OneFace::Chosen(1));
+        // Side by side at about the same size: two people, whatever their place.
+        let pair = [face(30.0, 150.0, 95.0), face(200.0, 150.0, 100.0)];
+        assert_eq!(choose(&pair, 400, 400, 0.4), OneFace::Several(2));
+        let group = [main, face(40.0, 40.0, 90.0), face(270.0, 40.0, 90.0)];
+        assert_eq!(choose(&group, 400, 400, 0.4), OneFace::Several(3));
+        // With ratio 1.0 only an exact tie would count.
+        assert_eq!(choose(&pair, 400, 400, 1.0), OneFace::Chosen(1));
+    }
+
+    /// Measured on the LFW-style evaluation set: 250×250 portraits whose rival "faces" are
+    /// neighbours cut by the edge or smaller people at the side (boxes as the detector gave
+    /// them).
+    #[test]
+    fn a_neighbour_cut_by_the_border_or_small_and_off_centre_is_a_bystander() {
+        let al_gore = [
+            face(74.0, 88.0, 104.0),
+            BoundingBox {
+                left: 179.0,
+                top: 79.0,
+                right: 250.0,
+                bottom: 151.0,
+            },
+        ];
+        assert_eq!(choose(&al_gore, 250, 250, 0.4), OneFace::Chosen(0));
+        let ben_affleck = [
+            face(83.0, 82.0, 110.0),
+            BoundingBox {
+                left: 0.0,
+                top: 151.0,
+                right: 57.0,
+                bottom: 236.0,
+            },
+        ];
+        assert_eq!(choose(&ben_affleck, 250, 250, 0.4), OneFace::Chosen(0));
+        let adrien_brody = [face(75.0, 85.0, 101.0), face(180.0, 93.0, 60.0)];
+        assert_eq!(choose(&adrien_brody, 250, 250, 0.4), OneFace::Chosen(0));
+        // A neighbour cut by the edge but larger than the portrait's subject.
+        let alex_sink = [
+            face(73.0, 94.0, 97.0),
+            BoundingBox {
+                left: 144.0,
+                top: 33.0,
+                right: 250.0,
+                bottom: 141.0,
+            },
+        ];
+        assert_eq!(choose(&alex_sink, 250, 250, 0.4), OneFace::Chosen(0));
+        let arturo_gatti = [face(86.0, 86.0, 101.0), face(39.0, 61.0, 54.0)];
+        assert_eq!(choose(&arturo_gatti, 250, 250, 0.4), OneFace::Chosen(0));
+        // The same smaller face near the middle is a second person.
+        let beside = [face(60.0, 85.0, 101.0), face(150.0, 93.0, 70.0)];
+        assert_eq!(choose(&beside, 250, 250, 0.4), OneFace::Several(2));
+        // A selfie whose main face is cut too: a cut neighbour counts again.
+        let selfie = [
+            BoundingBox {
+                left: 0.0,
+                top: 40.0,
+                right: 150.0,
+                bottom: 190.0,
+            },
+            BoundingBox {
+                left: 170.0,
+                top: 60.0,
+                right: 250.0,
+                bottom: 150.0,
+            },
+        ];
+        assert_eq!(choose(&selfie, 250, 250, 0.4), OneFace::Several(2));
+    }
+}
