@@ -320,14 +320,27 @@ fn decode_limits() -> impl Strategy<Value = DecodeLimits> {
     )
 }
 
-/// Arbitrary bytes, some behind a PNG or JPEG signature so that they reach the decoders.
+/// A RIFF/WebP container holding `body`, its size field right (so the decoder reads on).
+fn webp_container(body: &[u8]) -> Vec<u8> {
+    let mut webp = b"RIFF".to_vec();
+    webp.extend(((body.len() + 4) as u32).to_le_bytes());
+    webp.extend(b"WEBP");
+    webp.extend(body);
+    webp
+}
+
+/// Arbitrary bytes, some behind a PNG, JPEG or WebP signature so that they reach the decoders
+/// (for WebP also behind a VP8X header, to reach the chunk walk and the metadata readers).
 fn image_like_bytes() -> impl Strategy<Value = Vec<u8>> {
     let body = vec(any::<u8>(), 0..2048);
     prop_oneof![
         body.clone(),
         body.clone()
             .prop_map(|b| [b"\x89PNG\r\n\x1a\n".as_slice(), &b].concat()),
-        body.prop_map(|b| [b"\xff\xd8\xff".as_slice(), &b].concat()),
+        body.clone()
+            .prop_map(|b| [b"\xff\xd8\xff".as_slice(), &b].concat()),
+        body.clone().prop_map(|b| webp_container(&b)),
+        body.prop_map(|b| webp_container(&[b"VP8X\x0a\0\0\0".as_slice(), &b].concat())),
     ]
 }
 

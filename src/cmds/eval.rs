@@ -28,13 +28,9 @@ pub struct Args {
     /// Open-set: besides the standard run, runs with these numbers of enrolment photos per
     /// person (e.g. 1,2,3: only people with 4 or more photos enrolled, every run probing with
     /// the same photos).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "1",
-        requires = "open_set"
-    )]
-    enrol_photos: Vec<usize>,
+    #[arg(long, value_delimiter = ',', default_value = "1", requires = "open_set",
+          value_parser = clap::value_parser!(u32).range(1..=20))]
+    enrol_photos: Vec<u32>,
 }
 
 pub fn run(config: &Config, args: &Args) -> Result<()> {
@@ -54,7 +50,11 @@ pub fn run(config: &Config, args: &Args) -> Result<()> {
             config,
             &list.images,
             args.seed,
-            &args.enrol_photos,
+            &args
+                .enrol_photos
+                .iter()
+                .map(|&k| k as usize)
+                .collect::<Vec<_>>(),
             threads,
             &progress,
         )?;

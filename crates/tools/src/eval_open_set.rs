@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use facegate_core::config::Config;
-use facegate_core::engine::embedder::Metric;
+use facegate_core::engine::embedder::{l2_normalise, Metric};
 use facegate_core::engine::one_face::{self, OneFace};
 use facegate_core::engine::similarity::Calibration;
 use facegate_core::engine::Engine;
@@ -44,14 +44,19 @@ impl PhotoTemplate {
 
 /// The template the API would compute for a photo (`server.secondary_face_ratio` applied).
 pub fn photo_template(engine: &mut Engine, path: &Path, ratio: f32) -> PhotoTemplate {
-    let Ok(bytes) = std::fs::read(path) else {
-        return PhotoTemplate::NoFace;
-    };
-    let Ok(frame) = engine.decode(&bytes) else {
-        return PhotoTemplate::NoFace;
-    };
-    let Ok(faces) = engine.analyse(&frame) else {
-        return PhotoTemplate::NoFace;
+    let analysed = std::fs::read(path)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| engine.decode(&bytes).map_err(|e| e.to_string()))
+        .and_then(|frame| {
+            let faces = engine.analyse(&frame).map_err(|e| e.to_string())?;
+            Ok((frame, faces))
+        });
+    let (frame, faces) = match analysed {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::warn!(image = %path.display(), error = %e, "image failed");
+            return PhotoTemplate::NoFace;
+        }
     };
     let usable: Vec<_> = faces.iter().filter(|f| f.embedding.is_some()).collect();
     let boxes: Vec<_> = usable.iter().map(|f| f.bbox()).collect();
@@ -95,7 +100,8 @@ pub fn split(
         .map(|(who, _)| *who)
         .collect();
     rng.shuffle(&mut eligible);
-    let enrolled: Vec<&str> = eligible[..eligible.len() / 2].to_vec();
+    let enrolled: std::collections::BTreeSet<&str> =
+        eligible[..eligible.len() / 2].iter().copied().collect();
     let mut out = Split {
         gallery: Vec::new(),
         mated: Vec::new(),
@@ -127,11 +133,13 @@ pub enum Fusion {
     Mean,
 }
 
-/// Each gallery entry's templates as searched: all of them (`Best`) or their mean (`Mean`).
+/// Each gallery entry's templates as searched: all of them (`Best`) or their mean (`Mean`,
+/// normalised again where the metric is the cosine of normalised templates).
 fn gallery_templates(
     split: &Split,
     templates: &[PhotoTemplate],
     fusion: Fusion,
+    metric: Metric,
 ) -> Vec<Vec<Vec<f32>>> {
     split
         .gallery
@@ -147,10 +155,13 @@ fn gallery_templates(
                 Fusion::Mean => {
                     let mut mean = vec![0.0f32; ts[0].len()];
                     for t in &ts {
-                        mean.iter_mut().zip(*t).for_each(|(m, x)| *m += x);
+                        mean.iter_mut()
+                            .zip(*t)
+                            .for_each(|(m, x)| *m += x / ts.len() as f32);
                     }
-                    let norm = mean.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-                    mean.iter_mut().for_each(|m| *m /= norm);
+                    if metric == Metric::Cosine {
+                        l2_normalise(&mut mean);
+                    }
                     vec![mean]
                 }
             }
@@ -176,7 +187,7 @@ fn best_candidate(
 }
 
 /// The best candidates of every probe: mated (candidate, is the mate) and non-mated.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Searches {
     /// Per mated probe: the best candidate's closeness if it is the mate, `None` otherwise
     /// (another person ranked first, no template, or a refused photo).
@@ -191,7 +202,7 @@ pub fn search(
     fusion: Fusion,
     metric: Metric,
 ) -> Searches {
-    let gallery = gallery_templates(split, templates, fusion);
+    let gallery = gallery_templates(split, templates, fusion, metric);
     let best = |p: usize| {
         templates[p]
             .template()
@@ -212,7 +223,8 @@ pub fn search(
 }
 
 impl Searches {
-    /// Mated probes not found at closeness `threshold` (accepted: `accept(closeness)`).
+    /// Share of mated probes not found: their best candidate is not their mate, or its
+    /// closeness is not accepted by `accept`.
     fn fnir(&self, accept: impl Fn(f32) -> bool) -> f64 {
         let found = self.mated.iter().flatten().filter(|&&c| accept(c)).count();
         1.0 - found as f64 / self.mated.len().max(1) as f64
@@ -304,9 +316,11 @@ pub fn report(
         .iter()
         .map(|(name, fpir)| {
             let (fnir, t) = searches.fnir_at_fpir(*fpir);
+            // The API accepts a score at or above its threshold; the evaluation accepts above
+            // `t`: the threshold to configure is the next value up.
             let point = OperatingPoint {
                 fnir,
-                threshold_score: score_of(t),
+                threshold_score: score_of(t.next_up()),
             };
             (name.to_string(), point)
         })

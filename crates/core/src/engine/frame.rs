@@ -136,7 +136,40 @@ pub fn is_photo_file(path: &std::path::Path) -> bool {
         .is_some_and(|x| PHOTO_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()))
 }
 
-/// Decode JPEG, PNG or WebP bytes into an RGB frame (an animated WebP: its first frame). EXIF orientation is applied, grayscale is
+/// A WebP file's chunks, walked before the decoder sees them: a chunk that declares more
+/// bytes than the file has would make the decoder allocate what it declares (an EXIF chunk of
+/// 4 GiB in a 100-byte file), and an animation is refused (its frames are composed on a canvas
+/// the size checks do not see; a door wants a still).
+fn check_webp_chunks(bytes: &[u8]) -> Result<(), DecodeError> {
+    let corrupt = |detail: &str| DecodeError::Corrupt {
+        format: "WebP",
+        detail: detail.to_string(),
+    };
+    let u32_at = |at: usize| -> Option<usize> {
+        let b = bytes.get(at..at + 4)?;
+        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    let mut at = 12; // "RIFF", size, "WEBP"
+    while at < bytes.len() {
+        let (Some(fourcc), Some(size)) = (bytes.get(at..at + 4), u32_at(at + 4)) else {
+            return Err(corrupt("a chunk header is cut short"));
+        };
+        let payload = at + 8;
+        if size > bytes.len().saturating_sub(payload) {
+            return Err(corrupt("a chunk declares more bytes than the file has"));
+        }
+        let animated_flag = fourcc == b"VP8X" && bytes.get(payload).is_some_and(|f| f & 0x02 != 0);
+        if animated_flag || fourcc == b"ANIM" || fourcc == b"ANMF" {
+            return Err(corrupt(
+                "an animated WebP is not accepted: send a still image",
+            ));
+        }
+        at = payload + size + (size & 1);
+    }
+    Ok(())
+}
+
+/// Decode JPEG, PNG or WebP bytes into an RGB frame. EXIF orientation is applied, grayscale is
 /// expanded and alpha dropped. The declared size and pixel format are checked against
 /// `limits` before any pixel is decoded.
 pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, DecodeError> {
@@ -150,8 +183,13 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, DecodeErr
     ) {
         return Err(DecodeError::NotAnImage);
     }
+    let webp = format == Some(image::ImageFormat::WebP);
+    if webp {
+        check_webp_chunks(bytes)?;
+    }
     // The decoders' own allocation limit backs up the header check (metadata chunks, a
-    // decoder that allocates more than the pixels).
+    // decoder that allocates more than the pixels); the WebP decoder does not take it, hence
+    // `check_webp_chunks`.
     let mut image_limits = image::Limits::default();
     image_limits.max_alloc = Some(limits.max_decoded_bytes.max(1 << 20));
     reader.limits(image_limits);
@@ -171,10 +209,12 @@ pub fn decode(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, DecodeErr
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
+    // The WebP decoder works in RGBA whatever it hands out: 4 more bytes a pixel.
+    let working = if webp { 4 } else { 0 };
     limits.check(
         width,
         height,
-        decoder.color_type().bytes_per_pixel() as u64,
+        decoder.color_type().bytes_per_pixel() as u64 + working,
         orientation != image::metadata::Orientation::NoTransforms,
     )?;
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| match e {
@@ -239,6 +279,32 @@ mod tests {
             decode(truncated, &DecodeLimits::default()),
             Err(DecodeError::Corrupt { format: "WebP", .. })
         ));
+    }
+
+    #[test]
+    fn a_webp_chunk_declaring_more_than_the_file_has_is_refused_before_decoding() {
+        // VP8X announcing EXIF, then an EXIF chunk that claims 4 GiB.
+        let mut bytes = b"RIFF\0\0\0\0WEBPVP8X".to_vec();
+        bytes.extend(10u32.to_le_bytes());
+        bytes.extend([0x08, 0, 0, 0, 15, 0, 0, 15, 0, 0]);
+        bytes.extend(b"EXIF");
+        bytes.extend(0xffff_fff0u32.to_le_bytes());
+        bytes.extend([0u8; 16]);
+        let size = (bytes.len() - 8) as u32;
+        bytes[4..8].copy_from_slice(&size.to_le_bytes());
+        let err = decode(&bytes, &DecodeLimits::default()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("declares more bytes than the file has"),
+            "{err}"
+        );
+        // An animation is refused, whatever its frames.
+        let mut animated = bytes[..30].to_vec();
+        animated[20] = 0x02;
+        let size = (animated.len() - 8) as u32;
+        animated[4..8].copy_from_slice(&size.to_le_bytes());
+        let err = decode(&animated, &DecodeLimits::default()).unwrap_err();
+        assert!(err.to_string().contains("animated WebP"), "{err}");
     }
 
     #[test]

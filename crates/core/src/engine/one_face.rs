@@ -2,12 +2,13 @@
 //! when a photo shows more than one face that could be. One function, used by the API and by
 //! `facegate eval --open-set`, which measured it (docs/accuracy.md, "The one-face rule").
 //!
-//! The face meant is the largest one the image border does not cut (the largest of all when
-//! every face is cut). Another face makes the photo ambiguous when it is at least `ratio` of
-//! that face's width — unless it is a bystander: cut by the image border while the face meant
-//! is not (a neighbour at the edge of a portrait), or clearly smaller (under 3/4 of the width)
-//! and well off-centre while the face meant is central. Two people side by side at about the
-//! same size, or a group, stay ambiguous.
+//! The face meant is the largest one — or, when the border cuts the largest, the largest
+//! uncut face if it is at least 3/4 of that width. Another face makes the photo ambiguous when
+//! it is at least `ratio` of the meant face's width — unless it is a bystander: cut by the
+//! image border while the face meant is not (a neighbour at the edge of a portrait), or
+//! clearly smaller (under 3/4 of the width) and farther from the image centre than the face
+//! meant by more than a fifth of the shorter side. Two people side by side at about the same
+//! size, or a group, stay ambiguous.
 
 use super::geometry::BoundingBox;
 
@@ -22,7 +23,8 @@ pub enum OneFace {
     Several(usize),
 }
 
-/// A box this close to an edge (pixels) is cut by it: the detector clamps boxes to the frame.
+/// A box reaching this close to an edge (pixels), or beyond it (the detector's boxes may
+/// extend past the frame), is cut by it.
 const EDGE_PX: f32 = 1.0;
 /// A rival under this fraction of the largest face's width may be a bystander by position.
 const SMALLER: f32 = 0.75;
@@ -40,28 +42,35 @@ fn cut_by_border(b: &BoundingBox, width: f32, height: f32) -> bool {
 /// The face meant among `boxes` in a `width`×`height` photo (see the module's rule).
 pub fn choose(boxes: &[BoundingBox], width: u32, height: u32, ratio: f32) -> OneFace {
     let (w, h) = (width as f32, height as f32);
-    let largest_of = |uncut_only: bool| {
+    let widest = |uncut_only: bool| {
         boxes
             .iter()
             .enumerate()
             .filter(|(_, b)| !uncut_only || !cut_by_border(b, w, h))
             .max_by(|a, b| a.1.width().total_cmp(&b.1.width()))
     };
-    let Some((main, largest)) = largest_of(true).or_else(|| largest_of(false)) else {
+    let Some(largest) = widest(false) else {
         return OneFace::NoFace;
     };
+    // A face the border cuts is passed over for an uncut one of about its size (a neighbour
+    // cut at the edge of a portrait), never for a much smaller one (a close selfie whose chin
+    // is cut, with a passer-by in the background).
+    let (main, meant) = match widest(true) {
+        Some(uncut) if uncut.1.width() >= SMALLER * largest.1.width() => uncut,
+        _ => largest,
+    };
     let centre = super::geometry::Point::new(w / 2.0, h / 2.0);
-    let main_cut = cut_by_border(largest, w, h);
-    let main_off = largest.center().distance(centre);
+    let meant_cut = cut_by_border(meant, w, h);
+    let meant_off = meant.center().distance(centre);
     let bystander = |b: &BoundingBox| {
-        (cut_by_border(b, w, h) && !main_cut)
-            || (b.width() < SMALLER * largest.width()
-                && b.center().distance(centre) > main_off + OFF_CENTRE * w.min(h))
+        (cut_by_border(b, w, h) && !meant_cut)
+            || (b.width() < SMALLER * meant.width()
+                && b.center().distance(centre) > meant_off + OFF_CENTRE * w.min(h))
     };
     let rivals = boxes
         .iter()
         .enumerate()
-        .filter(|(i, b)| *i != main && b.width() >= ratio * largest.width() && !bystander(b))
+        .filter(|(i, b)| *i != main && b.width() >= ratio * meant.width() && !bystander(b))
         .count();
     if rivals > 0 {
         OneFace::Several(rivals + 1)
@@ -141,6 +150,20 @@ mod tests {
         // The same smaller face near the middle is a second person.
         let beside = [face(60.0, 85.0, 101.0), face(150.0, 93.0, 70.0)];
         assert_eq!(choose(&beside, 250, 250, 0.4), OneFace::Several(2));
+        // A close selfie whose chin is cut, with a small passer-by behind: the selfie's face.
+        let selfie_with_passer_by = [
+            BoundingBox {
+                left: 40.0,
+                top: 20.0,
+                right: 220.0,
+                bottom: 250.0,
+            },
+            face(10.0, 10.0, 40.0),
+        ];
+        assert_eq!(
+            choose(&selfie_with_passer_by, 250, 250, 0.2),
+            OneFace::Chosen(0)
+        );
         // A selfie whose main face is cut too: a cut neighbour counts again.
         let selfie = [
             BoundingBox {
