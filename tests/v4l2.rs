@@ -81,6 +81,19 @@ fn config(broker_port: Option<u16>, cameras: &str) -> String {
     format!("[inference]\nembedder = \"dlib128\"\n{mqtt}{cameras}")
 }
 
+/// `facegate serve` without a broker, with `cameras` and the environment `env` (the fake).
+fn serve(data: &Path, cameras: &str, env: Vec<(String, String)>) -> Server {
+    Server::start_with(
+        data,
+        &Options {
+            config: config(None, cameras),
+            env,
+            ..Options::default()
+        },
+    )
+    .unwrap()
+}
+
 /// One line of the fake's log: milliseconds since it was loaded, and what happened.
 #[derive(Debug, Clone)]
 struct Logged {
@@ -179,24 +192,20 @@ fn a_driver_that_ignores_the_requested_size_is_followed_and_health_shows_the_siz
     let dir = tempfile::tempdir().unwrap();
     let frames = scene_folder(dir.path(), &["obama2.jpg"], 2, 0);
     let log = dir.path().join("fake.log");
-    let s = Server::start_with(
+    let s = serve(
         &dir.path().join("data"),
-        &Options {
-            config: config(None, &v4l2_camera("front", DEVICE, "yuyv", (1280, 720))),
-            env: fake_env(
-                DEVICE,
-                &frames,
-                &log,
-                &[
-                    // It offers 1280x720 too, but keeps the size it has (the first).
-                    ("FAKE_V4L2_SIZES", "640x480,1280x720"),
-                    ("FAKE_V4L2_IGNORE_SIZE", "1"),
-                ],
-            ),
-            ..Options::default()
-        },
-    )
-    .unwrap();
+        &v4l2_camera("front", DEVICE, "yuyv", (1280, 720)),
+        fake_env(
+            DEVICE,
+            &frames,
+            &log,
+            &[
+                // It offers 1280x720 too, but keeps the size it has (the first).
+                ("FAKE_V4L2_SIZES", "640x480,1280x720"),
+                ("FAKE_V4L2_IGNORE_SIZE", "1"),
+            ],
+        ),
+    );
     let h = wait_health(&s, Duration::from_secs(20), "processed frames", |h| {
         cam(h, "front")["processed"].as_u64().unwrap_or(0) >= 5
     });
@@ -285,20 +294,16 @@ fn mjpeg_frames_with_bytes_after_the_jpeg_end_marker_decode_without_errors() {
     let frames = scene_folder(dir.path(), &["obama2.jpg"], 2, 0);
     let jpeg_len = std::fs::metadata(frames.join("000000.jpg")).unwrap().len();
     let log = dir.path().join("fake.log");
-    let s = Server::start_with(
+    let s = serve(
         &dir.path().join("data"),
-        &Options {
-            config: config(None, &v4l2_camera("front", DEVICE, "mjpeg", (1280, 720))),
-            env: fake_env(
-                DEVICE,
-                &frames,
-                &log,
-                &[("FAKE_V4L2_TRAILING_GARBAGE", "3000")],
-            ),
-            ..Options::default()
-        },
-    )
-    .unwrap();
+        &v4l2_camera("front", DEVICE, "mjpeg", (1280, 720)),
+        fake_env(
+            DEVICE,
+            &frames,
+            &log,
+            &[("FAKE_V4L2_TRAILING_GARBAGE", "3000")],
+        ),
+    );
     let h = wait_health(&s, Duration::from_secs(20), "processed frames", |h| {
         cam(h, "front")["processed"].as_u64().unwrap_or(0) >= 5
     });
@@ -318,20 +323,16 @@ fn a_camera_that_stops_delivering_is_noticed_within_the_dequeue_timeout_and_reop
     let dir = tempfile::tempdir().unwrap();
     let frames = scene_folder(dir.path(), &["obama2.jpg"], 2, 0);
     let log_path = dir.path().join("fake.log");
-    let s = Server::start_with(
+    let s = serve(
         &dir.path().join("data"),
-        &Options {
-            config: config(None, &v4l2_camera("front", DEVICE, "mjpeg", (1280, 720))),
-            env: fake_env(
-                DEVICE,
-                &frames,
-                &log_path,
-                &[("FAKE_V4L2_STALL_AFTER", "5")],
-            ),
-            ..Options::default()
-        },
-    )
-    .unwrap();
+        &v4l2_camera("front", DEVICE, "mjpeg", (1280, 720)),
+        fake_env(
+            DEVICE,
+            &frames,
+            &log_path,
+            &[("FAKE_V4L2_STALL_AFTER", "5")],
+        ),
+    );
     let h = wait_health(&s, Duration::from_secs(30), "two reconnects", |h| {
         cam(h, "front")["reconnects"].as_u64().unwrap_or(0) >= 2
     });
@@ -417,15 +418,11 @@ fn a_camera_that_disappears_is_reopened_with_growing_backoff_and_the_watchdog_is
     // shorter than the longest backoff (4 s), so a capture thread that did not beat while it
     // waits to reopen would be seen.
     env.push(("WATCHDOG_USEC".into(), "2000000".into()));
-    let mut s = Server::start_with(
+    let mut s = serve(
         &dir.path().join("data"),
-        &Options {
-            config: config(None, &v4l2_camera("front", DEVICE, "mjpeg", (1280, 720))),
-            env,
-            ..Options::default()
-        },
-    )
-    .unwrap();
+        &v4l2_camera("front", DEVICE, "mjpeg", (1280, 720)),
+        env,
+    );
     wait_health(&s, Duration::from_secs(20), "the device to vanish", |h| {
         cam(h, "front")["state"] == "reconnecting"
     });
