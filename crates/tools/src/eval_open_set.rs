@@ -58,10 +58,11 @@ pub fn photo_template(engine: &mut Engine, path: &Path, ratio: f32) -> PhotoTemp
             return PhotoTemplate::NoFace;
         }
     };
-    let usable: Vec<_> = faces.iter().filter(|f| f.embedding.is_some()).collect();
-    let boxes: Vec<_> = usable.iter().map(|f| f.bbox()).collect();
-    match one_face::choose(&boxes, frame.width(), frame.height(), ratio) {
-        OneFace::Chosen(i) => PhotoTemplate::Template(usable[i].embedding.clone().unwrap()),
+    let usable = |f: &facegate_core::engine::Face| f.embedding.is_some().then(|| f.bbox());
+    match one_face::choose_among(&faces, usable, frame.width(), frame.height(), ratio) {
+        OneFace::Chosen(i) => {
+            PhotoTemplate::Template(faces[i].embedding.clone().unwrap_or_default())
+        }
         OneFace::NoFace => PhotoTemplate::NoFace,
         OneFace::Several(_) => PhotoTemplate::SeveralFaces,
     }

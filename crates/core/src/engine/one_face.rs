@@ -79,6 +79,26 @@ pub fn choose(boxes: &[BoundingBox], width: u32, height: u32, ratio: f32) -> One
     }
 }
 
+/// [`choose`] over the faces of `faces` that `usable` gives a box (those with a template);
+/// `Chosen` is an index into `faces` itself.
+pub fn choose_among<T>(
+    faces: &[T],
+    usable: impl Fn(&T) -> Option<BoundingBox>,
+    width: u32,
+    height: u32,
+    ratio: f32,
+) -> OneFace {
+    let (index, boxes): (Vec<usize>, Vec<BoundingBox>) = faces
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| usable(f).map(|b| (i, b)))
+        .unzip();
+    match choose(&boxes, width, height, ratio) {
+        OneFace::Chosen(i) => OneFace::Chosen(index[i]),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +110,23 @@ mod tests {
             right: left + side,
             bottom: top + side,
         }
+    }
+
+    #[test]
+    fn faces_without_a_template_are_left_out_and_the_choice_indexes_the_faces_given() {
+        let faces = [
+            (face(150.0, 150.0, 120.0), false),
+            (face(150.0, 150.0, 100.0), true),
+        ];
+        let usable = |f: &(BoundingBox, bool)| f.1.then_some(f.0);
+        assert_eq!(
+            choose_among(&faces, usable, 400, 400, 0.4),
+            OneFace::Chosen(1)
+        );
+        assert_eq!(
+            choose_among(&faces[..1], usable, 400, 400, 0.4),
+            OneFace::NoFace
+        );
     }
 
     #[test]

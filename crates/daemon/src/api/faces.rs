@@ -49,14 +49,9 @@ impl Analysis {
     /// The one face of a photo that must show one ([`one_face::choose`]): none is
     /// `ERR_FACE_NOT_DETECTED`, several are `ERR_MULTIPLE_FACES` with their number.
     pub fn single_face(&self, ratio: f32) -> Result<&FaceResult, ApiError> {
-        let usable: Vec<&FaceResult> = self
-            .faces
-            .iter()
-            .filter(|f| f.embedding.is_some())
-            .collect();
-        let boxes: Vec<BoundingBox> = usable.iter().map(|f| f.bbox).collect();
-        match one_face::choose(&boxes, self.width, self.height, ratio) {
-            OneFace::Chosen(i) => Ok(usable[i]),
+        let usable = |f: &FaceResult| f.embedding.is_some().then_some(f.bbox);
+        match one_face::choose_among(&self.faces, usable, self.width, self.height, ratio) {
+            OneFace::Chosen(i) => Ok(&self.faces[i]),
             OneFace::NoFace => Err(ApiError::new(ErrorCode::ErrFaceNotDetected)),
             OneFace::Several(n) => {
                 Err(ApiError::new(ErrorCode::ErrMultipleFaces)
