@@ -1222,3 +1222,165 @@ fn precision_auto_times_both_models_for_a_new_store_and_keeps_the_recorded_choic
     let s = Server::start_with(&data2, &with_camera).unwrap_or_else(|log| panic!("{log}"));
     assert_eq!(fingerprint(&s), made);
 }
+
+fn face_ids(s: &Server, collection: &str, id: &str) -> Vec<u64> {
+    let (status, body) = s.call("GET", &format!("/person/{collection}/{id}/faces"), None);
+    assert_eq!(status, 200, "{body}");
+    body["faces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["face_id"].as_u64().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_person_has_several_faces_added_listed_matched_and_deleted() {
+    let (_d, s) = start();
+    create_collection(&s, "staff");
+    assert_eq!(
+        enrol(&s, "staff", "obama", "Obama", &photo("obama.jpg")).0,
+        200
+    );
+    let faces = "/person/staff/obama/faces";
+    let (status, added) = s.call(
+        "POST",
+        faces,
+        Some(&json!({"face_base_64": photo("obama2.jpg")})),
+    );
+    assert_eq!(status, 200, "{added}");
+    assert_eq!(added["num_faces"], 2);
+    assert_eq!(added["face"]["face_id"], 2);
+    assert!(added["face"]["face_base_64"].is_string(), "{added}");
+    assert!(
+        added["similarity_to_person"].as_f64().unwrap() >= 0.5,
+        "{added}"
+    );
+    // Somebody else's face is not added to a person unless the operator insists.
+    let biden = json!({"face_base_64": photo("biden.jpg")});
+    let refused = assert_error(
+        s.call("POST", faces, Some(&biden)),
+        422,
+        "ERR_FACE_DOES_NOT_MATCH_PERSON",
+    );
+    assert!(
+        refused["metadata"]["similarity_to_person"]
+            .as_f64()
+            .unwrap()
+            < 0.5
+    );
+    assert_eq!(face_ids(&s, "staff", "obama"), [1, 2], "nothing was stored");
+    let insist = json!({"face_base_64": photo("biden.jpg"), "check_same_person": false,
+        "face_storage_type": "NoStorage"});
+    let (status, added) = s.call("POST", faces, Some(&insist));
+    assert_eq!(status, 200, "{added}");
+    assert_eq!(added["face"]["face_id"], 3);
+    assert_eq!(added["face"]["face_base_64"], Value::Null);
+    let (status, listed) = s.call("GET", faces, None);
+    assert_eq!(status, 200);
+    assert_eq!(listed["num_faces"], 3);
+    assert_eq!(listed["faces"][0]["face_storage_type"], "StoreThumbnails");
+    assert!(listed["faces"][1]["face_base_64"].is_string());
+    assert_eq!(listed["faces"][2]["face_storage_type"], "NoStorage");
+    // The face added by mistake now lets Biden in as Obama; deleting it closes that door.
+    let search = |image: &str| {
+        s.call(
+            "POST",
+            "/face-search",
+            Some(&json!({"collection_name": "staff", "face_base_64": photo(image)})),
+        )
+    };
+    let (_, hits) = search("biden.jpg");
+    assert_eq!(hits[0]["person_id"], "obama", "{hits}");
+    let (status, deleted) = s.call("DELETE", &format!("{faces}/3"), None);
+    assert_eq!(status, 200, "{deleted}");
+    assert_eq!(deleted["num_faces"], 2);
+    let (_, hits) = search("biden.jpg");
+    assert_eq!(hits, json!([]));
+    let (_, hits) = search("obama3.jpg");
+    assert_eq!(hits[0]["person_id"], "obama", "{hits}");
+    // Reads and errors.
+    let (_, person) = s.call("GET", "/person/staff/obama", None);
+    assert_eq!(person["num_faces"], 2);
+    assert_eq!(person["face_ids"], json!([1, 2]));
+    assert_error(
+        s.call("DELETE", &format!("{faces}/3"), None),
+        404,
+        "ERR_NOT_FOUND",
+    );
+    assert_error(
+        s.call("DELETE", &format!("{faces}/x"), None),
+        404,
+        "ERR_NOT_FOUND",
+    );
+    assert_error(
+        s.call("POST", "/person/staff/nobody/faces", Some(&biden)),
+        404,
+        "ERR_NOT_FOUND",
+    );
+    assert_error(
+        s.call("GET", "/person/staff/nobody/faces", None),
+        404,
+        "ERR_NOT_FOUND",
+    );
+    s.call("DELETE", &format!("{faces}/1"), None);
+    assert_error(
+        s.call("DELETE", &format!("{faces}/2"), None),
+        422,
+        "ERR_INVALID_REQUEST",
+    );
+    assert_eq!(face_ids(&s, "staff", "obama"), [2]);
+    // PUT /person keeps its upstream meaning: the person now has exactly this one face.
+    assert_eq!(
+        enrol(&s, "staff", "obama", "Obama", &photo("obama3.jpg")).0,
+        200
+    );
+    assert_eq!(face_ids(&s, "staff", "obama"), [4]);
+}
+
+#[test]
+fn bulk_items_may_carry_several_faces_up_to_the_limit_and_each_item_is_all_or_nothing() {
+    let (_d, s) = start();
+    create_collection(&s, "staff");
+    let six: Vec<String> = (0..6).map(|_| photo("obama2.jpg")).collect();
+    let body = json!({
+        "collection_name": "staff",
+        "persons": [
+            {"person_id": "obama", "face_base_64": photo("obama.jpg"),
+             "faces_base_64": [photo("obama2.jpg"), photo("obama3.jpg")]},
+            {"person_id": "only-list", "faces_base_64": [photo("biden.jpg")]},
+            {"person_id": "bad-second", "faces_base_64": [photo("obama.jpg"), b64(&no_face_jpeg())]},
+            {"person_id": "too-many", "faces_base_64": six},
+            {"person_id": "none"},
+        ]
+    });
+    let (status, results) = s.call("PUT", "/persons", Some(&body));
+    assert_eq!(status, 200, "{results}");
+    let codes: Vec<&str> = results
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "OK",
+            "OK",
+            "ERR_FACE_NOT_DETECTED",
+            "ERR_INVALID_REQUEST",
+            "ERR_INVALID_REQUEST"
+        ]
+    );
+    assert_eq!(results[2]["metadata"]["face_index"], 1);
+    assert_eq!(results[3]["metadata"]["max_faces_per_person"], 5);
+    assert_eq!(face_ids(&s, "staff", "obama"), [1, 2, 3]);
+    assert_eq!(face_ids(&s, "staff", "only-list"), [1]);
+    assert_error(
+        s.call("GET", "/person/staff/bad-second", None),
+        404,
+        "ERR_NOT_FOUND",
+    );
+    let (_, list) = s.call("GET", "/persons?collection_name=staff", None);
+    assert_eq!(list["count"], 2);
+}

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use facegate_core::clock::SystemClock;
 use facegate_core::engine::embedder::{l2_normalise, Metric};
 use facegate_core::store::{
-    Enrolment, FaceStorage, Images, ModelId, Page, Store, StoreError, StoreOptions,
+    Enrolment, FaceStorage, Images, ModelId, NewFace, Page, Store, StoreError, StoreOptions,
 };
 
 fn model() -> ModelId {
@@ -31,18 +31,18 @@ fn template(seed: u32) -> Vec<f32> {
 }
 
 fn person(id: &str, seed: u32, image: Option<Vec<u8>>) -> Enrolment {
-    Enrolment {
-        person_id: id.into(),
-        person_name: format!("Name of {id}"),
-        metadata: BTreeMap::from([("team".to_string(), "blue".to_string())]),
-        template: template(seed),
-        storage: if image.is_some() {
+    Enrolment::one_face(
+        id.into(),
+        format!("Name of {id}"),
+        BTreeMap::from([("team".to_string(), "blue".to_string())]),
+        template(seed),
+        image.clone(),
+        if image.is_some() {
             FaceStorage::StoreThumbnails
         } else {
             FaceStorage::NoStorage
         },
-        image,
-    }
+    )
 }
 
 #[test]
@@ -132,6 +132,7 @@ fn the_map_stops_growing_at_its_ceiling_and_a_write_past_it_fails_without_a_trac
         map_size: 1 << 20,
         max_map_size: 4 << 20,
         release_pages_after_load: false,
+        ..StoreOptions::default()
     };
     let store = open(dir.path(), &options).unwrap();
     store.create_collection("big").unwrap();
@@ -274,4 +275,233 @@ fn listings_page_search_and_order() {
         Err(StoreError::PersonNotFound)
     ));
     assert_eq!(store.collection("c").unwrap().num_persons, 29);
+}
+
+/// A person with one face per seed (thumbnails `[seed]`).
+fn person_with_faces(id: &str, seeds: &[u32]) -> Enrolment {
+    Enrolment {
+        person_id: id.into(),
+        person_name: format!("Name of {id}"),
+        metadata: BTreeMap::new(),
+        faces: seeds
+            .iter()
+            .map(|&s| NewFace {
+                template: template(s),
+                image: Some(vec![s as u8]),
+                storage: FaceStorage::StoreThumbnails,
+            })
+            .collect(),
+    }
+}
+
+fn new_face(seed: u32) -> NewFace {
+    NewFace {
+        template: template(seed),
+        image: Some(vec![seed as u8]),
+        storage: FaceStorage::StoreThumbnails,
+    }
+}
+
+#[test]
+fn a_person_is_found_by_the_best_of_their_faces_and_appears_once_in_the_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &StoreOptions::default()).unwrap();
+    store.create_collection("c").unwrap();
+    store
+        .enrol(
+            "c",
+            vec![
+                person_with_faces("a", &[1, 2, 3]),
+                person_with_faces("b", &[10]),
+            ],
+            None,
+        )
+        .unwrap();
+    let (hits, stats) = store
+        .search("c", &template(2), 5, -1.0, Images::ALL)
+        .unwrap();
+    assert_eq!(stats.scanned, 4, "one template per face");
+    let ids: Vec<&str> = hits.iter().map(|m| m.person.person_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    assert_eq!(hits[0].face_id, 2, "the face that matched");
+    assert!((hits[0].closeness - 1.0).abs() < 1e-5);
+    assert_eq!(hits[0].image, Some(vec![2]), "the matched face's thumbnail");
+    assert_eq!(hits[0].person.num_faces, 3);
+    let (_, image) = store.person("c", "a").unwrap();
+    assert_eq!(
+        image,
+        Some(vec![1]),
+        "a person is shown with their first face"
+    );
+    assert!(store.verify().unwrap().is_empty());
+}
+
+/// Face `j` of person `i`: a person's faces are alike (small phase steps), as photos of one
+/// person are, so the best templates of a search crowd with the faces of one person.
+fn face_of(i: u32, j: u32) -> Vec<f32> {
+    let mut v: Vec<f32> = (0..512)
+        .map(|d| (d as f32 * 0.37 + i as f32 * 1.71 + j as f32 * 0.03).sin())
+        .collect();
+    l2_normalise(&mut v);
+    v
+}
+
+#[test]
+fn the_best_k_persons_are_exactly_those_of_a_brute_force_over_every_face() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &StoreOptions::default()).unwrap();
+    store.create_collection("c").unwrap();
+    // 60 persons with 1 to 5 faces each.
+    let faces: Vec<(String, Vec<f32>)> = (0..60u32)
+        .flat_map(|i| (0..=i % 5).map(move |j| (format!("p{i}"), face_of(i, j))))
+        .collect();
+    let items = (0..60u32)
+        .map(|i| Enrolment {
+            person_id: format!("p{i}"),
+            person_name: String::new(),
+            metadata: BTreeMap::new(),
+            faces: (0..=i % 5)
+                .map(|j| NewFace {
+                    template: face_of(i, j),
+                    image: None,
+                    storage: FaceStorage::NoStorage,
+                })
+                .collect(),
+        })
+        .collect();
+    store.enrol("c", items, None).unwrap();
+    for (i, j) in [(4, 2), (9, 7), (33, 1), (58, 40), (1000, 0)] {
+        let probe = face_of(i, j);
+        let mut best: BTreeMap<&str, f32> = BTreeMap::new();
+        for (id, t) in &faces {
+            let score: f32 = t.iter().zip(&probe).map(|(a, b)| a * b).sum();
+            let e = best.entry(id).or_insert(f32::MIN);
+            *e = e.max(score);
+        }
+        let mut expected: Vec<(&str, f32)> = best.into_iter().collect();
+        expected.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for k in [1, 3, 10] {
+            let (hits, _) = store.search("c", &probe, k, -1.0, Images::NONE).unwrap();
+            let got: Vec<&str> = hits.iter().map(|m| m.person.person_id.as_str()).collect();
+            let want: Vec<&str> = expected[..k].iter().map(|(id, _)| *id).collect();
+            assert_eq!(got, want, "probe {i}/{j} k {k}");
+            for (m, (_, s)) in hits.iter().zip(&expected) {
+                assert!((m.closeness - s).abs() < 1e-4);
+            }
+        }
+    }
+}
+
+#[test]
+fn faces_are_added_and_deleted_with_ids_never_reused_and_the_changes_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = StoreOptions {
+        max_faces_per_person: 3,
+        ..StoreOptions::default()
+    };
+    {
+        let store = open(dir.path(), &options).unwrap();
+        store.create_collection("c").unwrap();
+        store
+            .enrol("c", vec![person_with_faces("a", &[1])], None)
+            .unwrap();
+        let (person, face) = store
+            .add_face("c", "a", new_face(2), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!((person.num_faces, face.face_id), (2, 2));
+        let (_, face) = store
+            .add_face("c", "a", new_face(3), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(face.face_id, 3);
+        assert!(matches!(
+            store.add_face("c", "a", new_face(4), None),
+            Err(StoreError::TooManyFaces { max: 3 })
+        ));
+        let person = store.delete_face("c", "a", 2).unwrap();
+        assert_eq!(person.num_faces, 2);
+        assert!(matches!(
+            store.delete_face("c", "a", 2),
+            Err(StoreError::FaceNotFound)
+        ));
+        // A deleted face's id is not given to the next face.
+        let (_, face) = store
+            .add_face("c", "a", new_face(5), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(face.face_id, 4);
+        assert!(matches!(
+            store.add_face("c", "nobody", new_face(6), None),
+            Err(StoreError::PersonNotFound)
+        ));
+        // A face of another person is refused as a duplicate, and nothing is written.
+        store
+            .enrol("c", vec![person_with_faces("b", &[20])], None)
+            .unwrap();
+        assert_eq!(
+            store.add_face("c", "b", new_face(1), Some(0.9)).unwrap(),
+            Err("a".to_string())
+        );
+        assert_eq!(store.person("c", "b").unwrap().0.num_faces, 1);
+    }
+    let store = open(dir.path(), &options).unwrap();
+    assert!(store.verify().unwrap().is_empty());
+    let (person, faces) = store.faces("c", "a", Images::ALL).unwrap();
+    let ids: Vec<u32> = faces.iter().map(|(f, _)| f.face_id).collect();
+    assert_eq!(ids, [1, 3, 4]);
+    assert_eq!(person.num_faces, 3);
+    assert_eq!(faces[2].1, Some(vec![5]));
+    let found = |seed| {
+        store
+            .search("c", &template(seed), 1, 0.99, Images::NONE)
+            .unwrap()
+            .0
+            .first()
+            .map(|m| (m.person.person_id.clone(), m.face_id))
+    };
+    assert_eq!(found(3), Some(("a".into(), 3)));
+    assert_eq!(found(5), Some(("a".into(), 4)));
+    assert_eq!(found(2), None, "a deleted face no longer matches");
+    // Down to one face, which stays.
+    store.delete_face("c", "a", 1).unwrap();
+    store.delete_face("c", "a", 3).unwrap();
+    assert!(matches!(
+        store.delete_face("c", "a", 4),
+        Err(StoreError::LastFace)
+    ));
+    assert_eq!(found(5), Some(("a".into(), 4)));
+    store.delete_person("c", "a").unwrap();
+    assert_eq!(found(5), None);
+    assert!(store.verify().unwrap().is_empty());
+}
+
+#[test]
+fn enrolling_a_person_again_replaces_all_their_faces() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), &StoreOptions::default()).unwrap();
+    store.create_collection("c").unwrap();
+    store
+        .enrol("c", vec![person_with_faces("a", &[1, 2, 3])], None)
+        .unwrap();
+    let out = store
+        .enrol("c", vec![person_with_faces("a", &[4])], None)
+        .unwrap();
+    let person = out[0].as_ref().unwrap();
+    assert_eq!(person.num_faces, 1);
+    assert_eq!(
+        person.faces[0].face_id, 4,
+        "ids go on from the replaced faces"
+    );
+    for old in [1, 2, 3] {
+        let (hits, _) = store
+            .search("c", &template(old), 1, 0.99, Images::NONE)
+            .unwrap();
+        assert!(hits.is_empty(), "face {old} was replaced");
+    }
+    assert!(store.verify().unwrap().is_empty());
+    assert!(matches!(
+        store.enrol("c", vec![person_with_faces("b", &[1, 2, 3, 4, 5, 6])], None),
+        Err(StoreError::TooManyFaces { max: 5 })
+    ));
 }

@@ -23,6 +23,9 @@ pub struct StoreConfig {
     pub thumbnail_px: u32,
     /// JPEG quality of thumbnails.
     pub thumbnail_quality: u8,
+    /// Faces (templates) one person may have: a person is matched by the best of them, so
+    /// photos from above, with glasses or in winter clothes each add a way to be recognised.
+    pub max_faces_per_person: u32,
 }
 
 impl Default for StoreConfig {
@@ -33,6 +36,7 @@ impl Default for StoreConfig {
             max_map_mib: 16384,
             thumbnail_px: 160,
             thumbnail_quality: 85,
+            max_faces_per_person: 5,
         }
     }
 }
@@ -75,6 +79,13 @@ impl StoreConfig {
                 "store.thumbnail_quality",
                 self.thumbnail_quality.to_string(),
                 "must be between 1 and 100",
+            );
+        }
+        if !(1..=32).contains(&self.max_faces_per_person) {
+            p.add(
+                "store.max_faces_per_person",
+                self.max_faces_per_person.to_string(),
+                "must be between 1 and 32",
             );
         }
         if self.map_size_mib == 0 {

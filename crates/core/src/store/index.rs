@@ -91,7 +91,8 @@ pub fn key_of_closeness(metric: Metric, closeness: f32, query_norm_sq: f32) -> f
     }
 }
 
-/// One collection's templates.
+/// One collection's templates: one slot per face, so a person with several faces has several
+/// slots (see [`CollectionIndex::max_faces`] for how a search still finds `k` persons).
 #[derive(Debug, Clone)]
 pub struct CollectionIndex {
     dim: usize,
@@ -100,8 +101,12 @@ pub struct CollectionIndex {
     scale: Vec<f32>,
     residual: Vec<f32>,
     norm: Vec<f32>,
+    /// Person id of each slot.
     ids: Vec<Box<str>>,
-    slots: HashMap<Box<str>, u32>,
+    /// Face id of each slot.
+    faces: Vec<u32>,
+    slots: HashMap<(Box<str>, u32), u32>,
+    max_faces: u32,
 }
 
 /// A search hit: the template's slot and exact closeness key.
@@ -128,10 +133,13 @@ impl CollectionIndex {
             residual: Vec::new(),
             norm: Vec::new(),
             ids: Vec::new(),
+            faces: Vec::new(),
             slots: HashMap::new(),
+            max_faces: 1,
         }
     }
 
+    /// Number of templates (faces), not persons.
     pub fn len(&self) -> usize {
         self.ids.len()
     }
@@ -144,12 +152,30 @@ impl CollectionIndex {
         self.dim
     }
 
+    /// The person of a slot.
     pub fn id(&self, slot: u32) -> &str {
         &self.ids[slot as usize]
     }
 
-    pub fn slot(&self, id: &str) -> Option<u32> {
-        self.slots.get(id).copied()
+    /// The face id of a slot.
+    pub fn face(&self, slot: u32) -> u32 {
+        self.faces[slot as usize]
+    }
+
+    pub fn slot(&self, id: &str, face: u32) -> Option<u32> {
+        self.slots.get(&(Box::from(id), face)).copied()
+    }
+
+    /// At least as many faces as any one person of this index has (it never decreases): a
+    /// search for the best `k` persons asks for the best `k · max_faces` templates, which
+    /// always include every one of those persons' best template.
+    pub fn max_faces(&self) -> u32 {
+        self.max_faces
+    }
+
+    /// Record that some person now has `n` faces.
+    pub fn note_faces(&mut self, n: u32) {
+        self.max_faces = self.max_faces.max(n);
     }
 
     /// Bytes the scan reads per query (codes and per-template numbers).
@@ -161,10 +187,11 @@ impl CollectionIndex {
     pub fn heap_bytes(&self) -> usize {
         self.codes.capacity()
             + 4 * (self.scale.capacity() + self.residual.capacity() + self.norm.capacity())
+            + 4 * self.faces.capacity()
             + self
                 .ids
                 .iter()
-                .map(|s| 2 * (s.len() + 16) + 32)
+                .map(|s| 2 * (s.len() + 16) + 40)
                 .sum::<usize>()
     }
 
@@ -175,14 +202,16 @@ impl CollectionIndex {
         self.residual.shrink_to_fit();
         self.norm.shrink_to_fit();
         self.ids.shrink_to_fit();
+        self.faces.shrink_to_fit();
         self.slots.shrink_to_fit();
     }
 
-    /// Add or replace the template of `id`.
-    pub fn upsert(&mut self, id: &str, template: &[f32]) {
+    /// Add or replace the template of face `face` of `id`.
+    pub fn upsert(&mut self, id: &str, face: u32, template: &[f32]) {
         assert_eq!(template.len(), self.dim, "template dimension");
         let q = quantise(template);
-        match self.slots.get(id) {
+        let key: (Box<str>, u32) = (id.into(), face);
+        match self.slots.get(&key) {
             Some(&slot) => {
                 let s = slot as usize;
                 self.codes[s * self.dim..(s + 1) * self.dim].copy_from_slice(&q.codes);
@@ -196,16 +225,16 @@ impl CollectionIndex {
                 self.scale.push(q.scale);
                 self.residual.push(q.residual);
                 self.norm.push(q.norm);
-                let id: Box<str> = id.into();
-                self.ids.push(id.clone());
-                self.slots.insert(id, slot);
+                self.ids.push(key.0.clone());
+                self.faces.push(face);
+                self.slots.insert(key, slot);
             }
         }
     }
 
-    /// Remove `id`'s template; the last template moves into its slot.
-    pub fn remove(&mut self, id: &str) -> bool {
-        let Some(slot) = self.slots.remove(id) else {
+    /// Remove the template of face `face` of `id`; the last template moves into its slot.
+    pub fn remove(&mut self, id: &str, face: u32) -> bool {
+        let Some(slot) = self.slots.remove(&(Box::from(id), face)) else {
             return false;
         };
         let s = slot as usize;
@@ -217,13 +246,16 @@ impl CollectionIndex {
             self.residual[s] = self.residual[last];
             self.norm[s] = self.norm[last];
             self.ids.swap(s, last);
-            self.slots.insert(self.ids[s].clone(), slot);
+            self.faces.swap(s, last);
+            self.slots
+                .insert((self.ids[s].clone(), self.faces[s]), slot);
         }
         self.codes.truncate(last * self.dim);
         self.scale.truncate(last);
         self.residual.truncate(last);
         self.norm.truncate(last);
         self.ids.truncate(last);
+        self.faces.truncate(last);
         true
     }
 
@@ -473,7 +505,7 @@ mod tests {
             if unit {
                 crate::engine::embedder::l2_normalise(&mut v);
             }
-            index.upsert(&format!("p{i}"), &v);
+            index.upsert(&format!("p{i}"), 1, &v);
             all.push(v);
         }
         (index, all)
@@ -568,13 +600,13 @@ mod tests {
     #[test]
     fn removing_a_template_keeps_the_others_findable() {
         let (mut index, all) = build(Metric::Cosine, 64, 50, 1);
-        assert!(index.remove("p10"));
-        assert!(!index.remove("p10"));
+        assert!(index.remove("p10", 1));
+        assert!(!index.remove("p10", 1));
         assert_eq!(index.len(), 49);
-        assert_eq!(index.slot("p10"), None);
+        assert_eq!(index.slot("p10", 1), None);
         for i in [0usize, 11, 49] {
             let id = format!("p{i}");
-            let slot = index.slot(&id).unwrap();
+            let slot = index.slot(&id, 1).unwrap();
             assert_eq!(index.id(slot), id);
             let (hits, _) = index.search(&all[i], 1, f32::MIN, &mut |s| {
                 Some(exact_key(
@@ -590,8 +622,8 @@ mod tests {
     #[test]
     fn replacing_a_template_keeps_one_slot() {
         let mut index = CollectionIndex::new(4, Metric::Cosine);
-        index.upsert("a", &[1.0, 0.0, 0.0, 0.0]);
-        index.upsert("a", &[0.0, 1.0, 0.0, 0.0]);
+        index.upsert("a", 1, &[1.0, 0.0, 0.0, 0.0]);
+        index.upsert("a", 1, &[0.0, 1.0, 0.0, 0.0]);
         assert_eq!(index.len(), 1);
         let (hits, _) = index.search(&[0.0, 1.0, 0.0, 0.0], 1, 0.9, &mut |_| Some(1.0));
         assert_eq!(hits.len(), 1);

@@ -6,6 +6,7 @@
 //! left nothing behind. A full map is grown and the write retried instead of failing.
 
 pub mod index;
+mod migration;
 pub mod records;
 
 use std::collections::{BTreeMap, HashMap};
@@ -19,8 +20,11 @@ use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, MdbError, RoTxn, RwTxn,
 use crate::clock::Clock;
 use crate::engine::embedder::Metric;
 use index::{exact_key, CollectionIndex, ScanStats};
-use records::{collection_prefix, decode_template, encode_template, person_key, split_person_key};
-pub use records::{CollectionRecord, FaceStorage, PersonRecord, SCHEMA_VERSION};
+use records::{
+    collection_prefix, decode_template, encode_template, face_key, person_faces_prefix, person_key,
+    split_face_key, split_person_key,
+};
+pub use records::{CollectionRecord, FaceRecord, FaceStorage, PersonRecord, SCHEMA_VERSION};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -52,6 +56,12 @@ pub enum StoreError {
     CollectionNotFound,
     #[error("person not found")]
     PersonNotFound,
+    #[error("face not found")]
+    FaceNotFound,
+    #[error("the person already has {max} faces (store.max_faces_per_person); delete one first")]
+    TooManyFaces { max: u32 },
+    #[error("a person keeps at least one face: delete the person instead")]
+    LastFace,
     #[error("collection already exists")]
     CollectionExists,
     #[error("corrupt record under key {0:?}")]
@@ -79,6 +89,8 @@ pub struct StoreOptions {
     /// Drop the file pages read while loading the index from this process's resident set
     /// (they stay in the page cache). Keeps a board's RSS at the index, not the file.
     pub release_pages_after_load: bool,
+    /// Faces one person may have (`store.max_faces_per_person`).
+    pub max_faces_per_person: u32,
 }
 
 impl Default for StoreOptions {
@@ -87,6 +99,7 @@ impl Default for StoreOptions {
             map_size: 256 << 20,
             max_map_size: 16 << 30,
             release_pages_after_load: true,
+            max_faces_per_person: 5,
         }
     }
 }
@@ -118,7 +131,7 @@ impl Images {
         max_bytes: usize::MAX,
     };
 
-    /// Whether this policy asks for the image of a person stored this way.
+    /// Whether this policy asks for an image stored this way.
     pub fn wants(&self, storage: FaceStorage) -> bool {
         match storage {
             FaceStorage::NoStorage => false,
@@ -127,17 +140,17 @@ impl Images {
         }
     }
 
-    /// The image of `person` stored under `key`, if this policy and what is left of its
-    /// budget (`spent` so far) allow it.
+    /// The image stored under `key` (kept as `storage` says), if this policy and what is
+    /// left of its budget (`spent` so far) allow it.
     fn take(
         &self,
         spent: &mut usize,
         images: &Database<'static, Bytes, Bytes>,
         txn: &RoTxn<WithoutTls>,
         key: &[u8],
-        person: &PersonRecord,
+        storage: FaceStorage,
     ) -> Result<Option<Vec<u8>>, StoreError> {
-        if !self.wants(person.storage) {
+        if !self.wants(storage) {
             return Ok(None);
         }
         let Some(bytes) = images.get(txn, key)? else {
@@ -151,29 +164,76 @@ impl Images {
     }
 }
 
-/// One person to write.
+/// One face to write.
 #[derive(Debug, Clone)]
-pub struct Enrolment {
-    pub person_id: String,
-    pub person_name: String,
-    pub metadata: BTreeMap<String, String>,
+pub struct NewFace {
     pub template: Vec<f32>,
     /// Thumbnail or full image bytes, as `storage` says; `None` with `NoStorage`.
     pub image: Option<Vec<u8>>,
     pub storage: FaceStorage,
 }
 
-/// A search result.
+/// One person to write, with all their faces (an enrolment replaces the faces a person had).
+#[derive(Debug, Clone)]
+pub struct Enrolment {
+    pub person_id: String,
+    pub person_name: String,
+    pub metadata: BTreeMap<String, String>,
+    /// At least one, at most `max_faces_per_person`.
+    pub faces: Vec<NewFace>,
+}
+
+impl Enrolment {
+    /// A person enrolled from one photo.
+    pub fn one_face(
+        person_id: String,
+        person_name: String,
+        metadata: BTreeMap<String, String>,
+        template: Vec<f32>,
+        image: Option<Vec<u8>>,
+        storage: FaceStorage,
+    ) -> Self {
+        Self {
+            person_id,
+            person_name,
+            metadata,
+            faces: vec![NewFace {
+                template,
+                image,
+                storage,
+            }],
+        }
+    }
+}
+
+/// A search result: a person, scored by the best of their faces.
 #[derive(Debug, Clone)]
 pub struct Match {
     pub person: PersonRecord,
+    /// The face that scored best.
+    pub face_id: u32,
+    /// That face's stored image.
     pub image: Option<Vec<u8>>,
     /// Cosine, or minus the distance (see [`Metric::closeness`]).
     pub closeness: f32,
 }
 
-/// A person and their stored image.
+impl Match {
+    /// How the matched face's image is kept.
+    pub fn face_storage(&self) -> FaceStorage {
+        self.person
+            .faces
+            .iter()
+            .find(|f| f.face_id == self.face_id)
+            .map_or(FaceStorage::NoStorage, |f| f.storage)
+    }
+}
+
+/// A person and the stored image of the face they are shown with.
 pub type StoredPerson = (PersonRecord, Option<Vec<u8>>);
+
+/// A face and its stored image.
+pub type StoredFace = (FaceRecord, Option<Vec<u8>>);
 
 /// Which page of a listing.
 #[derive(Debug, Clone, Default)]
@@ -211,6 +271,7 @@ pub struct Store {
     indexes: RwLock<HashMap<String, CollectionIndex>>,
     /// Ceiling of the map (`store.max_map_mib`).
     max_map_size: usize,
+    max_faces_per_person: u32,
 }
 
 impl Store {
@@ -264,6 +325,7 @@ impl Store {
             gate: RwLock::new(()),
             indexes: RwLock::new(HashMap::new()),
             max_map_size,
+            max_faces_per_person: options.max_faces_per_person.max(1),
         };
         store.check_or_record_identity()?;
         store.load_indexes(options.release_pages_after_load)?;
@@ -312,6 +374,16 @@ impl Store {
         let _w = self.writer.lock().unwrap();
         self.write(|txn| {
             match self.meta.get(txn, "schema_version")? {
+                Some("1") => {
+                    let persons = self.migrate_from_one_face_per_person(txn)?;
+                    tracing::info!(
+                        dir = %self.dir.display(),
+                        persons,
+                        "store migrated from schema version 1 (one face per person) to {SCHEMA_VERSION}"
+                    );
+                    self.meta
+                        .put(txn, "schema_version", &SCHEMA_VERSION.to_string())?;
+                }
                 Some(v) if v != SCHEMA_VERSION.to_string() => {
                     return Err(StoreError::Schema {
                         dir: self.dir.clone(),
@@ -345,6 +417,8 @@ impl Store {
                     CollectionIndex::new(self.model.dim, self.model.metric),
                 );
             }
+            // A person's faces are adjacent in key order: count each run.
+            let mut run: (Vec<u8>, u32) = (Vec::new(), 0);
             for (n, entry) in self.templates.iter(txn)?.enumerate() {
                 let (key, value) = entry?;
                 // Keep the start-up peak near the steady state: without this, every page of
@@ -353,15 +427,20 @@ impl Store {
                     self.release_mapped_pages();
                 }
                 let corrupt = || StoreError::Corrupt(String::from_utf8_lossy(key).into_owned());
-                let (collection, person_id) = split_person_key(key).ok_or_else(corrupt)?;
+                let (collection, person_id, face) = split_face_key(key).ok_or_else(corrupt)?;
                 let (_, values) = decode_template(value).ok_or_else(corrupt)?;
                 if values.len() != self.model.dim {
                     return Err(corrupt());
                 }
-                indexes
-                    .get_mut(collection)
-                    .ok_or_else(corrupt)?
-                    .upsert(person_id, &values);
+                let index = indexes.get_mut(collection).ok_or_else(corrupt)?;
+                index.upsert(person_id, face, &values);
+                let person = &key[..key.len() - 4];
+                if run.0 == person {
+                    run.1 += 1;
+                    index.note_faces(run.1);
+                } else {
+                    run = (person.to_vec(), 1);
+                }
             }
             Ok(())
         })?;
@@ -550,9 +629,9 @@ impl Store {
         })
     }
 
-    /// Write persons (insert or replace) in one transaction. With `duplicate_min_closeness`,
-    /// an item whose face matches another person of the collection at or above it is not
-    /// written and comes back as `Err(existing person id)`.
+    /// Write persons (insert or replace, faces and all) in one transaction. With
+    /// `duplicate_min_closeness`, an item one of whose faces matches another person of the
+    /// collection at or above it is not written and comes back as `Err(existing person id)`.
     pub fn enrol(
         &self,
         collection: &str,
@@ -563,22 +642,39 @@ impl Store {
         if !self.indexes.read().unwrap().contains_key(collection) {
             return Err(StoreError::CollectionNotFound);
         }
+        for item in &items {
+            let n = item.faces.len() as u32;
+            if n == 0 || n > self.max_faces_per_person {
+                return Err(StoreError::TooManyFaces {
+                    max: self.max_faces_per_person,
+                });
+            }
+        }
         let mut verdicts: Vec<Option<String>> = Vec::with_capacity(items.len());
         for item in &items {
-            verdicts.push(match duplicate_min_closeness {
-                Some(min) => self
-                    .best_other(collection, &item.template, min, &item.person_id)?
-                    .map(|m| m.person.person_id),
-                None => None,
-            });
+            let mut verdict = None;
+            if let Some(min) = duplicate_min_closeness {
+                for face in &item.faces {
+                    if let Some(m) =
+                        self.best_other(collection, &face.template, min, &item.person_id)?
+                    {
+                        verdict = Some(m.person.person_id);
+                        break;
+                    }
+                }
+            }
+            verdicts.push(verdict);
         }
         let now = self.clock.now_ms();
-        let results = self.write(|txn| {
+        // (person id, faces removed, faces written) for the index, in commit order.
+        type IndexChange = (String, Vec<u32>, Vec<u32>);
+        let (results, changes) = self.write(|txn| {
             let mut record = self
                 .collections
                 .get(txn, collection)?
                 .ok_or(StoreError::CollectionNotFound)?;
             let mut results = Vec::with_capacity(items.len());
+            let mut changes: Vec<IndexChange> = Vec::new();
             for (item, duplicate) in items.iter().zip(&verdicts) {
                 if let Some(other) = duplicate {
                     results.push(Err(other.clone()));
@@ -589,64 +685,296 @@ impl Store {
                 if previous.is_none() {
                     record.num_persons += 1;
                 }
+                let removed: Vec<u32> = previous
+                    .as_ref()
+                    .map(|p| p.faces.iter().map(|f| f.face_id).collect())
+                    .unwrap_or_default();
+                self.delete_faces(txn, collection, &item.person_id)?;
+                let first_id = previous.as_ref().map_or(1, |p| p.next_face_id.max(1));
+                let faces: Vec<FaceRecord> = item
+                    .faces
+                    .iter()
+                    .enumerate()
+                    .map(|(i, f)| FaceRecord {
+                        face_id: first_id + i as u32,
+                        created_at_ms: now,
+                        storage: f.storage,
+                    })
+                    .collect();
+                for (face, new) in faces.iter().zip(&item.faces) {
+                    self.put_face(txn, collection, &item.person_id, face.face_id, new)?;
+                }
                 let person = PersonRecord {
                     person_id: item.person_id.clone(),
                     person_name: item.person_name.clone(),
                     metadata: item.metadata.clone(),
-                    created_at_ms: previous.map_or(now, |p| p.created_at_ms),
+                    created_at_ms: previous.as_ref().map_or(now, |p| p.created_at_ms),
                     updated_at_ms: now,
-                    num_faces: 1,
-                    storage: item.storage,
+                    num_faces: faces.len() as u32,
+                    storage: faces[0].storage,
+                    next_face_id: first_id + faces.len() as u32,
+                    faces,
                 };
                 self.persons.put(txn, &key, &person)?;
-                self.templates
-                    .put(txn, &key, &encode_template(&self.model.id, &item.template))?;
-                match &item.image {
-                    Some(bytes) => self.images.put(txn, &key, bytes)?,
-                    None => {
-                        self.images.delete(txn, &key)?;
-                    }
-                }
+                changes.push((
+                    item.person_id.clone(),
+                    removed,
+                    person.faces.iter().map(|f| f.face_id).collect(),
+                ));
                 results.push(Ok(person));
             }
             self.collections.put(txn, collection, &record)?;
-            Ok(results)
+            Ok((results, changes))
         })?;
         let mut indexes = self.indexes.write().unwrap();
         if let Some(index) = indexes.get_mut(collection) {
-            for (item, result) in items.iter().zip(&results) {
-                if result.is_ok() {
-                    index.upsert(&item.person_id, &item.template);
+            let mut written = items
+                .iter()
+                .zip(&results)
+                .filter(|(_, r)| r.is_ok())
+                .map(|(item, _)| item);
+            for (person_id, removed, added) in &changes {
+                for face in removed {
+                    index.remove(person_id, *face);
                 }
+                let item = written.next().expect("one change per written item");
+                for (face, new) in added.iter().zip(&item.faces) {
+                    index.upsert(person_id, *face, &new.template);
+                }
+                index.note_faces(added.len() as u32);
             }
         }
         Ok(results)
     }
 
-    pub fn delete_person(&self, collection: &str, person_id: &str) -> Result<(), StoreError> {
-        let _w = self.writer.lock().unwrap();
-        let key = person_key(collection, person_id);
-        self.write(|txn| {
-            let mut record = self
-                .collections
-                .get(txn, collection)?
-                .ok_or(StoreError::CollectionNotFound)?;
-            if !self.persons.delete(txn, &key)? {
-                return Err(StoreError::PersonNotFound);
+    /// Write one face's template and image.
+    fn put_face(
+        &self,
+        txn: &mut RwTxn,
+        collection: &str,
+        person_id: &str,
+        face_id: u32,
+        face: &NewFace,
+    ) -> Result<(), StoreError> {
+        let key = face_key(collection, person_id, face_id);
+        self.templates
+            .put(txn, &key, &encode_template(&self.model.id, &face.template))?;
+        match &face.image {
+            Some(bytes) => self.images.put(txn, &key, bytes)?,
+            None => {
+                self.images.delete(txn, &key)?;
             }
-            self.templates.delete(txn, &key)?;
-            self.images.delete(txn, &key)?;
-            record.num_persons = record.num_persons.saturating_sub(1);
-            self.collections.put(txn, collection, &record)?;
-            Ok(())
-        })?;
-        if let Some(index) = self.indexes.write().unwrap().get_mut(collection) {
-            index.remove(person_id);
         }
         Ok(())
     }
 
-    /// A person and their stored image.
+    /// Delete every face template and image of a person.
+    fn delete_faces(
+        &self,
+        txn: &mut RwTxn,
+        collection: &str,
+        person_id: &str,
+    ) -> Result<(), StoreError> {
+        let prefix = person_faces_prefix(collection, person_id);
+        let end = prefix_end(&prefix);
+        let range = (
+            Bound::Included(prefix.as_slice()),
+            end.as_ref()
+                .map_or(Bound::Unbounded, |e| Bound::Excluded(e.as_slice())),
+        );
+        self.templates.delete_range(txn, &range)?;
+        self.images.delete_range(txn, &range)?;
+        Ok(())
+    }
+
+    /// Add a face to a person. With `duplicate_min_closeness`, a face that matches another
+    /// person at or above it is not written and comes back as `Err(existing person id)`.
+    pub fn add_face(
+        &self,
+        collection: &str,
+        person_id: &str,
+        face: NewFace,
+        duplicate_min_closeness: Option<f32>,
+    ) -> Result<Result<(PersonRecord, FaceRecord), String>, StoreError> {
+        let _w = self.writer.lock().unwrap();
+        if !self.indexes.read().unwrap().contains_key(collection) {
+            return Err(StoreError::CollectionNotFound);
+        }
+        if let Some(min) = duplicate_min_closeness {
+            if let Some(m) = self.best_other(collection, &face.template, min, person_id)? {
+                return Ok(Err(m.person.person_id));
+            }
+        }
+        let key = person_key(collection, person_id);
+        let now = self.clock.now_ms();
+        let (person, added) = self.write(|txn| {
+            if self.collections.get(txn, collection)?.is_none() {
+                return Err(StoreError::CollectionNotFound);
+            }
+            let mut person = self
+                .persons
+                .get(txn, &key)?
+                .ok_or(StoreError::PersonNotFound)?;
+            if person.faces.len() as u32 >= self.max_faces_per_person {
+                return Err(StoreError::TooManyFaces {
+                    max: self.max_faces_per_person,
+                });
+            }
+            let added = FaceRecord {
+                face_id: person.next_face_id.max(1),
+                created_at_ms: now,
+                storage: face.storage,
+            };
+            self.put_face(txn, collection, person_id, added.face_id, &face)?;
+            person.faces.push(added);
+            person.num_faces = person.faces.len() as u32;
+            person.next_face_id = added.face_id + 1;
+            person.updated_at_ms = now;
+            self.persons.put(txn, &key, &person)?;
+            Ok((person, added))
+        })?;
+        if let Some(index) = self.indexes.write().unwrap().get_mut(collection) {
+            index.upsert(person_id, added.face_id, &face.template);
+            index.note_faces(person.num_faces);
+        }
+        Ok(Ok((person, added)))
+    }
+
+    /// Delete one face of a person; the last one cannot be (delete the person instead).
+    pub fn delete_face(
+        &self,
+        collection: &str,
+        person_id: &str,
+        face_id: u32,
+    ) -> Result<PersonRecord, StoreError> {
+        let _w = self.writer.lock().unwrap();
+        let key = person_key(collection, person_id);
+        let now = self.clock.now_ms();
+        let person = self.write(|txn| {
+            if self.collections.get(txn, collection)?.is_none() {
+                return Err(StoreError::CollectionNotFound);
+            }
+            let mut person = self
+                .persons
+                .get(txn, &key)?
+                .ok_or(StoreError::PersonNotFound)?;
+            let at = person
+                .faces
+                .iter()
+                .position(|f| f.face_id == face_id)
+                .ok_or(StoreError::FaceNotFound)?;
+            if person.faces.len() == 1 {
+                return Err(StoreError::LastFace);
+            }
+            person.faces.remove(at);
+            person.num_faces = person.faces.len() as u32;
+            person.storage = person.faces[0].storage;
+            person.updated_at_ms = now;
+            let face = face_key(collection, person_id, face_id);
+            self.templates.delete(txn, &face)?;
+            self.images.delete(txn, &face)?;
+            self.persons.put(txn, &key, &person)?;
+            Ok(person)
+        })?;
+        if let Some(index) = self.indexes.write().unwrap().get_mut(collection) {
+            index.remove(person_id, face_id);
+        }
+        Ok(person)
+    }
+
+    /// A person's faces with their stored images (as `images` allows).
+    pub fn faces(
+        &self,
+        collection: &str,
+        person_id: &str,
+        images: Images,
+    ) -> Result<(PersonRecord, Vec<StoredFace>), StoreError> {
+        let key = person_key(collection, person_id);
+        self.read(|txn| {
+            if self.collections.get(txn, collection)?.is_none() {
+                return Err(StoreError::CollectionNotFound);
+            }
+            let person = self
+                .persons
+                .get(txn, &key)?
+                .ok_or(StoreError::PersonNotFound)?;
+            let mut spent = 0;
+            let mut out = Vec::with_capacity(person.faces.len());
+            for face in &person.faces {
+                let key = face_key(collection, person_id, face.face_id);
+                let image = images.take(&mut spent, &self.images, txn, &key, face.storage)?;
+                out.push((*face, image));
+            }
+            Ok((person, out))
+        })
+    }
+
+    /// The best closeness of `query` to any face of a person (`None`: the person has no
+    /// face with a template of this model).
+    pub fn closeness_to_person(
+        &self,
+        collection: &str,
+        person_id: &str,
+        query: &[f32],
+    ) -> Result<Option<f32>, StoreError> {
+        let prefix = person_faces_prefix(collection, person_id);
+        let metric = self.model.metric;
+        let query_norm_sq: f32 = query.iter().map(|v| v * v).sum();
+        self.read(|txn| {
+            if self
+                .persons
+                .get(txn, &person_key(collection, person_id))?
+                .is_none()
+            {
+                return Err(StoreError::PersonNotFound);
+            }
+            let mut best: Option<f32> = None;
+            for entry in self.templates.prefix_iter(txn, &prefix)? {
+                let (_, value) = entry?;
+                let Some((_, values)) = decode_template(value) else {
+                    continue;
+                };
+                if values.len() != query.len() {
+                    continue;
+                }
+                let closeness = index::closeness_of_key(
+                    metric,
+                    exact_key(metric, &values, query),
+                    query_norm_sq,
+                );
+                best = Some(best.map_or(closeness, |b: f32| b.max(closeness)));
+            }
+            Ok(best)
+        })
+    }
+
+    pub fn delete_person(&self, collection: &str, person_id: &str) -> Result<(), StoreError> {
+        let _w = self.writer.lock().unwrap();
+        let key = person_key(collection, person_id);
+        let faces = self.write(|txn| {
+            let mut record = self
+                .collections
+                .get(txn, collection)?
+                .ok_or(StoreError::CollectionNotFound)?;
+            let person = self
+                .persons
+                .get(txn, &key)?
+                .ok_or(StoreError::PersonNotFound)?;
+            self.persons.delete(txn, &key)?;
+            self.delete_faces(txn, collection, person_id)?;
+            record.num_persons = record.num_persons.saturating_sub(1);
+            self.collections.put(txn, collection, &record)?;
+            Ok(person.faces)
+        })?;
+        if let Some(index) = self.indexes.write().unwrap().get_mut(collection) {
+            for face in faces {
+                index.remove(person_id, face.face_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// A person and the stored image of the face they are shown with.
     pub fn person(&self, collection: &str, person_id: &str) -> Result<StoredPerson, StoreError> {
         let key = person_key(collection, person_id);
         self.read(|txn| {
@@ -657,7 +985,13 @@ impl Store {
                 .persons
                 .get(txn, &key)?
                 .ok_or(StoreError::PersonNotFound)?;
-            let image = self.images.get(txn, &key)?.map(<[u8]>::to_vec);
+            let image = match person.shown_face() {
+                Some(face) => self
+                    .images
+                    .get(txn, &face_key(collection, person_id, face.face_id))?
+                    .map(<[u8]>::to_vec),
+                None => None,
+            };
             Ok((person, image))
         })
     }
@@ -689,15 +1023,21 @@ impl Store {
             let mut out = Vec::with_capacity(page.len());
             let mut spent = 0;
             for person in page {
-                let key = person_key(collection, &person.person_id);
-                let image = images.take(&mut spent, &self.images, txn, &key, &person)?;
+                let image = match person.shown_face() {
+                    Some(face) => {
+                        let key = face_key(collection, &person.person_id, face.face_id);
+                        images.take(&mut spent, &self.images, txn, &key, face.storage)?
+                    }
+                    None => None,
+                };
                 out.push((person, image));
             }
             Ok((count, out))
         })
     }
 
-    /// The best `k` persons of a collection at or above `min_closeness`, best first.
+    /// The best `k` persons of a collection at or above `min_closeness`, best first; a
+    /// person scores the best of their faces.
     pub fn search(
         &self,
         collection: &str,
@@ -746,43 +1086,79 @@ impl Store {
         let metric = self.model.metric;
         let query_norm_sq: f32 = query.iter().map(|v| v * v).sum();
         let min_key = index::key_of_closeness(metric, min_closeness, query_norm_sq);
-        // One more result when a person is excluded, so that excluding it still leaves k.
-        let want = k + usize::from(except.is_some_and(|e| index.slot(e).is_some()));
+        // Every person has at most `max_faces` templates, so the best `k · max_faces`
+        // templates hold the best template of each of the best `k` persons (a person ranked
+        // k-th has at most (k − 1) · max_faces templates above its best); one person more
+        // when one is excluded.
+        let want = (k + usize::from(except.is_some())).saturating_mul(index.max_faces() as usize);
         self.read(|txn| {
             let mut exact = |slot: u32| -> Option<f32> {
-                let key = person_key(collection, index.id(slot));
+                let key = face_key(collection, index.id(slot), index.face(slot));
                 let bytes = self.templates.get(txn, &key).ok()??;
                 let (_, values) = decode_template(bytes)?;
                 (values.len() == query.len()).then(|| exact_key(metric, &values, query))
             };
             let (hits, stats) = index.search(query, want, min_key, &mut exact);
-            let mut matches = Vec::with_capacity(hits.len());
+            let mut matches = Vec::with_capacity(k.min(hits.len()));
+            let mut seen = std::collections::HashSet::new();
             let mut spent = 0;
             for hit in hits {
+                if matches.len() == k {
+                    break;
+                }
                 let id = index.id(hit.slot);
-                if except == Some(id) {
+                // Hits come best first: a person's first hit is their best face.
+                if except == Some(id) || !seen.insert(id) {
                     continue;
                 }
-                let key = person_key(collection, id);
-                let Some(person) = self.persons.get(txn, &key)? else {
+                let Some(person) = self.persons.get(txn, &person_key(collection, id))? else {
                     continue;
                 };
-                let image = images.take(&mut spent, &self.images, txn, &key, &person)?;
-                matches.push(Match {
+                let mut found = Match {
                     person,
-                    image,
+                    face_id: index.face(hit.slot),
+                    image: None,
                     closeness: index::closeness_of_key(metric, hit.key, query_norm_sq),
-                });
+                };
+                let key = face_key(collection, id, found.face_id);
+                found.image =
+                    images.take(&mut spent, &self.images, txn, &key, found.face_storage())?;
+                matches.push(found);
             }
-            matches.truncate(k);
             Ok((matches, stats))
         })
     }
 
-    /// Number of collections and of persons in all of them (from the index).
+    /// Number of collections and of persons in all of them.
     pub fn counts(&self) -> (usize, usize) {
-        let indexes = self.indexes.read().unwrap();
-        (indexes.len(), indexes.values().map(|i| i.len()).sum())
+        let counted = self.read(|txn| {
+            let mut collections = 0;
+            let mut persons = 0;
+            for entry in self.collections.iter(txn)? {
+                let (_, record) = entry?;
+                collections += 1;
+                persons += record.num_persons as usize;
+            }
+            Ok((collections, persons))
+        });
+        counted.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot count the store's persons");
+            let indexes = self.indexes.read().unwrap();
+            (indexes.len(), 0)
+        })
+    }
+
+    /// Number of persons and of face templates in one collection: a search compares a
+    /// probe with every template, so false accepts grow with the second number.
+    pub fn collection_size(&self, collection: &str) -> Result<(u64, usize), StoreError> {
+        let templates = self
+            .indexes
+            .read()
+            .unwrap()
+            .get(collection)
+            .map(CollectionIndex::len)
+            .ok_or(StoreError::CollectionNotFound)?;
+        Ok((self.collection(collection)?.num_persons, templates))
     }
 
     /// Heap bytes of the search indexes.
@@ -795,40 +1171,66 @@ impl Store {
             .sum()
     }
 
-    /// Every (collection, person id) with a template, for consistency checks.
+    /// Every (collection, person id) with a template, once per person, for consistency
+    /// checks.
     pub fn template_keys(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.read(|txn| {
-            let mut out = Vec::new();
+            let mut out: Vec<(String, String)> = Vec::new();
             for entry in self.templates.iter(txn)? {
                 let (key, _) = entry?;
-                if let Some((c, p)) = split_person_key(key) {
-                    out.push((c.to_owned(), p.to_owned()));
+                if let Some((c, p, _)) = split_face_key(key) {
+                    if out
+                        .last()
+                        .is_none_or(|(lc, lp)| (lc.as_str(), lp.as_str()) != (c, p))
+                    {
+                        out.push((c.to_owned(), p.to_owned()));
+                    }
                 }
             }
             Ok(out)
         })
     }
 
-    /// Check that every person has a template and every template a person, and that the
-    /// collection counts agree: what a crash must never break.
+    /// Check that every face of every person has a template and every template a face of a
+    /// person, and that the collection counts agree: what a crash must never break.
     pub fn verify(&self) -> Result<Vec<String>, StoreError> {
         self.read(|txn| {
             let mut problems = Vec::new();
             let mut counts: HashMap<String, u64> = HashMap::new();
             for entry in self.persons.iter(txn)? {
-                let (key, _) = entry?;
+                let (key, person) = entry?;
                 let (c, p) = split_person_key(key)
                     .ok_or_else(|| StoreError::Corrupt(String::from_utf8_lossy(key).into()))?;
                 *counts.entry(c.to_owned()).or_default() += 1;
-                if self.templates.get(txn, key)?.is_none() {
-                    problems.push(format!("person {c}/{p} has no template"));
+                if person.faces.is_empty() || person.num_faces as usize != person.faces.len() {
+                    problems.push(format!(
+                        "person {c}/{p} says {} faces, lists {}",
+                        person.num_faces,
+                        person.faces.len()
+                    ));
+                }
+                for face in &person.faces {
+                    if self
+                        .templates
+                        .get(txn, &face_key(c, p, face.face_id))?
+                        .is_none()
+                    {
+                        problems.push(format!("face {} of {c}/{p} has no template", face.face_id));
+                    }
                 }
             }
             for entry in self.templates.iter(txn)? {
                 let (key, _) = entry?;
-                if self.persons.get(txn, key)?.is_none() {
+                let listed = match split_face_key(key) {
+                    Some((c, p, face)) => self
+                        .persons
+                        .get(txn, &person_key(c, p))?
+                        .is_some_and(|person| person.faces.iter().any(|f| f.face_id == face)),
+                    None => false,
+                };
+                if !listed {
                     problems.push(format!(
-                        "template {} has no person",
+                        "template {} is no face of a person",
                         String::from_utf8_lossy(key)
                     ));
                 }

@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-/// Version of the on-disk layout; a store written by another version is refused.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the on-disk layout; a store written by a later version is refused, one written
+/// by version 1 (one face per person, templates keyed by person) is migrated on open.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// How a template is encoded: version byte, model-id length, model id, then `f32` LE values.
 const TEMPLATE_FORMAT: u8 = 1;
@@ -37,7 +38,61 @@ pub struct PersonRecord {
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub num_faces: u32,
+    /// How the first face's image is kept (the image a person is shown with).
     pub storage: FaceStorage,
+    /// The person's faces, oldest first. Empty only in a version-1 record before migration.
+    #[serde(default)]
+    pub faces: Vec<FaceRecord>,
+    /// The id the next added face gets: ids are never reused, so a client holding the id of
+    /// a deleted face cannot delete a newer one by mistake.
+    #[serde(default)]
+    pub next_face_id: u32,
+}
+
+impl PersonRecord {
+    /// The face a person is shown with (listings, `GET /person`): the first one.
+    pub fn shown_face(&self) -> Option<&FaceRecord> {
+        self.faces.first()
+    }
+}
+
+/// One enrolled face of a person: its template is under [`face_key`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct FaceRecord {
+    pub face_id: u32,
+    pub created_at_ms: i64,
+    pub storage: FaceStorage,
+}
+
+/// Ends a person id inside a face key. Never part of a person id: ids are UTF-8, and 0xFF
+/// never occurs in UTF-8.
+const FACE_MARK: u8 = 0xFF;
+
+/// The key of one face's template and image: the person key, [`FACE_MARK`], the face id
+/// (big-endian, so a person's faces sort by id). All faces of a person share
+/// [`person_faces_prefix`], and all of a collection's its [`collection_prefix`].
+pub fn face_key(collection: &str, person_id: &str, face_id: u32) -> Vec<u8> {
+    let mut key = person_faces_prefix(collection, person_id);
+    key.extend_from_slice(&face_id.to_be_bytes());
+    key
+}
+
+pub fn person_faces_prefix(collection: &str, person_id: &str) -> Vec<u8> {
+    let mut key = person_key(collection, person_id);
+    key.push(FACE_MARK);
+    key
+}
+
+/// Split a face key into collection, person id and face id; `None` for anything else
+/// (including a version-1 template key, which has no face id).
+pub fn split_face_key(key: &[u8]) -> Option<(&str, &str, u32)> {
+    let (person, face) = key.split_at_checked(key.len().checked_sub(5)?)?;
+    let (&mark, id) = face.split_first()?;
+    if mark != FACE_MARK {
+        return None;
+    }
+    let (c, p) = split_person_key(person)?;
+    Some((c, p, u32::from_be_bytes(id.try_into().ok()?)))
 }
 
 /// The key of everything stored per person: collection-name length (one byte; names are at
@@ -113,6 +168,18 @@ mod tests {
         assert_eq!(split_person_key(&k), Some(("staff", "p\u{0}1")));
         // "staff" and "staff2" must not share a prefix, or deleting one would touch the other.
         assert!(!person_key("staff2", "x").starts_with(&collection_prefix("staff")));
+    }
+
+    #[test]
+    fn face_keys_round_trip_and_share_the_person_prefix() {
+        let k = face_key("staff", "p1", 0xFF_01);
+        assert_eq!(split_face_key(&k), Some(("staff", "p1", 0xFF_01)));
+        assert!(k.starts_with(&person_faces_prefix("staff", "p1")));
+        // Another person whose id starts with this one's is not under its prefix.
+        assert!(!face_key("staff", "p10", 1).starts_with(&person_faces_prefix("staff", "p1")));
+        // A version-1 template key (the person key alone) is not a face key.
+        assert_eq!(split_face_key(&person_key("staff", "p1")), None);
+        assert_eq!(split_face_key(&person_key("staff", "longer-id")), None);
     }
 
     #[test]

@@ -29,6 +29,7 @@ pub enum ErrorCode {
     ErrLivenessError,
     ErrMultipleFaces,
     ErrDuplicatePerson,
+    ErrFaceDoesNotMatchPerson,
     ErrInvalidRequest,
     ErrPayloadTooLarge,
     ErrImageTooLarge,
@@ -52,6 +53,7 @@ impl ErrorCode {
             ErrorCode::ErrLivenessError => "ERR_LIVENESS_ERROR",
             ErrorCode::ErrMultipleFaces => "ERR_MULTIPLE_FACES",
             ErrorCode::ErrDuplicatePerson => "ERR_DUPLICATE_PERSON",
+            ErrorCode::ErrFaceDoesNotMatchPerson => "ERR_FACE_DOES_NOT_MATCH_PERSON",
             ErrorCode::ErrInvalidRequest => "ERR_INVALID_REQUEST",
             ErrorCode::ErrPayloadTooLarge => "ERR_PAYLOAD_TOO_LARGE",
             ErrorCode::ErrImageTooLarge => "ERR_IMAGE_TOO_LARGE",
@@ -75,7 +77,7 @@ impl ErrorCode {
             ErrNotFound => StatusCode::NOT_FOUND,
             ErrAlreadyExists | ErrDuplicatePerson => StatusCode::CONFLICT,
             ErrPayloadTooLarge | ErrImageTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            ErrInvalidRequest => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrInvalidRequest | ErrFaceDoesNotMatchPerson => StatusCode::UNPROCESSABLE_ENTITY,
             ErrRateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrBusy => StatusCode::SERVICE_UNAVAILABLE,
             ErrRequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -109,6 +111,9 @@ impl ErrorCode {
             }
             ErrDuplicatePerson => {
                 "This face is already enrolled in the collection under another person_id."
+            }
+            ErrFaceDoesNotMatchPerson => {
+                "The face does not look like the person's enrolled faces."
             }
             ErrInvalidRequest => "The request is not valid.",
             ErrPayloadTooLarge => "The request body is larger than the server accepts.",
@@ -206,8 +211,15 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::CollectionNotFound | StoreError::PersonNotFound => {
-                ApiError::new(ErrorCode::ErrNotFound)
+            StoreError::CollectionNotFound
+            | StoreError::PersonNotFound
+            | StoreError::FaceNotFound => ApiError::new(ErrorCode::ErrNotFound),
+            StoreError::TooManyFaces { max } => {
+                ApiError::with_message(ErrorCode::ErrInvalidRequest, format!("{e}."))
+                    .with_metadata("max_faces_per_person", max)
+            }
+            StoreError::LastFace => {
+                ApiError::with_message(ErrorCode::ErrInvalidRequest, format!("{e}."))
             }
             StoreError::CollectionExists => ApiError::new(ErrorCode::ErrAlreadyExists),
             StoreError::Full { .. } => {

@@ -13,6 +13,7 @@ pub mod listener;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod person_faces;
 pub mod persons;
 pub mod search;
 pub mod server;
@@ -23,7 +24,7 @@ use std::time::Instant;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use tracing::Instrument;
 
@@ -115,6 +116,14 @@ pub fn router(state: SharedState) -> Router {
         .route(
             "/person/{collection_name}/{person_id}",
             get(persons::get_one).delete(persons::delete_by_path),
+        )
+        .route(
+            "/person/{collection_name}/{person_id}/faces",
+            get(person_faces::list).post(person_faces::add),
+        )
+        .route(
+            "/person/{collection_name}/{person_id}/faces/{face_id}",
+            delete(person_faces::delete),
         )
         .route("/face-search", post(search::face_search))
         .route("/multi-face-search", post(search::multi_face_search))

@@ -7,7 +7,7 @@ use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{collections, error, ops, persons, search};
+use super::{collections, error, ops, person_faces, persons, search};
 
 /// The `x-api-key` scheme, and the error answers any protected endpoint can give (auth,
 /// request validation, size limits, overload), added to every operation that needs a key.
@@ -79,6 +79,7 @@ impl Modify for CommonResponses {
         collections::create, collections::delete, collections::get_one, collections::list,
         persons::upsert, persons::bulk_upsert, persons::list, persons::get_one,
         persons::delete_by_path, persons::delete_by_body,
+        person_faces::list, person_faces::add, person_faces::delete,
         search::face_search, search::multi_face_search, search::compare,
         ops::detect, ops::liveness, ops::health, ops::metrics,
     ),

@@ -17,7 +17,7 @@ use super::extract::{
 use super::faces::{analyse, Analysis, Wanted};
 use super::{AppState, SharedState};
 use facegate_core::clock::rfc3339;
-use facegate_core::store::{Enrolment, FaceStorage, PersonRecord};
+use facegate_core::store::{Enrolment, FaceStorage, NewFace, PersonRecord};
 
 /// Default of `duplicate_check_min_similarity`.
 const DEFAULT_DUPLICATE_SIMILARITY: f32 = 0.7;
@@ -52,7 +52,14 @@ pub struct BulkItem {
     pub person_id: String,
     #[serde(default)]
     pub person_name: Option<String>,
-    pub face_base_64: String,
+    /// Base64 JPEG/PNG/WebP with exactly one face. May be left out when `faces_base_64` has
+    /// at least one photo.
+    #[serde(default)]
+    pub face_base_64: Option<String>,
+    /// More photos of the same person [facegate]: with `face_base_64` at most
+    /// `store.max_faces_per_person` (default 5) in all; the person is matched by the best.
+    #[serde(default)]
+    pub faces_base_64: Option<Vec<String>>,
     #[serde(default)]
     pub metadata: Option<BTreeMap<String, String>>,
 }
@@ -142,6 +149,8 @@ pub struct PersonOut {
     /// The stored thumbnail or full image, base64; null with `NoStorage`.
     pub face_base_64: Option<String>,
     pub num_faces: u32,
+    /// Ids of the person's faces, oldest first [facegate]; `face_base_64` is the first one's.
+    pub face_ids: Vec<u32>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -155,6 +164,7 @@ impl PersonOut {
             metadata: p.metadata,
             face_base_64: image.map(|b| encode_base64(&b)),
             num_faces: p.num_faces,
+            face_ids: p.faces.iter().map(|f| f.face_id).collect(),
             created_at: rfc3339(p.created_at_ms),
             updated_at: rfc3339(p.updated_at_ms),
         }
@@ -206,7 +216,7 @@ pub struct PersonRef {
 }
 
 /// What to compute for an enrolment photo.
-fn wanted_for(storage: FaceStorage, liveness: bool) -> Wanted {
+pub fn wanted_for(storage: FaceStorage, liveness: bool) -> Wanted {
     Wanted {
         embeddings: true,
         thumbnails: storage == FaceStorage::StoreThumbnails,
@@ -216,14 +226,11 @@ fn wanted_for(storage: FaceStorage, liveness: bool) -> Wanted {
 }
 
 /// The template and stored image of an enrolment photo.
-fn enrolment_from(
+pub fn new_face(
     state: &AppState,
     mut analysis: Analysis,
-    person_id: String,
-    person_name: String,
-    metadata: BTreeMap<String, String>,
     storage: FaceStorage,
-) -> Result<Enrolment, ApiError> {
+) -> Result<NewFace, ApiError> {
     let face = analysis.single_face(state.config.server.secondary_face_ratio)?;
     let template = face
         .embedding
@@ -236,10 +243,7 @@ fn enrolment_from(
         FaceStorage::StoreThumbnails => thumbnail,
         FaceStorage::StoreFullImage => analysis.original.take(),
     };
-    Ok(Enrolment {
-        person_id,
-        person_name,
-        metadata,
+    Ok(NewFace {
         template,
         image,
         storage,
@@ -290,20 +294,19 @@ pub async fn upsert(
     if liveness {
         analysis.require_live()?;
     }
-    let enrolment = enrolment_from(
-        &state,
-        analysis,
-        body.person_id,
+    let face = new_face(&state, analysis, storage)?;
+    let image = face.image.clone();
+    let enrolment = Enrolment {
+        person_id: body.person_id,
         person_name,
         metadata,
-        storage,
-    )?;
+        faces: vec![face],
+    };
     let duplicate = body
         .check_duplicates
         .unwrap_or(false)
         .then(|| closeness_for_score(&state, duplicate_score));
     let collection = body.collection_name;
-    let image = enrolment.image.clone();
     let (collection, result) = state
         .blocking(move |s| {
             let mut out = s.store.enrol(&collection, vec![enrolment], duplicate)?;
@@ -437,24 +440,59 @@ async fn bulk_item(
     };
     let person_name = item.person_name.unwrap_or_default();
     let metadata = item.metadata.unwrap_or_default();
+    let photos: Vec<String> = item
+        .face_base_64
+        .into_iter()
+        .chain(item.faces_base_64.unwrap_or_default())
+        .collect();
+    let max_faces = state.config.store.max_faces_per_person;
     let checked = check_person_id(&item.person_id)
         .and_then(|()| check_person_name(&person_name))
-        .and_then(|()| check_metadata(&metadata));
+        .and_then(|()| check_metadata(&metadata))
+        .and_then(|()| check_face_count(photos.len(), max_faces));
     if let Err(e) = checked {
         return (Some(item.person_id), Err(e));
     }
-    let result = match analyse_patiently(state, item.face_base_64, wanted).await {
-        Ok(analysis) => enrolment_from(
-            state,
-            analysis,
-            item.person_id.clone(),
-            person_name,
-            metadata,
-            storage,
-        ),
-        Err(e) => Err(e),
+    // One photo at a time: an item never holds more than one decoded image.
+    let mut faces = Vec::with_capacity(photos.len());
+    for (i, photo) in photos.into_iter().enumerate() {
+        let face = match analyse_patiently(state, photo, wanted).await {
+            Ok(analysis) => new_face(state, analysis, storage),
+            Err(e) => Err(e),
+        };
+        match face {
+            Ok(face) => faces.push(face),
+            // Which photo failed, counted over face_base_64 then faces_base_64.
+            Err(e) => return (Some(item.person_id), Err(e.with_metadata("face_index", i))),
+        }
+    }
+    let enrolment = Enrolment {
+        person_id: item.person_id.clone(),
+        person_name,
+        metadata,
+        faces,
     };
-    (Some(item.person_id), result)
+    (Some(item.person_id), Ok(enrolment))
+}
+
+/// A person is enrolled with 1 to `store.max_faces_per_person` photos.
+fn check_face_count(n: usize, max: u32) -> Result<(), ApiError> {
+    if n == 0 {
+        return Err(ApiError::with_message(
+            ErrorCode::ErrInvalidRequest,
+            "face_base_64 (or faces_base_64) is required",
+        )
+        .with_metadata("field", "face_base_64"));
+    }
+    if n > max as usize {
+        return Err(ApiError::with_message(
+            ErrorCode::ErrInvalidRequest,
+            format!("{n} photos: a person has at most {max} faces (store.max_faces_per_person)"),
+        )
+        .with_metadata("field", "faces_base_64")
+        .with_metadata("max_faces_per_person", max));
+    }
+    Ok(())
 }
 
 /// A bulk item's person id (when it had one) and its enrolment or error.

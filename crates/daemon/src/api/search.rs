@@ -134,7 +134,7 @@ async fn search_store(
                 let (matches, _) = s.store.search(&collection, t, k, min_closeness, images)?;
                 omitted += matches
                     .iter()
-                    .filter(|m| m.image.is_none() && images.wants(m.person.storage))
+                    .filter(|m| m.image.is_none() && images.wants(m.face_storage()))
                     .count();
                 s.metrics
                     .search_seconds

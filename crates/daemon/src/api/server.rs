@@ -68,6 +68,7 @@ pub fn open_state(
         // Saturating: on a 32-bit board 16384 MiB does not fit in a usize.
         map_size: config.store.map_size_mib.saturating_mul(1 << 20),
         max_map_size: config.store.max_map_mib.saturating_mul(1 << 20),
+        max_faces_per_person: config.store.max_faces_per_person,
         ..StoreOptions::default()
     };
     let store = Store::open(data_dir, model, &options, Arc::new(SystemClock))?;

@@ -728,14 +728,14 @@ mod tests {
             store
                 .enrol(
                     "staff",
-                    vec![Enrolment {
-                        person_id: "alice".into(),
-                        person_name: "Alice".into(),
-                        metadata: Default::default(),
-                        template: ALICE.to_vec(),
-                        image: None,
-                        storage: FaceStorage::NoStorage,
-                    }],
+                    vec![Enrolment::one_face(
+                        "alice".into(),
+                        "Alice".into(),
+                        Default::default(),
+                        ALICE.to_vec(),
+                        None,
+                        FaceStorage::NoStorage,
+                    )],
                     None,
                 )
                 .unwrap();

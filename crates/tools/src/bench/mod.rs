@@ -58,14 +58,14 @@ pub fn enrol_random(
             .map(|i| {
                 let mut template = vec![0f32; dim];
                 rng.fill_unit(&mut template);
-                facegate_core::store::Enrolment {
-                    person_id: format!("p{i:07}"),
-                    person_name: format!("Person {i}"),
-                    metadata: Default::default(),
+                facegate_core::store::Enrolment::one_face(
+                    format!("p{i:07}"),
+                    format!("Person {i}"),
+                    Default::default(),
                     template,
-                    image: None,
-                    storage: facegate_core::store::FaceStorage::NoStorage,
-                }
+                    None,
+                    facegate_core::store::FaceStorage::NoStorage,
+                )
             })
             .collect();
         store.enrol(collection, batch, None)?;

@@ -43,7 +43,7 @@ pub fn bench_search(templates: usize, dim: usize, queries: usize) -> SearchRow {
     let mut index = CollectionIndex::new(dim, Metric::Cosine);
     for (i, v) in full.chunks_exact_mut(dim).enumerate() {
         rng.fill_unit(v);
-        index.upsert(&format!("p{i}"), v);
+        index.upsert(&format!("p{i}"), 1, v);
     }
     let queries: Vec<Vec<f32>> = (0..queries.max(3))
         .map(|_| {
