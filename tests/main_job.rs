@@ -55,6 +55,14 @@ fn an_enrolled_person_yields_one_match_and_one_grant_and_a_stranger_one_unknown_
         "the replay to end and the outbox to drain",
         |h| h["cameras"][0]["state"] == "ended" && h["mqtt"]["outbox_depth"] == 0,
     );
+    // The threshold in force, and that cameras.max_false_accept_per_attempt is off by default.
+    let threshold = &health(&s)["cameras"][0]["threshold"];
+    assert!(
+        (threshold["effective"].as_f64().unwrap() - 0.7).abs() < 1e-6,
+        "{threshold}"
+    );
+    assert_eq!(threshold["templates"], 1, "{threshold}");
+    assert_eq!(threshold["per_comparison_fmr"], Value::Null, "{threshold}");
     // Tracks end 0.5 s after the last face; give the last decision time to go out.
     sub.wait_for(Duration::from_secs(20), "two access messages", |m| {
         m.iter()

@@ -34,7 +34,7 @@ pub enum PhotoTemplate {
 }
 
 impl PhotoTemplate {
-    fn template(&self) -> Option<&[f32]> {
+    pub fn template(&self) -> Option<&[f32]> {
         match self {
             PhotoTemplate::Template(t) => Some(t),
             _ => None,
@@ -226,12 +226,12 @@ pub fn search(
 impl Searches {
     /// Share of mated probes not found: their best candidate is not their mate, or its
     /// closeness is not accepted by `accept`.
-    fn fnir(&self, accept: impl Fn(f32) -> bool) -> f64 {
+    pub fn fnir(&self, accept: impl Fn(f32) -> bool) -> f64 {
         let found = self.mated.iter().flatten().filter(|&&c| accept(c)).count();
         1.0 - found as f64 / self.mated.len().max(1) as f64
     }
 
-    fn fpir(&self, accept: impl Fn(f32) -> bool) -> f64 {
+    pub fn fpir(&self, accept: impl Fn(f32) -> bool) -> f64 {
         let false_positives = self
             .non_mated
             .iter()
@@ -371,6 +371,9 @@ pub struct OpenSetEval {
     /// enrolment photo is asked for, one run per number on the same probes (and per fusion
     /// when more than one).
     pub runs: Vec<OpenSetReport>,
+    /// The standard split searched against galleries of growing size (100, 300, 1,000 and
+    /// the largest the set allows), measured FPIR beside the predicted one.
+    pub gallery_curve: Vec<crate::eval_gallery_curve::GalleryPoint>,
 }
 
 /// Embed every photo once (identity: its folder's name) and run the standard protocol; when
@@ -401,6 +404,14 @@ pub fn evaluate(
     let cal = Calibration::for_embedder(config.inference.embedder);
     let standard = split(&identities, seed, 1, 1, 1);
     let mut runs = vec![report("all", &standard, &templates, 1, Fusion::Best, &cal)];
+    let gallery_curve = crate::eval_gallery_curve::gallery_curve(
+        &standard,
+        &identities,
+        &templates,
+        &[100, 300, 1_000, 10_000, 100_000],
+        seed,
+        &cal,
+    );
     let most = enrol_photos.iter().copied().max().unwrap_or(1);
     if most > 1 {
         for &k in enrol_photos {
@@ -448,6 +459,7 @@ pub fn evaluate(
             .filter(|t| **t == PhotoTemplate::NoFace)
             .count(),
         runs,
+        gallery_curve,
     })
 }
 

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod demo;
 pub mod eval;
+pub mod eval_gallery_curve;
 pub mod eval_liveness;
 pub mod eval_open_set;
 pub mod local_broker;

@@ -72,6 +72,10 @@ pub struct CameraConfig {
     pub collection: String,
     /// A match needs a fused similarity_score at or above this (0.7 = FMR 1e-5, see docs/accuracy.md).
     pub min_similarity_score: f32,
+    /// The false-accept rate one attempt may have (a stranger taken for anyone enrolled), e.g.
+    /// 1e-3: the threshold then rises with the number of templates in the collection
+    /// (min_similarity_score stays the floor). 0: off, the threshold is min_similarity_score.
+    pub max_false_accept_per_attempt: f64,
     /// Liveness required before a match: "off", "still" (still checks + PAD on the best frame)
     /// or "track" (also 3-D head motion over the track).
     pub liveness: LivenessMode,
@@ -108,6 +112,7 @@ impl Default for CameraConfig {
             replay_loop: true,
             collection: "default".into(),
             min_similarity_score: 0.7,
+            max_false_accept_per_attempt: 0.0,
             liveness: LivenessMode::Still,
             door: String::new(),
             detect_every: 1,
@@ -184,6 +189,13 @@ pub(super) fn validate_all(cameras: &[CameraConfig], p: &mut Problems) {
                 "cameras.min_similarity_score",
                 c.min_similarity_score.to_string(),
                 "must be between 0 and 1",
+            );
+        }
+        if !(0.0..1.0).contains(&c.max_false_accept_per_attempt) {
+            p.add(
+                "cameras.max_false_accept_per_attempt",
+                c.max_false_accept_per_attempt.to_string(),
+                "must be at least 0 (off) and below 1, e.g. 1e-3",
             );
         }
         if c.detect_every == 0 {

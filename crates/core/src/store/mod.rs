@@ -1148,17 +1148,15 @@ impl Store {
         })
     }
 
-    /// Number of persons and of face templates in one collection: a search compares a
-    /// probe with every template, so false accepts grow with the second number.
-    pub fn collection_size(&self, collection: &str) -> Result<(u64, usize), StoreError> {
-        let templates = self
-            .indexes
+    /// Number of face templates in one collection: a search compares a probe with every
+    /// one, so false accepts grow with this number.
+    pub fn template_count(&self, collection: &str) -> Result<usize, StoreError> {
+        self.indexes
             .read()
             .unwrap()
             .get(collection)
             .map(CollectionIndex::len)
-            .ok_or(StoreError::CollectionNotFound)?;
-        Ok((self.collection(collection)?.num_persons, templates))
+            .ok_or(StoreError::CollectionNotFound)
     }
 
     /// Heap bytes of the search indexes.

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use facegate_core::pipeline::gallery_threshold::GalleryThreshold;
 use serde::Serialize;
 
 use super::slot::FrameSlot;
@@ -41,6 +42,8 @@ pub struct CameraHealth {
     /// What the V4L2 driver agreed to at the last open (format, size, rate); null for other
     /// sources and before the first open.
     pub negotiated: Option<Negotiated>,
+    /// The score a match needs now and how it was worked out; null before the pipeline starts.
+    pub threshold: Option<GalleryThreshold>,
 }
 
 /// Shared, lock-protected [`CameraHealth`] with frame-rate meters, and the heartbeats of the
@@ -71,6 +74,7 @@ impl CameraStatus {
                     last_error: None,
                     last_error_at: None,
                     negotiated: None,
+                    threshold: None,
                 },
                 RateMeter::default(),
                 RateMeter::default(),
@@ -156,6 +160,11 @@ impl CameraStatus {
 
     fn set_state(&self, state: &'static str) {
         self.inner.lock().unwrap().0.state = state;
+    }
+
+    /// The pipeline worked out its threshold again.
+    pub fn set_threshold(&self, threshold: GalleryThreshold) {
+        self.inner.lock().unwrap().0.threshold = Some(threshold);
     }
 
     fn opened(&self, negotiated: Option<Negotiated>) {

@@ -29,6 +29,7 @@ use facegate_core::engine::similarity::Calibration;
 use facegate_core::engine::{liveness, quality, Engine, EngineError};
 use facegate_core::pipeline::decision::{Decision, DecisionKind, HoldOff, Policy};
 use facegate_core::pipeline::evidence::Candidate;
+use facegate_core::pipeline::gallery_threshold::{gallery_threshold, GalleryThreshold};
 use facegate_core::pipeline::track_decision::decide_track;
 use facegate_core::pipeline::track_liveness::{TrackLimits, TRACK_POINTS};
 use facegate_core::pipeline::tracker::{Track, Tracker};
@@ -76,6 +77,8 @@ pub struct CameraWorker<A: FaceAnalyzer = Engine, C: Clocks = RealClocks> {
     /// Thumbnails of tracks' best embedded frames (only when events carry them).
     thumbnails: HashMap<u64, Vec<u8>>,
     warned_missing_collection: bool,
+    /// The threshold in force and the gallery size it was worked out for.
+    threshold: Option<GalleryThreshold>,
 }
 
 /// Per-frame stage times in seconds.
@@ -130,12 +133,44 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
             frame_index: 0,
             thumbnails: HashMap::new(),
             warned_missing_collection: false,
+            threshold: None,
         }
+    }
+
+    /// Work the threshold out again when the collection's size changed since the last time
+    /// (`cameras.max_false_accept_per_attempt`): a cheap look at the index's length.
+    fn refresh_threshold(&mut self) {
+        let templates = self
+            .store
+            .template_count(&self.camera.collection)
+            .unwrap_or(0);
+        if self.threshold.is_some_and(|t| t.templates == templates) {
+            return;
+        }
+        let t = gallery_threshold(
+            self.camera.min_similarity_score,
+            self.camera.max_false_accept_per_attempt,
+            templates,
+        );
+        if self
+            .threshold
+            .is_none_or(|old| old.effective != t.effective)
+        {
+            tracing::info!(camera = %self.camera.name, collection = %self.camera.collection,
+                templates, configured = t.configured,
+                max_false_accept_per_attempt = t.max_false_accept_per_attempt,
+                per_comparison_fmr = ?t.per_comparison_fmr, effective = t.effective,
+                "match threshold");
+        }
+        self.policy.min_similarity_score = t.effective;
+        self.status.set_threshold(t);
+        self.threshold = Some(t);
     }
 
     /// Process frames until the capture side closes the slot or `stop` is set; the frame in
     /// hand is always finished (its decisions committed) before returning.
     pub fn run(mut self, slot: Arc<FrameSlot>, stop: super::shutdown::Receiver) {
+        self.refresh_threshold();
         loop {
             self.status.beat_pipeline();
             match slot.take(Duration::from_millis(100)) {
@@ -303,6 +338,7 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
     }
 
     fn search(&mut self, id: u64) -> Option<Candidate> {
+        self.refresh_threshold();
         let normalise = self.metric == Metric::Cosine;
         let fused = self.tracker.get_mut(id)?.fused(normalise)?;
         let min_closeness = self
@@ -709,6 +745,10 @@ mod tests {
 
     impl Bench {
         fn new() -> Self {
+            Self::with_camera(|_| {})
+        }
+
+        fn with_camera(configure: impl FnOnce(&mut CameraConfig)) -> Self {
             let dir = tempfile::tempdir().unwrap();
             let clocks = Arc::new(SimulatedClocks::new(
                 UNIX_EPOCH + Duration::from_secs(1_800_000_000),
@@ -748,13 +788,14 @@ mod tests {
                 thumbnails: false,
                 max_payload: 64 << 10,
             });
-            let camera = CameraConfig {
+            let mut camera = CameraConfig {
                 name: "front".into(),
                 collection: "staff".into(),
                 door: "main".into(),
                 liveness: LivenessMode::Still,
                 ..CameraConfig::default()
             };
+            configure(&mut camera);
             let scene = Scene::default();
             let worker = CameraWorker::new(
                 camera,
@@ -862,6 +903,47 @@ mod tests {
         b.scene.show(ALICE, LivenessCode::Ok);
         b.frames(10);
         assert_eq!(b.grants(), [true, true]);
+    }
+
+    #[test]
+    fn with_a_false_accept_rate_per_attempt_the_threshold_rises_as_the_collection_grows() {
+        let mut b = Bench::with_camera(|c| c.max_false_accept_per_attempt = 1e-3);
+        // A face that scores 0.75 against Alice: above the configured 0.7.
+        let calibration = Calibration::for_embedder(EmbedderKind::Arcface512);
+        let c = calibration.raw_threshold(0.75);
+        let near_alice = [c, (1.0 - c * c).sqrt(), 0.0, 0.0];
+        b.scene.show(near_alice, LivenessCode::Ok);
+        b.frames(10);
+        assert_eq!(b.grants(), [true]);
+        let t = b.worker.status.snapshot().threshold.unwrap();
+        assert_eq!(t.templates, 1);
+        assert_eq!(t.effective, 0.7, "the configured score is the floor: {t:?}");
+        // 2,000 more people (none of them like her): with 2,001 templates a stranger's
+        // chance per attempt at 0.75 would be about 2,001 × 10^-5.5 = 0.6 %, so the bar rises
+        // above her score and the same face is no longer let in.
+        let others = (0..2000)
+            .map(|i| {
+                Enrolment::one_face(
+                    format!("p{i}"),
+                    String::new(),
+                    Default::default(),
+                    vec![0.0, 0.0, 1.0, 0.0],
+                    None,
+                    FaceStorage::NoStorage,
+                )
+            })
+            .collect();
+        b.worker.store.enrol("staff", others, None).unwrap();
+        b.scene.clear();
+        b.quiet(11_000);
+        b.scene.show(near_alice, LivenessCode::Ok);
+        b.frames(10);
+        assert_eq!(b.grants(), [true, false]);
+        let t = b.worker.status.snapshot().threshold.unwrap();
+        assert_eq!(t.templates, 2001);
+        assert!((t.effective - 0.83).abs() < 0.005, "{t:?}");
+        let fmr = t.per_comparison_fmr.unwrap();
+        assert!((fmr * 2001.0 - 1e-3).abs() < 1e-6, "{fmr}");
     }
 
     #[test]
