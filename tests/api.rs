@@ -1352,6 +1352,7 @@ fn bulk_items_may_carry_several_faces_up_to_the_limit_and_each_item_is_all_or_no
             {"person_id": "bad-second", "faces_base_64": [photo("obama.jpg"), b64(&no_face_jpeg())]},
             {"person_id": "too-many", "faces_base_64": six},
             {"person_id": "none"},
+            {"person_id": "two-people", "faces_base_64": [photo("obama.jpg"), photo("biden.jpg")]},
         ]
     });
     let (status, results) = s.call("PUT", "/persons", Some(&body));
@@ -1369,13 +1370,19 @@ fn bulk_items_may_carry_several_faces_up_to_the_limit_and_each_item_is_all_or_no
             "OK",
             "ERR_FACE_NOT_DETECTED",
             "ERR_INVALID_REQUEST",
-            "ERR_INVALID_REQUEST"
+            "ERR_INVALID_REQUEST",
+            "ERR_FACE_DOES_NOT_MATCH_PERSON"
         ]
     );
     assert_eq!(results[2]["metadata"]["face_index"], 1);
+    assert_eq!(results[5]["metadata"]["face_index"], 1, "{}", results[5]);
     assert_eq!(results[3]["metadata"]["max_faces_per_person"], 5);
     assert_eq!(face_ids(&s, "staff", "obama"), [1, 2, 3]);
-    assert_eq!(face_ids(&s, "staff", "only-list"), [1]);
+    assert_eq!(
+        face_ids(&s, "staff", "only-list"),
+        [4],
+        "face ids are unique in the store"
+    );
     assert_error(
         s.call("GET", "/person/staff/bad-second", None),
         404,

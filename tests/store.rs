@@ -7,7 +7,8 @@ use std::sync::Arc;
 use facegate_core::clock::SystemClock;
 use facegate_core::engine::embedder::{l2_normalise, Metric};
 use facegate_core::store::{
-    Enrolment, FaceStorage, Images, ModelId, NewFace, Page, Store, StoreError, StoreOptions,
+    Enrolment, FaceRefused, FaceStorage, Images, ModelId, NewFace, Page, Store, StoreError,
+    StoreOptions,
 };
 
 fn model() -> ModelId {
@@ -405,18 +406,13 @@ fn faces_are_added_and_deleted_with_ids_never_reused_and_the_changes_survive_a_r
         store
             .enrol("c", vec![person_with_faces("a", &[1])], None)
             .unwrap();
-        let (person, face) = store
-            .add_face("c", "a", new_face(2), None)
-            .unwrap()
-            .unwrap();
-        assert_eq!((person.num_faces, face.face_id), (2, 2));
-        let (_, face) = store
-            .add_face("c", "a", new_face(3), None)
-            .unwrap()
-            .unwrap();
-        assert_eq!(face.face_id, 3);
+        let added = store.add_face("c", "a", new_face(2), None, None);
+        let added = added.unwrap().unwrap();
+        assert_eq!((added.person.num_faces, added.face.face_id), (2, 2));
+        let added = store.add_face("c", "a", new_face(3), None, None);
+        assert_eq!(added.unwrap().unwrap().face.face_id, 3);
         assert!(matches!(
-            store.add_face("c", "a", new_face(4), None),
+            store.add_face("c", "a", new_face(4), None, None),
             Err(StoreError::TooManyFaces { max: 3 })
         ));
         let person = store.delete_face("c", "a", 2).unwrap();
@@ -426,24 +422,55 @@ fn faces_are_added_and_deleted_with_ids_never_reused_and_the_changes_survive_a_r
             Err(StoreError::FaceNotFound)
         ));
         // A deleted face's id is not given to the next face.
-        let (_, face) = store
-            .add_face("c", "a", new_face(5), None)
-            .unwrap()
-            .unwrap();
-        assert_eq!(face.face_id, 4);
+        let added = store.add_face("c", "a", new_face(5), None, None);
+        assert_eq!(added.unwrap().unwrap().face.face_id, 4);
         assert!(matches!(
-            store.add_face("c", "nobody", new_face(6), None),
+            store.add_face("c", "nobody", new_face(6), None, None),
             Err(StoreError::PersonNotFound)
         ));
         // A face of another person is refused as a duplicate, and nothing is written.
         store
             .enrol("c", vec![person_with_faces("b", &[20])], None)
             .unwrap();
+        let refused = store.add_face("c", "b", new_face(1), None, Some(0.9));
         assert_eq!(
-            store.add_face("c", "b", new_face(1), Some(0.9)).unwrap(),
-            Err("a".to_string())
+            refused.unwrap().unwrap_err(),
+            FaceRefused::Duplicate("a".to_string())
         );
         assert_eq!(store.person("c", "b").unwrap().0.num_faces, 1);
+        // A face must be like every face of the person, not just the nearest: b has faces
+        // b0 and b1 (b1 close to b0); a face close to b1 but not to b0 is refused.
+        let mix = |parts: &[(u32, f32)]| {
+            let mut t = vec![0f32; 512];
+            for &(seed, w) in parts {
+                t.iter_mut()
+                    .zip(template(seed))
+                    .for_each(|(x, v)| *x += w * v);
+            }
+            l2_normalise(&mut t);
+            t
+        };
+        let dot = |a: &[f32], b: &[f32]| -> f32 { a.iter().zip(b).map(|(x, y)| x * y).sum() };
+        let b1 = mix(&[(20, 1.0), (21, 0.4)]);
+        let drifted = mix(&[(20, 1.0), (21, 0.9)]);
+        let min = 0.9;
+        assert!(dot(&template(20), &b1) >= min && dot(&b1, &drifted) >= min);
+        assert!(dot(&template(20), &drifted) < min);
+        let face = |t: Vec<f32>| NewFace {
+            template: t,
+            image: None,
+            storage: FaceStorage::NoStorage,
+        };
+        let added = store.add_face("c", "b", face(b1), Some(min), None);
+        assert!(added.unwrap().is_ok());
+        let refused = store.add_face("c", "b", face(drifted), Some(min), None);
+        match refused.unwrap() {
+            Err(FaceRefused::NotSamePerson {
+                least_closeness: Some(c),
+            }) => assert!(c < min),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(store.person("c", "b").unwrap().0.num_faces, 2);
     }
     let store = open(dir.path(), &options).unwrap();
     assert!(store.verify().unwrap().is_empty());

@@ -25,6 +25,12 @@ pub fn score_at_exponent(e: f32) -> f32 {
     (0.2 + 0.1 * e).clamp(0.0, 1.0)
 }
 
+/// The `e` of the false-match rate 10^-e that a score means (the inverse of
+/// [`score_at_exponent`] inside [0, 1]).
+pub fn exponent_at_score(score: f32) -> f32 {
+    (score - 0.2) / 0.1
+}
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Calibration {
     pub metric: Metric,

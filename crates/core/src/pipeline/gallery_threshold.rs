@@ -18,7 +18,7 @@
 
 use serde::Serialize;
 
-use crate::engine::similarity::score_at_exponent;
+use crate::engine::similarity::{exponent_at_score, score_at_exponent, KNOT_EXPONENTS};
 
 /// A camera's threshold and where it came from (shown in `/health`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -33,6 +33,11 @@ pub struct GalleryThreshold {
     pub per_comparison_fmr: Option<f64>,
     /// The score a match needs now: the larger of the configured one and the one derived.
     pub effective: f32,
+    /// The rate asked for is below the calibration's deepest point (FMR 1e-8, score 1): the
+    /// threshold stops at 1 and the gallery is too large for `max_false_accept_per_attempt`.
+    pub capped: bool,
+    /// The false-accept rate per attempt that `effective` gives this gallery.
+    pub predicted_fpir: f64,
 }
 
 /// The threshold for a collection of `templates` templates.
@@ -47,6 +52,8 @@ pub fn gallery_threshold(
         templates,
         per_comparison_fmr: None,
         effective: configured,
+        capped: false,
+        predicted_fpir: predicted_fpir(configured, templates),
     };
     let p = max_false_accept_per_attempt;
     if !(p > 0.0 && p < 1.0) {
@@ -55,10 +62,14 @@ pub fn gallery_threshold(
     let n = templates.max(1) as f64;
     // 1 − (1 − p)^(1/n), without the cancellation of subtracting from 1.
     let fmr = -((-p).ln_1p() / n).exp_m1();
-    let derived = score_at_exponent(-fmr.log10() as f32);
+    let exponent = -fmr.log10();
+    let derived = score_at_exponent(exponent as f32);
+    let effective = configured.max(derived);
     GalleryThreshold {
         per_comparison_fmr: Some(fmr),
-        effective: configured.max(derived),
+        effective,
+        capped: exponent > f64::from(*KNOT_EXPONENTS.last().unwrap()),
+        predicted_fpir: predicted_fpir(effective, templates),
         ..off
     }
 }
@@ -66,8 +77,8 @@ pub fn gallery_threshold(
 /// The false-accept rate per attempt that a threshold gives a gallery of `templates`
 /// (the prediction the measured FPIR is checked against).
 pub fn predicted_fpir(score: f32, templates: usize) -> f64 {
-    let fmr = 10f64.powf(-(f64::from(score) - 0.2) / 0.1);
-    -((templates as f64) * (-fmr.min(1.0)).ln_1p()).exp_m1()
+    let fmr = 10f64.powf(-f64::from(exponent_at_score(score)));
+    -((templates.max(1) as f64) * (-fmr.min(1.0)).ln_1p()).exp_m1()
 }
 
 #[cfg(test)]
@@ -105,9 +116,13 @@ mod tests {
         assert_eq!(off.per_comparison_fmr, None);
         // An empty collection is treated as one template, not as an infinite threshold.
         assert_eq!(gallery_threshold(0.0, 1e-3, 0).effective, 0.5);
-        // Past the calibrated range (FMR 1e-8) the score is 1: nothing matches but identical
-        // templates.
-        assert_eq!(gallery_threshold(0.0, 1e-3, 10_000_000).effective, 1.0);
+        // Past the calibrated range (FMR 1e-8) the score stops at 1 and says so: 1e7 templates
+        // at FMR 1e-8 let about 10 % of strangers in, not 1e-3.
+        let capped = gallery_threshold(0.0, 1e-3, 10_000_000);
+        assert_eq!(capped.effective, 1.0);
+        assert!(capped.capped);
+        assert!((capped.predicted_fpir - 0.095).abs() < 0.001, "{capped:?}");
+        assert!(!gallery_threshold(0.0, 1e-3, 100_000).capped);
     }
 
     #[test]

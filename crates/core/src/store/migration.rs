@@ -38,6 +38,8 @@ impl Store {
                 }
             }
             let Some((last, _)) = chunk.last() else {
+                // Face ids are unique in the store from now on; every migrated face is 1.
+                self.meta.put(txn, "next_face_id", "2")?;
                 return Ok(moved);
             };
             after = Some(last.clone());
@@ -45,14 +47,21 @@ impl Store {
                 let corrupt = || StoreError::Corrupt(String::from_utf8_lossy(&key).into_owned());
                 let (collection, person_id) = split_person_key(&key).ok_or_else(corrupt)?;
                 let new_key = face_key(collection, person_id, 1);
-                let mut person = self.persons.get(txn, &key)?.ok_or_else(corrupt)?;
+                let Some(mut person) = self.persons.get(txn, &key)? else {
+                    // Version 1 never wrote this (a template and its person were one
+                    // transaction); refusing to open over it would strand every enrolment.
+                    tracing::warn!(key = %String::from_utf8_lossy(&key),
+                        "a version-1 template without a person: dropped in the migration");
+                    self.templates.delete(txn, &key)?;
+                    self.images.delete(txn, &key)?;
+                    continue;
+                };
                 person.faces = vec![FaceRecord {
                     face_id: 1,
                     created_at_ms: person.updated_at_ms,
                     storage: person.storage,
                 }];
                 person.num_faces = 1;
-                person.next_face_id = 2;
                 self.persons.put(txn, &key, &person)?;
                 self.templates.delete(txn, &key)?;
                 self.templates.put(txn, &new_key, &template)?;
@@ -117,9 +126,9 @@ mod tests {
                     }
                     let mut record = store.persons.get(txn, &person)?.unwrap();
                     record.faces.clear();
-                    record.next_face_id = 0;
                     store.persons.put(txn, &person, &record)?;
                 }
+                store.meta.delete(txn, "next_face_id")?;
                 store.meta.put(txn, "schema_version", "1")?;
                 Ok(())
             })
@@ -132,16 +141,19 @@ mod tests {
         {
             let store = open(dir.path());
             store.create_collection("staff").unwrap();
-            let items = (0..3u8)
+            // More persons than one migration chunk, with ids that are prefixes of others
+            // (p1, p10, p100) so face keys and person keys interleave.
+            let items = (0..5000u32)
                 .map(|i| {
                     let mut t = vec![0.0; 4];
-                    t[i as usize] = 1.0;
+                    t[(i % 4) as usize] = 1.0;
+                    t[((i + 1) % 4) as usize] = i as f32 / 5000.0;
                     Enrolment::one_face(
                         format!("p{i}"),
                         format!("P {i}"),
                         BTreeMap::new(),
                         t,
-                        Some(vec![i; 3]),
+                        Some(vec![(i % 251) as u8; 3]),
                         FaceStorage::StoreThumbnails,
                     )
                 })
@@ -155,22 +167,31 @@ mod tests {
             .read(|txn| Ok(store.meta.get(txn, "schema_version")?.map(str::to_owned)))
             .unwrap();
         assert_eq!(schema, Some(SCHEMA_VERSION.to_string()));
-        for i in 0..3u8 {
+        for i in [0u32, 1, 10, 100, 1000, 4095, 4096, 4999] {
             let (person, image) = store.person("staff", &format!("p{i}")).unwrap();
             assert_eq!(person.num_faces, 1);
             assert_eq!(person.faces[0].face_id, 1);
-            assert_eq!(person.next_face_id, 2);
-            assert_eq!(image, Some(vec![i; 3]));
-            let mut probe = vec![0.0; 4];
-            probe[i as usize] = 1.0;
-            let (hits, _) = store.search("staff", &probe, 1, 0.9, Images::ALL).unwrap();
-            assert_eq!(hits[0].person.person_id, format!("p{i}"));
-            assert_eq!(hits[0].image, Some(vec![i; 3]));
+            assert_eq!(image, Some(vec![(i % 251) as u8; 3]));
         }
+        let probe = [1.0, 0.0, 0.0, 0.0];
+        let (hits, _) = store.search("staff", &probe, 1, 0.99, Images::ALL).unwrap();
+        assert_eq!(hits[0].person.person_id, "p0");
+        assert_eq!(hits[0].image, Some(vec![0; 3]));
+        // The next face anywhere in the store gets id 2.
+        let face = crate::store::NewFace {
+            template: vec![1.0, 0.01, 0.0, 0.0],
+            image: None,
+            storage: FaceStorage::NoStorage,
+        };
+        let added = store
+            .add_face("staff", "p4", face, None, None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(added.face.face_id, 2);
         // Opening again changes nothing.
         drop(store);
         let store = open(dir.path());
         assert_eq!(store.verify().unwrap(), Vec::<String>::new());
-        assert_eq!(store.counts(), (1, 3));
+        assert_eq!(store.counts(), (1, 5000));
     }
 }

@@ -62,6 +62,8 @@ pub enum StoreError {
     TooManyFaces { max: u32 },
     #[error("a person keeps at least one face: delete the person instead")]
     LastFace,
+    #[error("a person is enrolled with at least one face")]
+    NoFace,
     #[error("collection already exists")]
     CollectionExists,
     #[error("corrupt record under key {0:?}")]
@@ -234,6 +236,25 @@ pub type StoredPerson = (PersonRecord, Option<Vec<u8>>);
 
 /// A face and its stored image.
 pub type StoredFace = (FaceRecord, Option<Vec<u8>>);
+
+/// A face added to a person.
+#[derive(Debug, Clone)]
+pub struct AddedFace {
+    pub person: PersonRecord,
+    pub face: FaceRecord,
+    /// Closeness of the new face to the person's least alike other face.
+    pub least_closeness: Option<f32>,
+}
+
+/// Why a face was not added (nothing was written).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FaceRefused {
+    /// It matches this other person.
+    Duplicate(String),
+    /// It is not close enough to every face of the person (`None`: their templates cannot
+    /// be read).
+    NotSamePerson { least_closeness: Option<f32> },
+}
 
 /// Which page of a listing.
 #[derive(Debug, Clone, Default)]
@@ -588,11 +609,7 @@ impl Store {
                 .get(txn, name)?
                 .ok_or(StoreError::CollectionNotFound)?;
             let end = prefix_end(&prefix);
-            let range = (
-                Bound::Included(prefix.as_slice()),
-                end.as_ref()
-                    .map_or(Bound::Unbounded, |e| Bound::Excluded(e.as_slice())),
-            );
+            let range = prefix_range(&prefix, &end);
             self.persons.delete_range(txn, &range)?;
             self.templates.delete_range(txn, &range)?;
             self.images.delete_range(txn, &range)?;
@@ -643,8 +660,10 @@ impl Store {
             return Err(StoreError::CollectionNotFound);
         }
         for item in &items {
-            let n = item.faces.len() as u32;
-            if n == 0 || n > self.max_faces_per_person {
+            if item.faces.is_empty() {
+                return Err(StoreError::NoFace);
+            }
+            if item.faces.len() as u32 > self.max_faces_per_person {
                 return Err(StoreError::TooManyFaces {
                     max: self.max_faces_per_person,
                 });
@@ -668,6 +687,9 @@ impl Store {
         let now = self.clock.now_ms();
         // (person id, faces removed, faces written) for the index, in commit order.
         type IndexChange = (String, Vec<u32>, Vec<u32>);
+        // Held from before the commit until the index matches it: a search never sees the
+        // old faces' templates gone while the index still points at them.
+        let mut indexes = self.indexes.write().unwrap();
         let (results, changes) = self.write(|txn| {
             let mut record = self
                 .collections
@@ -690,7 +712,7 @@ impl Store {
                     .map(|p| p.faces.iter().map(|f| f.face_id).collect())
                     .unwrap_or_default();
                 self.delete_faces(txn, collection, &item.person_id)?;
-                let first_id = previous.as_ref().map_or(1, |p| p.next_face_id.max(1));
+                let first_id = self.take_face_ids(txn, item.faces.len() as u32)?;
                 let faces: Vec<FaceRecord> = item
                     .faces
                     .iter()
@@ -712,7 +734,6 @@ impl Store {
                     updated_at_ms: now,
                     num_faces: faces.len() as u32,
                     storage: faces[0].storage,
-                    next_face_id: first_id + faces.len() as u32,
                     faces,
                 };
                 self.persons.put(txn, &key, &person)?;
@@ -726,7 +747,6 @@ impl Store {
             self.collections.put(txn, collection, &record)?;
             Ok((results, changes))
         })?;
-        let mut indexes = self.indexes.write().unwrap();
         if let Some(index) = indexes.get_mut(collection) {
             let mut written = items
                 .iter()
@@ -768,6 +788,22 @@ impl Store {
         Ok(())
     }
 
+    /// `n` new face ids, unique in the whole store: a client holding the id of a deleted
+    /// face (even of a person deleted and enrolled again) never reaches a newer face with it.
+    fn take_face_ids(&self, txn: &mut RwTxn, n: u32) -> Result<u32, StoreError> {
+        let first = match self.meta.get(txn, "next_face_id")? {
+            Some(v) => v
+                .parse::<u32>()
+                .map_err(|_| StoreError::Corrupt("meta next_face_id".into()))?,
+            None => 1,
+        };
+        let next = first
+            .checked_add(n)
+            .ok_or_else(|| StoreError::Corrupt("face ids exhausted".into()))?;
+        self.meta.put(txn, "next_face_id", &next.to_string())?;
+        Ok(first)
+    }
+
     /// Delete every face template and image of a person.
     fn delete_faces(
         &self,
@@ -777,37 +813,38 @@ impl Store {
     ) -> Result<(), StoreError> {
         let prefix = person_faces_prefix(collection, person_id);
         let end = prefix_end(&prefix);
-        let range = (
-            Bound::Included(prefix.as_slice()),
-            end.as_ref()
-                .map_or(Bound::Unbounded, |e| Bound::Excluded(e.as_slice())),
-        );
+        let range = prefix_range(&prefix, &end);
         self.templates.delete_range(txn, &range)?;
         self.images.delete_range(txn, &range)?;
         Ok(())
     }
 
-    /// Add a face to a person. With `duplicate_min_closeness`, a face that matches another
-    /// person at or above it is not written and comes back as `Err(existing person id)`.
+    /// Add a face to a person. With `same_person_min_closeness`, the face must be at least
+    /// that close to every face the person has (checked in the write transaction, so a
+    /// concurrent replacement of the person cannot slip past it; comparing with every face,
+    /// not the nearest, stops a chain of faces drifting to somebody else). With
+    /// `duplicate_min_closeness`, a face as close to another person is refused.
     pub fn add_face(
         &self,
         collection: &str,
         person_id: &str,
         face: NewFace,
+        same_person_min_closeness: Option<f32>,
         duplicate_min_closeness: Option<f32>,
-    ) -> Result<Result<(PersonRecord, FaceRecord), String>, StoreError> {
+    ) -> Result<Result<AddedFace, FaceRefused>, StoreError> {
         let _w = self.writer.lock().unwrap();
         if !self.indexes.read().unwrap().contains_key(collection) {
             return Err(StoreError::CollectionNotFound);
         }
         if let Some(min) = duplicate_min_closeness {
             if let Some(m) = self.best_other(collection, &face.template, min, person_id)? {
-                return Ok(Err(m.person.person_id));
+                return Ok(Err(FaceRefused::Duplicate(m.person.person_id)));
             }
         }
         let key = person_key(collection, person_id);
         let now = self.clock.now_ms();
-        let (person, added) = self.write(|txn| {
+        let mut indexes = self.indexes.write().unwrap();
+        let outcome = self.write(|txn| {
             if self.collections.get(txn, collection)?.is_none() {
                 return Err(StoreError::CollectionNotFound);
             }
@@ -820,24 +857,63 @@ impl Store {
                     max: self.max_faces_per_person,
                 });
             }
+            let least = self.least_closeness_to_faces(txn, collection, &person, &face.template)?;
+            if let Some(min) = same_person_min_closeness {
+                // A person whose templates cannot be read is not vouched for: refused.
+                if least.is_none_or(|c| c < min) {
+                    return Ok(Err(FaceRefused::NotSamePerson {
+                        least_closeness: least,
+                    }));
+                }
+            }
             let added = FaceRecord {
-                face_id: person.next_face_id.max(1),
+                face_id: self.take_face_ids(txn, 1)?,
                 created_at_ms: now,
                 storage: face.storage,
             };
             self.put_face(txn, collection, person_id, added.face_id, &face)?;
             person.faces.push(added);
             person.num_faces = person.faces.len() as u32;
-            person.next_face_id = added.face_id + 1;
             person.updated_at_ms = now;
             self.persons.put(txn, &key, &person)?;
-            Ok((person, added))
+            Ok(Ok(AddedFace {
+                person,
+                face: added,
+                least_closeness: least,
+            }))
         })?;
-        if let Some(index) = self.indexes.write().unwrap().get_mut(collection) {
-            index.upsert(person_id, added.face_id, &face.template);
-            index.note_faces(person.num_faces);
+        if let (Ok(added), Some(index)) = (&outcome, indexes.get_mut(collection)) {
+            index.upsert(person_id, added.face.face_id, &face.template);
+            index.note_faces(added.person.num_faces);
         }
-        Ok(Ok((person, added)))
+        Ok(outcome)
+    }
+
+    /// The closeness of `query` to the person's least alike face (`None`: no face of the
+    /// person has a template of this model).
+    fn least_closeness_to_faces(
+        &self,
+        txn: &RoTxn<WithoutTls>,
+        collection: &str,
+        person: &PersonRecord,
+        query: &[f32],
+    ) -> Result<Option<f32>, StoreError> {
+        let metric = self.model.metric;
+        let query_norm_sq: f32 = query.iter().map(|v| v * v).sum();
+        let mut least: Option<f32> = None;
+        for face in &person.faces {
+            let key = face_key(collection, &person.person_id, face.face_id);
+            let Some((_, values)) = self.templates.get(txn, &key)?.and_then(decode_template) else {
+                return Ok(None);
+            };
+            if values.len() != query.len() {
+                return Ok(None);
+            }
+            let closeness =
+                index::closeness_of_key(metric, exact_key(metric, &values, query), query_norm_sq);
+            least = Some(least.map_or(closeness, |l: f32| l.min(closeness)));
+        }
+        Ok(least)
     }
 
     /// Delete one face of a person; the last one cannot be (delete the person instead).
@@ -850,6 +926,7 @@ impl Store {
         let _w = self.writer.lock().unwrap();
         let key = person_key(collection, person_id);
         let now = self.clock.now_ms();
+        let mut indexes = self.indexes.write().unwrap();
         let person = self.write(|txn| {
             if self.collections.get(txn, collection)?.is_none() {
                 return Err(StoreError::CollectionNotFound);
@@ -876,7 +953,7 @@ impl Store {
             self.persons.put(txn, &key, &person)?;
             Ok(person)
         })?;
-        if let Some(index) = self.indexes.write().unwrap().get_mut(collection) {
+        if let Some(index) = indexes.get_mut(collection) {
             index.remove(person_id, face_id);
         }
         Ok(person)
@@ -909,48 +986,10 @@ impl Store {
         })
     }
 
-    /// The best closeness of `query` to any face of a person (`None`: the person has no
-    /// face with a template of this model).
-    pub fn closeness_to_person(
-        &self,
-        collection: &str,
-        person_id: &str,
-        query: &[f32],
-    ) -> Result<Option<f32>, StoreError> {
-        let prefix = person_faces_prefix(collection, person_id);
-        let metric = self.model.metric;
-        let query_norm_sq: f32 = query.iter().map(|v| v * v).sum();
-        self.read(|txn| {
-            if self
-                .persons
-                .get(txn, &person_key(collection, person_id))?
-                .is_none()
-            {
-                return Err(StoreError::PersonNotFound);
-            }
-            let mut best: Option<f32> = None;
-            for entry in self.templates.prefix_iter(txn, &prefix)? {
-                let (_, value) = entry?;
-                let Some((_, values)) = decode_template(value) else {
-                    continue;
-                };
-                if values.len() != query.len() {
-                    continue;
-                }
-                let closeness = index::closeness_of_key(
-                    metric,
-                    exact_key(metric, &values, query),
-                    query_norm_sq,
-                );
-                best = Some(best.map_or(closeness, |b: f32| b.max(closeness)));
-            }
-            Ok(best)
-        })
-    }
-
     pub fn delete_person(&self, collection: &str, person_id: &str) -> Result<(), StoreError> {
         let _w = self.writer.lock().unwrap();
         let key = person_key(collection, person_id);
+        let mut indexes = self.indexes.write().unwrap();
         let faces = self.write(|txn| {
             let mut record = self
                 .collections
@@ -966,7 +1005,7 @@ impl Store {
             self.collections.put(txn, collection, &record)?;
             Ok(person.faces)
         })?;
-        if let Some(index) = self.indexes.write().unwrap().get_mut(collection) {
+        if let Some(index) = indexes.get_mut(collection) {
             for face in faces {
                 index.remove(person_id, face.face_id);
             }
@@ -1249,6 +1288,17 @@ impl Store {
             Ok(problems)
         })
     }
+}
+
+/// Every key that starts with `prefix`, given [`prefix_end`] of it.
+fn prefix_range<'a>(
+    prefix: &'a [u8],
+    end: &'a Option<Vec<u8>>,
+) -> (Bound<&'a [u8]>, Bound<&'a [u8]>) {
+    (
+        Bound::Included(prefix),
+        end.as_deref().map_or(Bound::Unbounded, Bound::Excluded),
+    )
 }
 
 /// The first key after every key that starts with `prefix` (`None`: no such key).

@@ -43,10 +43,6 @@ pub struct PersonRecord {
     /// The person's faces, oldest first. Empty only in a version-1 record before migration.
     #[serde(default)]
     pub faces: Vec<FaceRecord>,
-    /// The id the next added face gets: ids are never reused, so a client holding the id of
-    /// a deleted face cannot delete a newer one by mistake.
-    #[serde(default)]
-    pub next_face_id: u32,
 }
 
 impl PersonRecord {

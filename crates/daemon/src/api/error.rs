@@ -218,7 +218,7 @@ impl From<StoreError> for ApiError {
                 ApiError::with_message(ErrorCode::ErrInvalidRequest, format!("{e}."))
                     .with_metadata("max_faces_per_person", max)
             }
-            StoreError::LastFace => {
+            StoreError::LastFace | StoreError::NoFace => {
                 ApiError::with_message(ErrorCode::ErrInvalidRequest, format!("{e}."))
             }
             StoreError::CollectionExists => ApiError::new(ErrorCode::ErrAlreadyExists),

@@ -12,17 +12,13 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::extract::{check_collection_name, check_person_id, check_score, encode_base64, ApiJson};
 use super::faces::analyse;
-use super::persons::{closeness_for_score, new_face, score_of_closeness, wanted_for};
+use super::persons::{
+    closeness_for_score, new_face, score_of_closeness, wanted_for, DEFAULT_DUPLICATE_SIMILARITY,
+    DEFAULT_SAME_PERSON_SIMILARITY,
+};
 use super::SharedState;
 use facegate_core::clock::rfc3339;
-use facegate_core::store::{FaceRecord, FaceStorage};
-
-/// Default of `min_similarity_to_person`: a false-match rate of 1e-3 per comparison, which
-/// 99 % of genuine pairs of the evaluation set reach (docs/accuracy.md).
-const DEFAULT_SAME_PERSON_SIMILARITY: f32 = 0.5;
-
-/// Default of `duplicate_check_min_similarity`, as for `PUT /person`.
-const DEFAULT_DUPLICATE_SIMILARITY: f32 = 0.7;
+use facegate_core::store::{FaceRecord, FaceRefused, FaceStorage};
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AddFaceBody {
@@ -32,10 +28,10 @@ pub struct AddFaceBody {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub face_storage_type: Option<FaceStorage>,
-    /// Refuse a face that does not resemble the person's other faces (default true).
+    /// Refuse a face that does not resemble every one of the person's faces (default true).
     #[serde(default)]
     pub check_same_person: Option<bool>,
-    /// Similarity to the person's best face below which the face is refused (default 0.5).
+    /// Similarity to each of the person's faces below which the face is refused (default 0.5).
     #[serde(default)]
     pub min_similarity_to_person: Option<f32>,
     /// Refuse a face already enrolled under another person_id (default false).
@@ -87,7 +83,7 @@ pub struct AddedFace {
     pub person_id: String,
     pub num_faces: u32,
     pub face: FaceOut,
-    /// Similarity of the new face to the person's best other face.
+    /// Similarity of the new face to the person's least alike other face.
     pub similarity_to_person: Option<f32>,
 }
 
@@ -176,18 +172,10 @@ pub async fn add(
         analysis.require_live()?;
     }
     let face = new_face(&state, analysis, storage)?;
-    let (c, p, template) = (collection.clone(), person_id.clone(), face.template.clone());
-    let closeness = state
-        .blocking(move |s| Ok(s.store.closeness_to_person(&c, &p, &template)?))
-        .await?;
-    let similarity = closeness.map(|c| score_of_closeness(&state, c));
-    if body.check_same_person.unwrap_or(true) {
-        if let Some(score) = similarity.filter(|&score| score < same_score) {
-            return Err(ApiError::new(ErrorCode::ErrFaceDoesNotMatchPerson)
-                .with_metadata("similarity_to_person", score)
-                .with_metadata("min_similarity_to_person", same_score));
-        }
-    }
+    let same_person = body
+        .check_same_person
+        .unwrap_or(true)
+        .then(|| closeness_for_score(&state, same_score));
     let duplicate = body
         .check_duplicates
         .unwrap_or(false)
@@ -195,22 +183,30 @@ pub async fn add(
     let image = face.image.clone();
     let (c, p) = (collection.clone(), person_id.clone());
     let added = state
-        .blocking(move |s| Ok(s.store.add_face(&c, &p, face, duplicate)?))
+        .blocking(move |s| Ok(s.store.add_face(&c, &p, face, same_person, duplicate)?))
         .await?;
     match added {
-        Ok((person, record)) => {
+        Ok(added) => {
             tracing::info!(collection = %collection, person_id = %person_id,
-                face_id = record.face_id, num_faces = person.num_faces, "face added");
+                face_id = added.face.face_id, num_faces = added.person.num_faces, "face added");
             Ok(Json(AddedFace {
                 collection_name: collection,
                 person_id,
-                num_faces: person.num_faces,
-                face: FaceOut::new(record, image),
-                similarity_to_person: similarity,
+                num_faces: added.person.num_faces,
+                face: FaceOut::new(added.face, image),
+                similarity_to_person: added.least_closeness.map(|c| score_of_closeness(&state, c)),
             }))
         }
-        Err(other) => {
+        Err(FaceRefused::Duplicate(other)) => {
             Err(ApiError::new(ErrorCode::ErrDuplicatePerson).with_metadata("person_id", other))
+        }
+        Err(FaceRefused::NotSamePerson { least_closeness }) => {
+            Err(ApiError::new(ErrorCode::ErrFaceDoesNotMatchPerson)
+                .with_metadata(
+                    "similarity_to_person",
+                    least_closeness.map(|c| score_of_closeness(&state, c)),
+                )
+                .with_metadata("min_similarity_to_person", same_score))
         }
     }
 }
@@ -226,10 +222,13 @@ pub async fn delete(
     Path((collection, person_id, face_id)): Path<(String, String, String)>,
 ) -> Result<Json<DeletedFace>, ApiError> {
     check_collection_name(&collection)?;
-    // No face has an id that is not a number: that is a face not found, not a bad request.
-    let face_id: u32 = face_id
-        .parse()
-        .map_err(|_| ApiError::new(ErrorCode::ErrNotFound))?;
+    // Face ids are written as plain decimals; anything else ("+3", "03", "x") names no face.
+    let canonical =
+        |id: &str| id.bytes().all(|b| b.is_ascii_digit()) && (id == "0" || !id.starts_with('0'));
+    let face_id: u32 = canonical(&face_id)
+        .then(|| face_id.parse().ok())
+        .flatten()
+        .ok_or_else(|| ApiError::new(ErrorCode::ErrNotFound))?;
     let (c, p) = (collection.clone(), person_id.clone());
     let person = state
         .blocking(move |s| Ok(s.store.delete_face(&c, &p, face_id)?))

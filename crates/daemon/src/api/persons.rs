@@ -20,7 +20,12 @@ use facegate_core::clock::rfc3339;
 use facegate_core::store::{Enrolment, FaceStorage, NewFace, PersonRecord};
 
 /// Default of `duplicate_check_min_similarity`.
-const DEFAULT_DUPLICATE_SIMILARITY: f32 = 0.7;
+pub const DEFAULT_DUPLICATE_SIMILARITY: f32 = 0.7;
+
+/// Default of `min_similarity_to_person`: the similarity a person's faces must have to each
+/// other, a false-match rate of 1e-3 per comparison, which 99 % of genuine pairs of the
+/// evaluation set reach (docs/accuracy.md).
+pub const DEFAULT_SAME_PERSON_SIMILARITY: f32 = 0.5;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PersonBody {
@@ -70,6 +75,10 @@ pub struct BulkBody {
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub face_storage_type: Option<FaceStorage>,
+    /// Refuse an item whose photos (`face_base_64` and `faces_base_64`) are not all alike at
+    /// similarity 0.5 or more [facegate] (default true).
+    #[serde(default)]
+    pub check_same_person: Option<bool>,
     /// Also accepted as `Persons`. At most `server.max_bulk_items` (default 1000).
     #[serde(alias = "Persons")]
     #[schema(value_type = Vec<BulkItem>)]
@@ -359,6 +368,10 @@ pub async fn bulk_upsert(
     state.require_collection(&body.collection_name).await?;
     let storage = body.face_storage_type.unwrap_or_default();
     let wanted = wanted_for(storage, false);
+    let same_person = body
+        .check_same_person
+        .unwrap_or(true)
+        .then(|| closeness_for_score(&state, DEFAULT_SAME_PERSON_SIMILARITY));
     let n = body.persons.0.len();
     // Items are analysed as many at a time as there are workers: an accepted request never
     // holds more than that many images decoded, whatever its length.
@@ -371,7 +384,7 @@ pub async fn bulk_upsert(
             let Some((i, raw)) = items.next() else { break };
             let state = state.clone();
             tasks.spawn(async move {
-                let (id, result) = bulk_item(&state, raw, wanted, storage).await;
+                let (id, result) = bulk_item(&state, raw, wanted, storage, same_person).await;
                 (i, id, result)
             });
         }
@@ -423,6 +436,7 @@ async fn bulk_item(
     raw: Box<serde_json::value::RawValue>,
     wanted: Wanted,
     storage: FaceStorage,
+    same_person: Option<f32>,
 ) -> (Option<String>, Result<Enrolment, ApiError>) {
     let item: BulkItem = match parse_json(raw.get().as_bytes()) {
         Ok(item) => item,
@@ -466,6 +480,11 @@ async fn bulk_item(
             Err(e) => return (Some(item.person_id), Err(e.with_metadata("face_index", i))),
         }
     }
+    if let Some(min) = same_person {
+        if let Err(e) = check_alike(state, &faces, min) {
+            return (Some(item.person_id), Err(e));
+        }
+    }
     let enrolment = Enrolment {
         person_id: item.person_id.clone(),
         person_name,
@@ -473,6 +492,24 @@ async fn bulk_item(
         faces,
     };
     (Some(item.person_id), Ok(enrolment))
+}
+
+/// Each face of one person must be at least `min_closeness` close to every other: several
+/// people under one id would let each of them in as that person.
+fn check_alike(state: &AppState, faces: &[NewFace], min_closeness: f32) -> Result<(), ApiError> {
+    let metric = state.workers.info().metric;
+    for (i, face) in faces.iter().enumerate() {
+        for earlier in &faces[..i] {
+            let closeness = metric.closeness(metric.compare(&face.template, &earlier.template));
+            if closeness < min_closeness {
+                return Err(ApiError::new(ErrorCode::ErrFaceDoesNotMatchPerson)
+                    .with_metadata("face_index", i)
+                    .with_metadata("similarity_to_person", score_of_closeness(state, closeness))
+                    .with_metadata("min_similarity_to_person", DEFAULT_SAME_PERSON_SIMILARITY));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A person is enrolled with 1 to `store.max_faces_per_person` photos.

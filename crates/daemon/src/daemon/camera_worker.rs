@@ -152,6 +152,14 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
             self.camera.max_false_accept_per_attempt,
             templates,
         );
+        if t.capped && self.threshold.is_none_or(|old| !old.capped) {
+            tracing::warn!(camera = %self.camera.name, collection = %self.camera.collection,
+                templates, max_false_accept_per_attempt = t.max_false_accept_per_attempt,
+                predicted_fpir = t.predicted_fpir,
+                "the collection is too large for cameras.max_false_accept_per_attempt: the \
+                 threshold stops at 1.0 (FMR 1e-8, the end of the calibration) and strangers \
+                 get in more often than asked");
+        }
         if self
             .threshold
             .is_none_or(|old| old.effective != t.effective)
