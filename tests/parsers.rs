@@ -872,6 +872,7 @@ enum FieldKind {
     OptUsize,
     OptStorage,
     OptStrMap,
+    OptStrList,
     Values,
 }
 
@@ -899,6 +900,7 @@ const FIELDS: [(&str, &[(&str, FieldKind)]); 10] = [
         &[
             ("collection_name", Str),
             ("face_storage_type", OptStorage),
+            ("check_same_person", OptBool),
             ("persons", Values),
         ],
     ),
@@ -907,7 +909,8 @@ const FIELDS: [(&str, &[(&str, FieldKind)]); 10] = [
         &[
             ("person_id", Str),
             ("person_name", OptStr),
-            ("face_base_64", Str),
+            ("face_base_64", OptStr),
+            ("faces_base_64", OptStrList),
             ("metadata", OptStrMap),
         ],
     ),
@@ -1089,6 +1092,7 @@ fn valid_value(kind: FieldKind) -> Value {
         OptUsize => Value::from(3),
         OptStorage => Value::from("NoStorage"),
         OptStrMap => serde_json::json!({"role": "staff"}),
+        OptStrList => serde_json::json!(["AAAA", "BBBB"]),
         Values => serde_json::json!([{"person_id": "p1", "face_base_64": "AAAA"}]),
     }
 }
@@ -1147,6 +1151,21 @@ fn wrong_value(kind: FieldKind) -> BoxedStrategy<Option<Value>> {
                 .prop_filter("not a variant", |s| !s.starts_with("Store")
                     && s != "NoStorage")
                 .prop_map(|k| serde_json::json!({ k: null })),
+        ]
+        .prop_map(Some)
+        .boxed(),
+        OptStrList => prop_oneof![
+            boolean,
+            number,
+            string,
+            object,
+            // An array with an element that is not a string.
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::Bool),
+                any::<i64>().prop_map(Value::from),
+            ]
+            .prop_map(|v| serde_json::json!(["AAAA", v])),
         ]
         .prop_map(Some)
         .boxed(),

@@ -788,6 +788,21 @@ impl Store {
         Ok(())
     }
 
+    /// The record under a person key, telling a missing collection from a missing person.
+    fn person_record(
+        &self,
+        txn: &RoTxn<WithoutTls>,
+        collection: &str,
+        key: &[u8],
+    ) -> Result<PersonRecord, StoreError> {
+        if self.collections.get(txn, collection)?.is_none() {
+            return Err(StoreError::CollectionNotFound);
+        }
+        self.persons
+            .get(txn, key)?
+            .ok_or(StoreError::PersonNotFound)
+    }
+
     /// `n` new face ids, unique in the whole store: a client holding the id of a deleted
     /// face (even of a person deleted and enrolled again) never reaches a newer face with it.
     fn take_face_ids(&self, txn: &mut RwTxn, n: u32) -> Result<u32, StoreError> {
@@ -845,13 +860,7 @@ impl Store {
         let now = self.clock.now_ms();
         let mut indexes = self.indexes.write().unwrap();
         let outcome = self.write(|txn| {
-            if self.collections.get(txn, collection)?.is_none() {
-                return Err(StoreError::CollectionNotFound);
-            }
-            let mut person = self
-                .persons
-                .get(txn, &key)?
-                .ok_or(StoreError::PersonNotFound)?;
+            let mut person = self.person_record(txn, collection, &key)?;
             if person.faces.len() as u32 >= self.max_faces_per_person {
                 return Err(StoreError::TooManyFaces {
                     max: self.max_faces_per_person,
@@ -928,13 +937,7 @@ impl Store {
         let now = self.clock.now_ms();
         let mut indexes = self.indexes.write().unwrap();
         let person = self.write(|txn| {
-            if self.collections.get(txn, collection)?.is_none() {
-                return Err(StoreError::CollectionNotFound);
-            }
-            let mut person = self
-                .persons
-                .get(txn, &key)?
-                .ok_or(StoreError::PersonNotFound)?;
+            let mut person = self.person_record(txn, collection, &key)?;
             let at = person
                 .faces
                 .iter()
@@ -968,13 +971,7 @@ impl Store {
     ) -> Result<(PersonRecord, Vec<StoredFace>), StoreError> {
         let key = person_key(collection, person_id);
         self.read(|txn| {
-            if self.collections.get(txn, collection)?.is_none() {
-                return Err(StoreError::CollectionNotFound);
-            }
-            let person = self
-                .persons
-                .get(txn, &key)?
-                .ok_or(StoreError::PersonNotFound)?;
+            let person = self.person_record(txn, collection, &key)?;
             let mut spent = 0;
             let mut out = Vec::with_capacity(person.faces.len());
             for face in &person.faces {
@@ -1017,13 +1014,7 @@ impl Store {
     pub fn person(&self, collection: &str, person_id: &str) -> Result<StoredPerson, StoreError> {
         let key = person_key(collection, person_id);
         self.read(|txn| {
-            if self.collections.get(txn, collection)?.is_none() {
-                return Err(StoreError::CollectionNotFound);
-            }
-            let person = self
-                .persons
-                .get(txn, &key)?
-                .ok_or(StoreError::PersonNotFound)?;
+            let person = self.person_record(txn, collection, &key)?;
             let image = match person.shown_face() {
                 Some(face) => self
                     .images
