@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::server::{b64, no_face_jpeg, side_by_side, unb64, Options, Server, KEY};
+use common::server::{b64, item_codes, no_face_jpeg, side_by_side, unb64, Options, Server, KEY};
 use common::{fixture_bytes, png_claiming};
 use serde_json::{json, Value};
 
@@ -476,12 +476,7 @@ fn bulk_enrolment_answers_every_item_in_order_and_stores_only_the_good_ones() {
     });
     let (status, results) = s.call("PUT", "/persons", Some(&body));
     assert_eq!(status, 200, "{results}");
-    let codes: Vec<&str> = results
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["code"].as_str().unwrap())
-        .collect();
+    let codes = item_codes(&results);
     assert_eq!(
         codes,
         [
@@ -1357,12 +1352,7 @@ fn bulk_items_may_carry_several_faces_up_to_the_limit_and_each_item_is_all_or_no
     });
     let (status, results) = s.call("PUT", "/persons", Some(&body));
     assert_eq!(status, 200, "{results}");
-    let codes: Vec<&str> = results
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["code"].as_str().unwrap())
-        .collect();
+    let codes = item_codes(&results);
     assert_eq!(
         codes,
         [

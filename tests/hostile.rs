@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::broker::{Broker, Subscriber};
 use common::cameras::scene_folder;
 use common::fixture_bytes;
-use common::server::{b64, Options, Server, KEY};
+use common::server::{b64, item_codes, Options, Server, KEY};
 use serde_json::{json, Value};
 
 fn start(config: &str) -> (tempfile::TempDir, Server) {
@@ -550,12 +550,7 @@ fn person_ids_are_limited_in_bytes_and_look_alikes_refused_without_spoiling_a_bu
         ]})),
     );
     assert_eq!(status, 200, "{results}");
-    let codes: Vec<&str> = results
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["code"].as_str().unwrap())
-        .collect();
+    let codes = item_codes(&results);
     assert_eq!(
         codes,
         [

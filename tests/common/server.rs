@@ -204,6 +204,16 @@ impl Drop for Server {
     }
 }
 
+/// The `code` of each item of a `PUT /persons` answer, in order.
+pub fn item_codes(results: &Value) -> Vec<&str> {
+    results
+        .as_array()
+        .expect("an array of item results")
+        .iter()
+        .map(|r| r["code"].as_str().expect("a code"))
+        .collect()
+}
+
 pub fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }

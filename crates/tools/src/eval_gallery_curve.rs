@@ -146,49 +146,48 @@ pub fn gallery_curve(
                 .filter_map(|&(entry, p)| close(probe, p).map(|c| (entry, c)))
                 .max_by(|a, b| a.1.total_cmp(&b.1))
         };
-        let mut reachable = true;
-        let mut mated = Vec::new();
-        for (i, &(p, mate)) in split.mated.iter().enumerate() {
-            if !in_gallery.iter().any(|&(entry, _)| entry == mate) {
-                continue;
-            }
-            // A refused or faceless probe finds nobody, whatever the gallery.
+        // A probe's best enrolled entry and best distractor; `Ok(None)` for a refused or
+        // faceless probe (it finds nobody, whatever the gallery); `Err` when the set holds too
+        // few distractors for it.
+        type Found = Option<(Option<(usize, f32)>, Option<f32>)>;
+        let search = |p: usize, row: &[Option<f32>]| -> Result<Found, ()> {
             if templates[p].template().is_none() {
-                mated.push(None);
-                continue;
+                return Ok(None);
             }
-            let Ok(distractor) = best_distractor(&mated_pool[i]) else {
-                reachable = false;
-                break;
-            };
-            let found = match best_entry(p) {
-                Some((entry, c)) if entry == mate && distractor.is_none_or(|d| c >= d) => Some(c),
-                _ => None,
-            };
-            mated.push(found);
-        }
-        let mut non_mated = Vec::new();
-        for (i, &p) in split.non_mated.iter().enumerate() {
-            if !reachable {
-                break;
-            }
-            if templates[p].template().is_none() {
-                non_mated.push(None);
-                continue;
-            }
-            let Ok(distractor) = best_distractor(&non_mated_pool[i]) else {
-                reachable = false;
-                break;
-            };
-            let entry = best_entry(p).map(|(_, c)| c);
-            non_mated.push(match (entry, distractor) {
-                (Some(a), Some(b)) => Some(a.max(b)),
-                (a, b) => a.or(b),
-            });
-        }
-        if !reachable {
+            Ok(Some((best_entry(p), best_distractor(row)?)))
+        };
+        let mated: Result<Vec<Option<f32>>, ()> = split
+            .mated
+            .iter()
+            .enumerate()
+            .filter(|(_, &(_, mate))| in_gallery.iter().any(|&(entry, _)| entry == mate))
+            .map(|(i, &(p, mate))| {
+                Ok(
+                    search(p, &mated_pool[i])?.and_then(|(entry, distractor)| match entry {
+                        Some((e, c)) if e == mate && distractor.is_none_or(|d| c >= d) => Some(c),
+                        _ => None,
+                    }),
+                )
+            })
+            .collect();
+        let non_mated: Result<Vec<Option<f32>>, ()> = split
+            .non_mated
+            .iter()
+            .enumerate()
+            .map(|(i, &p)| {
+                Ok(
+                    search(p, &non_mated_pool[i])?.and_then(|(entry, distractor)| {
+                        match (entry.map(|(_, c)| c), distractor) {
+                            (Some(a), Some(b)) => Some(a.max(b)),
+                            (a, b) => a.or(b),
+                        }
+                    }),
+                )
+            })
+            .collect();
+        let (Ok(mated), Ok(non_mated)) = (mated, non_mated) else {
             continue;
-        }
+        };
         let searches = Searches { mated, non_mated };
         let score_of = |closeness: f32| cal.score(metric.raw_from_closeness(closeness));
         let at = |score: f32| {

@@ -162,6 +162,8 @@ impl CollectionIndex {
         self.faces[slot as usize]
     }
 
+    /// The slot of a face (tests: the store finds faces by the search, not by id).
+    #[cfg(test)]
     pub fn slot(&self, id: &str, face: u32) -> Option<u32> {
         self.slots.get(&(Box::from(id), face)).copied()
     }
