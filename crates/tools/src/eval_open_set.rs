@@ -58,7 +58,12 @@ pub fn photo_template(engine: &mut Engine, path: &Path, ratio: f32) -> PhotoTemp
             return PhotoTemplate::NoFace;
         }
     };
-    let usable = |f: &facegate_core::engine::Face| f.embedding.is_some().then(|| f.bbox());
+    let usable = |f: &facegate_core::engine::Face| {
+        f.embedding.is_some().then(|| one_face::Usable {
+            bbox: f.bbox(),
+            faint: engine.is_faint(&f.detection),
+        })
+    };
     match one_face::choose_among(&faces, usable, frame.width(), frame.height(), ratio) {
         OneFace::Chosen(i) => {
             PhotoTemplate::Template(faces[i].embedding.clone().unwrap_or_default())

@@ -366,6 +366,10 @@ mod tests {
                 "[detector]\nconfirm_below = -0.1\n",
                 "detector.confirm_below",
             ),
+            (
+                "[detector]\nborder_score_threshold = 1.2\n",
+                "detector.border_score_threshold",
+            ),
             ("[detector]\nmin_face_px = -3.0\n", "detector.min_face_px"),
             ("[detector]\nnms_iou = 1.0\n", "detector.nms_iou"),
             (

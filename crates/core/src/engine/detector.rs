@@ -4,7 +4,9 @@
 //! faces but misses faces that fill the frame, the short-range one (128 px) the opposite. By
 //! default both run and their candidates are merged by one NMS pass. Where the whole-frame pass
 //! cannot resolve faces as small as `detector.min_face_px`, the full-range model also searches
-//! overlapping tiles.
+//! overlapping tiles. A face the frame's edge cuts counts from a lower score
+//! (`detector.border_score_threshold`) without ever displacing a surer face
+//! ([`faces_from_candidates`]; docs/accuracy.md, "Faces cut by the border").
 
 use image::RgbImage;
 use ort::session::Session;
@@ -165,7 +167,9 @@ impl Model {
         })
     }
 
-    /// Detect in `region` of the frame; results in frame pixels.
+    /// Detect in `region` of the frame; results in frame pixels. Used for the tiles, placed
+    /// top-left: a tile's edges lie inside the frame (a face they cut is whole in the next,
+    /// overlapping tile), and the frame's own edges are seen centred by the whole-frame pass.
     fn run(
         &mut self,
         frame: &RgbImage,
@@ -174,20 +178,22 @@ impl Model {
         buf: &mut Vec<f32>,
     ) -> Result<Vec<Detection>, EngineError> {
         let shrunk = shrink_to_fit(frame, region, self.input_size);
-        self.run_shrunk(&shrunk, region, threshold, buf)
+        self.run_shrunk(&shrunk, (0, 0), region, threshold, buf)
     }
 
-    /// Detect in an already shrunk copy of `region` (letterbox factor included).
+    /// Detect in an already shrunk copy of `region` (letterbox factor included), placed in
+    /// the model input with its top-left corner at `at`.
     fn run_shrunk(
         &mut self,
         shrunk: &Letterboxed,
+        at: (u32, u32),
         region: Region,
         threshold: f32,
         buf: &mut Vec<f32>,
     ) -> Result<Vec<Detection>, EngineError> {
         let size = self.input_size;
         let factor = shrunk.factor;
-        pad_to_tensor(&shrunk.image, size, &NORMALISATION, buf);
+        pad_to_tensor(&shrunk.image, size, at, &NORMALISATION, buf);
         let shape = [1usize, 3, size as usize, size as usize];
         let input = TensorRef::from_array_view((shape, buf.as_slice()))?;
         let outputs = self.session.run(ort::inputs![input])?;
@@ -203,7 +209,9 @@ impl Model {
         }
         let mut dets = decode(regressors, logits, &self.anchors, size as f32, threshold);
         let scale = size as f32 * factor;
-        let (ox, oy) = (region.left as f32, region.top as f32);
+        // Model coordinates cover the whole input; the image starts `at` pixels into it.
+        let ox = region.left as f32 - at.0 as f32 * factor;
+        let oy = region.top as f32 - at.1 as f32 * factor;
         for d in &mut dets {
             d.bbox = BoundingBox {
                 left: ox + d.bbox.left * scale,
@@ -264,17 +272,20 @@ impl Detector {
 
     /// Every face in the frame, best first.
     pub fn detect(&mut self, frame: &RgbImage) -> Result<Vec<Detection>, EngineError> {
-        let threshold = self.config.score_threshold;
+        let threshold = self
+            .config
+            .score_threshold
+            .min(self.config.border_score_threshold);
         let whole = Region::whole(frame);
-        let mut candidates = Vec::new();
+        let mut full = None;
         let mut full_view = None;
         if let Some(m) = &mut self.full {
             let view = shrink_to_fit(frame, whole, m.input_size);
-            candidates.extend(m.run_shrunk(&view, whole, threshold, &mut self.buf)?);
-            let (w, h) = (frame.width(), frame.height());
+            let at = centred(&view.image, m.input_size);
+            let mut candidates = m.run_shrunk(&view, at, whole, threshold, &mut self.buf)?;
             for tile in bounded_tiles(
-                w,
-                h,
+                frame.width(),
+                frame.height(),
                 m.input_size,
                 self.config.min_face_px,
                 self.config.max_tiles,
@@ -282,32 +293,103 @@ impl Detector {
                 candidates.extend(m.run(frame, tile, threshold, &mut self.buf)?);
             }
             full_view = Some(view);
+            full = Some(candidates);
         }
-        if let Some(m) = &mut self.short {
-            // Cut the short-range input from the full-range one when there is one: shrinking a
-            // 192-px image again is nearly free, shrinking the whole frame again is not.
-            let view = match &full_view {
-                Some(v) => {
-                    let again = shrink_to_fit(&v.image, Region::whole(&v.image), m.input_size);
-                    Letterboxed {
-                        factor: again.factor * v.factor,
-                        image: again.image,
+        let short = match &mut self.short {
+            None => Vec::new(),
+            Some(m) => {
+                // Cut the short-range input from the full-range one when there is one: shrinking a
+                // 192-px image again is nearly free, shrinking the whole frame again is not.
+                let view = match &full_view {
+                    Some(v) => {
+                        let again = shrink_to_fit(&v.image, Region::whole(&v.image), m.input_size);
+                        Letterboxed {
+                            factor: again.factor * v.factor,
+                            image: again.image,
+                        }
                     }
-                }
-                None => shrink_to_fit(frame, whole, m.input_size),
-            };
-            let short = m.run_shrunk(&view, whole, threshold, &mut self.buf)?;
-            let side = frame.width().max(frame.height()) as f32;
-            if self.full.is_some() {
-                candidates = merge_short_range(candidates, short, side, self.config.nms_iou);
-            } else {
-                candidates.extend(short);
+                    None => shrink_to_fit(frame, whole, m.input_size),
+                };
+                let at = centred(&view.image, m.input_size);
+                m.run_shrunk(&view, at, whole, threshold, &mut self.buf)?
             }
-        }
-        let mut faces = weighted_nms(candidates, self.config.nms_iou);
+        };
+        let mut faces =
+            faces_from_candidates(full, short, frame.width(), frame.height(), &self.config);
         faces.retain(|d| d.bbox.width() >= self.config.min_face_px);
         Ok(faces)
     }
+}
+
+/// Where a whole frame sits in the model input: centred, so that each of its four edges
+/// borders black padding. A face the frame's edge cuts is found far more often next to padding
+/// than at the edge of the model input (top-left placement found 4 of 50 faces cut 40 % by the
+/// left edge, but 36 of 50 cut by the bottom, which bordered the padding).
+fn centred(img: &RgbImage, input_size: u32) -> (u32, u32) {
+    (
+        (input_size - img.width()) / 2,
+        (input_size - img.height()) / 2,
+    )
+}
+
+/// The faces of a `width`×`height` frame from the candidates of the full-range model (`None`
+/// when it did not run) and of the short-range one, best first.
+///
+/// Candidates scoring `score_threshold` make the faces: merged by one weighted NMS pass, the
+/// short-range ones through [`merge_short_range`] when the full-range model ran. Below that, a
+/// candidate counts only when the frame's edge cuts it and it scores `border_score_threshold`
+/// (part of the face is missing, so the model is less sure of a real one, and missing it loses
+/// the face outright). Such border candidates are merged among themselves and add a face only
+/// where no face is yet ([`same_face`]): a low-scoring box must neither pull a sure face's box
+/// (the weighted NMS would average it in) nor hide a face the short-range model found, and one
+/// cut face boxed twice (once by each model) stays one face.
+pub fn faces_from_candidates(
+    full: Option<Vec<Detection>>,
+    short: Vec<Detection>,
+    width: u32,
+    height: u32,
+    config: &DetectorConfig,
+) -> Vec<Detection> {
+    let (w, h) = (width as f32, height as f32);
+    let is_sure = |d: &Detection| d.score >= config.score_threshold;
+    let at_border =
+        |d: &Detection| d.score >= config.border_score_threshold && d.bbox.cut_by_frame(w, h);
+    let side = w.max(h);
+    let mut border = Vec::new();
+    let mut split = |candidates: Vec<Detection>, short_beside_full: bool| -> Vec<Detection> {
+        let (sure, rest): (Vec<_>, Vec<_>) = candidates.into_iter().partition(is_sure);
+        // Beside the full-range model the short-range one's small boxes are left out, cut or
+        // not: it sizes faces that small badly (see merge_short_range).
+        border.extend(
+            rest.into_iter()
+                .filter(at_border)
+                .filter(|d| !short_beside_full || d.bbox.width() >= SHORT_RANGE_MIN_SHARE * side),
+        );
+        sure
+    };
+    let short = split(short, full.is_some());
+    let candidates = match full {
+        Some(full) => {
+            let full = split(full, false);
+            merge_short_range(full, short, side, config.nms_iou)
+        }
+        None => short,
+    };
+    let mut faces = weighted_nms(candidates, config.nms_iou);
+    for b in weighted_nms(border, config.nms_iou) {
+        if !faces.iter().any(|f| same_face(f, &b, config.nms_iou)) {
+            faces.push(b);
+        }
+    }
+    faces
+}
+
+/// Whether two boxes are taken for one face: they overlap by more than `nms_iou`, or either
+/// holds the other's centre (a mis-sized box of the same face).
+fn same_face(a: &Detection, b: &Detection, nms_iou: f32) -> bool {
+    a.bbox.intersection_over_union(&b.bbox) > nms_iou
+        || a.bbox.contains(b.bbox.center())
+        || b.bbox.contains(a.bbox.center())
 }
 
 /// Short-range boxes smaller than this share of the frame's longer side are left to the
@@ -485,6 +567,91 @@ mod tests {
             score,
             keypoints: [Point::new(cx, 50.0); KEYPOINTS],
         }
+    }
+
+    fn det_at(cx: f32, cy: f32, side: f32, score: f32) -> Detection {
+        Detection {
+            bbox: BoundingBox::from_center(cx, cy, side, side),
+            score,
+            keypoints: [Point::new(cx, cy); KEYPOINTS],
+        }
+    }
+
+    #[test]
+    fn a_face_the_frame_edge_cuts_counts_from_the_border_score_and_others_from_the_full_score() {
+        let config = DetectorConfig::default();
+        let faces =
+            |full: Vec<Detection>| faces_from_candidates(Some(full), vec![], 200, 100, &config);
+        // det(cx, …) is 20 px wide: centred at 5 it reaches past the left edge.
+        assert_eq!(faces(vec![det(5.0, 0.35)]).len(), 1);
+        assert_eq!(faces(vec![det(195.0, 0.35)]).len(), 1);
+        assert_eq!(faces(vec![det(5.0, 0.25)]).len(), 0);
+        // Inside the frame the full threshold holds.
+        assert_eq!(faces(vec![det(100.0, 0.45)]).len(), 0);
+        assert_eq!(faces(vec![det(100.0, 0.55)]).len(), 1);
+        // A box 2 px inside the edge is not cut.
+        assert_eq!(faces(vec![det(12.0, 0.45)]).len(), 0);
+        // The short-range model's border candidates count too.
+        let short = faces_from_candidates(
+            Some(vec![]),
+            vec![det_at(170.0, 50.0, 80.0, 0.4)],
+            200,
+            100,
+            &config,
+        );
+        assert_eq!(short.len(), 1);
+    }
+
+    #[test]
+    fn a_border_candidate_neither_moves_nor_hides_a_sure_face() {
+        let config = DetectorConfig::default();
+        // A sure face near the edge and a larger low-scoring box over it that the edge cuts:
+        // the face keeps its own box, and the border box adds nothing.
+        let face = det_at(170.0, 50.0, 40.0, 0.6);
+        let blob = det_at(180.0, 50.0, 60.0, 0.45);
+        let out = faces_from_candidates(
+            Some(vec![face.clone(), blob.clone()]),
+            vec![],
+            200,
+            100,
+            &config,
+        );
+        assert_eq!(out, vec![face.clone()]);
+        // A large short-range face is not dropped for a border full-range box on its centre.
+        let close = det_at(150.0, 50.0, 90.0, 0.8);
+        let edge = det_at(185.0, 50.0, 40.0, 0.4);
+        let out = faces_from_candidates(Some(vec![edge]), vec![close.clone()], 200, 100, &config);
+        assert_eq!(out, vec![close]);
+        // A cut face beside a sure one is a second face.
+        let face = det_at(120.0, 50.0, 40.0, 0.6);
+        let beside = det_at(190.0, 50.0, 40.0, 0.4);
+        let out = faces_from_candidates(
+            Some(vec![face.clone(), beside.clone()]),
+            vec![],
+            200,
+            100,
+            &config,
+        );
+        assert_eq!(out, vec![face, beside]);
+        // Two border candidates of one cut face merge into one face.
+        let out = faces_from_candidates(
+            Some(vec![
+                det_at(190.0, 50.0, 40.0, 0.4),
+                det_at(192.0, 51.0, 40.0, 0.35),
+            ]),
+            vec![],
+            200,
+            100,
+            &config,
+        );
+        assert_eq!(out.len(), 1);
+    }
+
+    #[test]
+    fn the_whole_frame_sits_centred_in_the_model_input() {
+        assert_eq!(centred(&RgbImage::new(192, 108), 192), (0, 42));
+        assert_eq!(centred(&RgbImage::new(96, 192), 192), (48, 0));
+        assert_eq!(centred(&RgbImage::new(192, 192), 192), (0, 0));
     }
 
     #[test]

@@ -2,6 +2,9 @@
 
 use serde::Serialize;
 
+/// How close to the frame's edge, in pixels, a box counts as cut by it.
+pub const FRAME_EDGE_PX: f32 = 1.0;
+
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Default)]
 pub struct Point {
     pub x: f32,
@@ -58,6 +61,16 @@ impl BoundingBox {
             (self.left + self.right) / 2.0,
             (self.top + self.bottom) / 2.0,
         )
+    }
+
+    /// Whether the edge of a `width`×`height` frame cuts the box: it reaches within
+    /// [`FRAME_EDGE_PX`] of an edge, or past it (the detector's boxes may extend beyond the
+    /// frame).
+    pub fn cut_by_frame(&self, width: f32, height: f32) -> bool {
+        self.left <= FRAME_EDGE_PX
+            || self.top <= FRAME_EDGE_PX
+            || self.right >= width - FRAME_EDGE_PX
+            || self.bottom >= height - FRAME_EDGE_PX
     }
 
     /// Whether `p` lies strictly inside the box.

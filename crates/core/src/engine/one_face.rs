@@ -8,7 +8,8 @@
 //! image border while the face meant is not (a neighbour at the edge of a portrait), or
 //! clearly smaller (under 3/4 of the width) and farther from the image centre than the face
 //! meant by more than a fifth of the shorter side. Two people side by side at about the same
-//! size, or a group, stay ambiguous.
+//! size, or a group, stay ambiguous. A faint face — a part of a face at the edge, found only
+//! at the detector's border threshold — counts only when no other face does.
 
 use super::geometry::BoundingBox;
 
@@ -23,21 +24,11 @@ pub enum OneFace {
     Several(usize),
 }
 
-/// A box reaching this close to an edge (pixels), or beyond it (the detector's boxes may
-/// extend past the frame), is cut by it.
-const EDGE_PX: f32 = 1.0;
 /// A rival under this fraction of the largest face's width may be a bystander by position.
 const SMALLER: f32 = 0.75;
 /// How much farther from the image centre than the face meant a smaller rival must be to be
 /// off-centre, as a fraction of the image's shorter side.
 const OFF_CENTRE: f32 = 0.2;
-
-fn cut_by_border(b: &BoundingBox, width: f32, height: f32) -> bool {
-    b.left <= EDGE_PX
-        || b.top <= EDGE_PX
-        || b.right >= width - EDGE_PX
-        || b.bottom >= height - EDGE_PX
-}
 
 /// The face meant among `boxes` in a `width`×`height` photo (see the module's rule).
 pub fn choose(boxes: &[BoundingBox], width: u32, height: u32, ratio: f32) -> OneFace {
@@ -46,7 +37,7 @@ pub fn choose(boxes: &[BoundingBox], width: u32, height: u32, ratio: f32) -> One
         boxes
             .iter()
             .enumerate()
-            .filter(|(_, b)| !uncut_only || !cut_by_border(b, w, h))
+            .filter(|(_, b)| !uncut_only || !b.cut_by_frame(w, h))
             .max_by(|a, b| a.1.width().total_cmp(&b.1.width()))
     };
     let Some(largest) = widest(false) else {
@@ -60,10 +51,10 @@ pub fn choose(boxes: &[BoundingBox], width: u32, height: u32, ratio: f32) -> One
         _ => largest,
     };
     let centre = super::geometry::Point::new(w / 2.0, h / 2.0);
-    let meant_cut = cut_by_border(meant, w, h);
+    let meant_cut = meant.cut_by_frame(w, h);
     let meant_off = meant.center().distance(centre);
     let bystander = |b: &BoundingBox| {
-        (cut_by_border(b, w, h) && !meant_cut)
+        (b.cut_by_frame(w, h) && !meant_cut)
             || (b.width() < SMALLER * meant.width()
                 && b.center().distance(centre) > meant_off + OFF_CENTRE * w.min(h))
     };
@@ -79,19 +70,37 @@ pub fn choose(boxes: &[BoundingBox], width: u32, height: u32, ratio: f32) -> One
     }
 }
 
-/// [`choose`] over the faces of `faces` that `usable` gives a box (those with a template);
-/// `Chosen` is an index into `faces` itself.
+/// A usable face as the rule sees it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Usable {
+    pub bbox: BoundingBox,
+    /// Found only thanks to `detector.border_score_threshold` (a face the frame's edge cuts,
+    /// scoring below `detector.score_threshold`; [`super::Engine::is_faint`]).
+    pub faint: bool,
+}
+
+/// [`choose`] over the faces of `faces` that `usable` describes (those with a template);
+/// `Chosen` is an index into `faces` itself. Faint faces are left out whenever a face is not
+/// faint: a part of a face at the photo's edge is never the face meant nor a rival to it, even
+/// when its box is larger than the subject's (measured: two portraits were refused for such a
+/// neighbour before this rule).
 pub fn choose_among<T>(
     faces: &[T],
-    usable: impl Fn(&T) -> Option<BoundingBox>,
+    usable: impl Fn(&T) -> Option<Usable>,
     width: u32,
     height: u32,
     ratio: f32,
 ) -> OneFace {
-    let (index, boxes): (Vec<usize>, Vec<BoundingBox>) = faces
+    let described: Vec<(usize, Usable)> = faces
         .iter()
         .enumerate()
-        .filter_map(|(i, f)| usable(f).map(|b| (i, b)))
+        .filter_map(|(i, f)| usable(f).map(|u| (i, u)))
+        .collect();
+    let any_sure = described.iter().any(|(_, u)| !u.faint);
+    let (index, boxes): (Vec<usize>, Vec<BoundingBox>) = described
+        .into_iter()
+        .filter(|(_, u)| !(any_sure && u.faint))
+        .map(|(i, u)| (i, u.bbox))
         .unzip();
     match choose(&boxes, width, height, ratio) {
         OneFace::Chosen(i) => OneFace::Chosen(index[i]),
@@ -118,7 +127,12 @@ mod tests {
             (face(150.0, 150.0, 120.0), false),
             (face(150.0, 150.0, 100.0), true),
         ];
-        let usable = |f: &(BoundingBox, bool)| f.1.then_some(f.0);
+        let usable = |f: &(BoundingBox, bool)| {
+            f.1.then_some(Usable {
+                bbox: f.0,
+                faint: false,
+            })
+        };
         assert_eq!(
             choose_among(&faces, usable, 400, 400, 0.4),
             OneFace::Chosen(1)
@@ -126,6 +140,41 @@ mod tests {
         assert_eq!(
             choose_among(&faces[..1], usable, 400, 400, 0.4),
             OneFace::NoFace
+        );
+    }
+
+    #[test]
+    fn a_faint_face_at_the_edge_is_neither_the_face_meant_nor_a_rival_unless_it_is_alone() {
+        // A 250-px news crop: the subject (100 px, centred) and a faint 160-px box of a
+        // neighbour cut by the right edge. Without the faint mark the larger cut box would be
+        // the face meant and the subject its rival.
+        let subject = face(75.0, 75.0, 100.0);
+        let neighbour = face(170.0, 40.0, 160.0);
+        let faces = [(neighbour, true), (subject, false)];
+        let described = |f: &(BoundingBox, bool)| {
+            Some(Usable {
+                bbox: f.0,
+                faint: f.1,
+            })
+        };
+        assert_eq!(
+            choose_among(&faces, described, 250, 250, 0.4),
+            OneFace::Chosen(1)
+        );
+        let unmarked = |f: &(BoundingBox, bool)| {
+            Some(Usable {
+                bbox: f.0,
+                faint: false,
+            })
+        };
+        assert_eq!(
+            choose_among(&faces, unmarked, 250, 250, 0.4),
+            OneFace::Several(2)
+        );
+        // Alone, a faint face is the face meant.
+        assert_eq!(
+            choose_among(&faces[..1], described, 250, 250, 0.4),
+            OneFace::Chosen(0)
         );
     }
 

@@ -97,9 +97,16 @@ pub fn shrink_to_fit(img: &RgbImage, region: Region, size: u32) -> Letterboxed {
     Letterboxed { image, factor }
 }
 
-/// Write a shrunk image into the top-left of a `size`×`size` NCHW tensor, padding the right or
-/// bottom with black.
-pub fn pad_to_tensor(img: &RgbImage, size: u32, norm: &Normalisation, out: &mut Vec<f32>) {
+/// Write a shrunk image into a `size`×`size` NCHW tensor with its top-left corner at `at`
+/// (tensor pixels), padding the rest with black.
+pub fn pad_to_tensor(
+    img: &RgbImage,
+    size: u32,
+    at: (u32, u32),
+    norm: &Normalisation,
+    out: &mut Vec<f32>,
+) {
+    debug_assert!(at.0 + img.width() <= size && at.1 + img.height() <= size);
     let n = (size * size) as usize;
     out.clear();
     out.resize(3 * n, 0.0);
@@ -110,7 +117,7 @@ pub fn pad_to_tensor(img: &RgbImage, size: u32, norm: &Normalisation, out: &mut 
     for y in 0..img.height() as usize {
         for x in 0..w {
             let p = (y * w + x) * 3;
-            let o = y * size as usize + x;
+            let o = (y + at.1 as usize) * size as usize + x + at.0 as usize;
             for c in 0..3 {
                 out[norm.plane(c) * n + o] = (buf[p + c] as f32 - norm.mean[c]) * norm.scale[c];
             }
@@ -211,6 +218,19 @@ mod tests {
     }
 
     #[test]
+    fn an_image_placed_inside_the_tensor_is_framed_by_padding() {
+        let img = RgbImage::from_pixel(4, 2, image::Rgb([255, 255, 255]));
+        let mut out = Vec::new();
+        pad_to_tensor(&img, 8, (2, 3), &Normalisation::uniform(0.0, 1.0), &mut out);
+        let at = |x: usize, y: usize| out[y * 8 + x];
+        assert_eq!((at(2, 3), at(5, 4)), (255.0, 255.0), "the image's corners");
+        assert_eq!(
+            (at(1, 3), at(6, 3), at(2, 2), at(2, 5)),
+            (0.0, 0.0, 0.0, 0.0)
+        );
+    }
+
+    #[test]
     fn letterbox_pads_the_short_side_and_reports_the_scale() {
         let img = RgbImage::from_pixel(400, 200, image::Rgb([255, 255, 255]));
         let mut out = Vec::new();
@@ -218,6 +238,7 @@ mod tests {
         pad_to_tensor(
             &shrunk.image,
             100,
+            (0, 0),
             &Normalisation::uniform(0.0, 1.0),
             &mut out,
         );

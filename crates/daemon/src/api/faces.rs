@@ -33,6 +33,8 @@ pub struct FaceResult {
     pub embedding: Option<Vec<f32>>,
     /// JPEG of the aligned crop.
     pub thumbnail: Option<Vec<u8>>,
+    /// Found only at the border threshold ([`facegate_core::engine::Engine::is_faint`]).
+    pub faint: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -49,7 +51,12 @@ impl Analysis {
     /// The one face of a photo that must show one ([`one_face::choose`]): none is
     /// `ERR_FACE_NOT_DETECTED`, several are `ERR_MULTIPLE_FACES` with their number.
     pub fn single_face(&self, ratio: f32) -> Result<&FaceResult, ApiError> {
-        let usable = |f: &FaceResult| f.embedding.is_some().then_some(f.bbox);
+        let usable = |f: &FaceResult| {
+            f.embedding.is_some().then_some(one_face::Usable {
+                bbox: f.bbox,
+                faint: f.faint,
+            })
+        };
         match one_face::choose_among(&self.faces, usable, self.width, self.height, ratio) {
             OneFace::Chosen(i) => Ok(&self.faces[i]),
             OneFace::NoFace => Err(ApiError::new(ErrorCode::ErrFaceNotDetected)),
@@ -151,6 +158,7 @@ fn run(
             points: FivePoints::from_landmarks(lm),
             embedding,
             thumbnail,
+            faint: engine.is_faint(det),
         });
     }
     Ok(Analysis {
