@@ -1,6 +1,6 @@
 //! facegate-core: what the appliance does with a frame, without any I/O but files.
 //!
-//! `config` (the one TOML file), `engine` (detection, landmarks, alignment, embeddings and
+//! `access` (door schedules and a person's access rules), `config` (the one TOML file), `engine` (detection, landmarks, alignment, embeddings and
 //! liveness on ONNX Runtime, and the inference workers), `pipeline` (tracking, per-track
 //! evidence and decisions: pure), `store` (the LMDB gallery and its search index), `clock`,
 //! `redact` (secrets out of camera URLs) and `synthetic` (reproducible random templates).
@@ -8,6 +8,7 @@
 //! This crate must not depend on an async runtime, an HTTP stack or an MQTT client: the
 //! daemon (`facegate-daemon`) brings those (docs/structure.md).
 
+pub mod access;
 pub mod clock;
 pub mod config;
 pub mod engine;
