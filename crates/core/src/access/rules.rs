@@ -263,6 +263,36 @@ mod tests {
             check(&not_blocked, "front", None, &s, now),
             Err(Refusal::NotYetValid)
         );
+        let valid = PersonAccess {
+            valid_from: None,
+            ..not_blocked
+        };
+        assert_eq!(
+            check(&valid, "front", None, &s, now),
+            Err(Refusal::DoorNotAllowed)
+        );
+        let at_the_door = PersonAccess {
+            doors: Some(vec!["front".into()]),
+            ..valid
+        };
+        assert_eq!(
+            check(&at_the_door, "front", None, &s, now),
+            Err(Refusal::OutsideSchedule)
+        );
+    }
+
+    #[test]
+    fn the_rules_allow_from_valid_from_on_and_at_a_listed_door() {
+        let s = schedules();
+        let now = t(WEDNESDAY_10);
+        let access = PersonAccess {
+            valid_from: Some(now),
+            valid_until: Some(t("2026-12-02T09:00:01Z")),
+            doors: Some(vec!["back".into(), "front".into()]),
+            schedule: Some("office".into()),
+            blocked: false,
+        };
+        assert_eq!(check(&access, "front", None, &s, now), Ok(()));
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! ```
 //!
 //! Days are `mon` … `sun`, ranges (`mon-fri`, `fri-mon` wraps over the weekend) and lists of
-//! both (`mon-wed,fri`). A span belongs to the day it starts on: `22:00-06:00` on Friday runs
+//! both (`"mon-wed,fri"`: TOML wants a key with a comma quoted); a day may be named once. A
+//! span belongs to the day it starts on: `22:00-06:00` on Friday runs
 //! from Friday 22:00 to Saturday 06:00, and `00:00-24:00` is the whole day. On a holiday no
 //! span starts; a span that started the evening before still runs to its end.
 //!
@@ -201,7 +202,8 @@ fn parse_spans(value: &str) -> Result<Vec<Span>, ScheduleError> {
 /// `HH:MM` (00:00 … 24:00) → minutes after midnight.
 fn parse_minute(s: &str) -> Option<u16> {
     let (h, m) = s.trim().split_once(':')?;
-    if h.len() != 2 || m.len() != 2 {
+    let two_digits = |t: &str| t.len() == 2 && t.bytes().all(|b| b.is_ascii_digit());
+    if !two_digits(h) || !two_digits(m) {
         return None;
     }
     let (h, m): (u16, u16) = (h.parse().ok()?, m.parse().ok()?);
@@ -290,6 +292,11 @@ mod tests {
         assert!(office.is_open("2026-03-29T05:00:00Z".parse().unwrap()));
         assert!(!office.is_open("2026-03-28T05:30:00Z".parse().unwrap()));
         assert!(office.is_open("2026-03-28T06:00:00Z".parse().unwrap()));
+        // A night span over the change is an hour shorter, from 22:00 to 06:00 on the clock.
+        let night = schedule("Europe/Berlin", &[("sat", "22:00-06:00")], &[]);
+        assert!(night.is_open("2026-03-28T21:00:00Z".parse().unwrap()));
+        assert!(night.is_open("2026-03-29T03:59:00Z".parse().unwrap()));
+        assert!(!night.is_open("2026-03-29T04:00:00Z".parse().unwrap()));
         // A span inside the skipped hour never opens that night.
         let skipped = schedule("Europe/Berlin", &[("sun", "02:15-02:45")], &[]);
         for minute in 0..180 {
@@ -348,6 +355,7 @@ mod tests {
             "25:00-26:00",
             "07:60-08:00",
             "24:00-01:00",
+            "+7:00-19:00",
             "",
         ] {
             assert_eq!(
