@@ -215,13 +215,21 @@ fn parse_minute(s: &str) -> Option<u16> {
 mod tests {
     use super::*;
 
-    fn schedule(zone: &str, days: &[(&str, &str)], holidays: &[&str]) -> Schedule {
+    fn parse(
+        zone: &str,
+        days: &[(&str, &str)],
+        holidays: &[&str],
+    ) -> Result<Schedule, ScheduleError> {
         let days = days
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let holidays: Vec<String> = holidays.iter().map(|h| h.to_string()).collect();
-        Schedule::parse(zone, &days, &holidays).unwrap()
+        Schedule::parse(zone, &days, &holidays)
+    }
+
+    fn schedule(zone: &str, days: &[(&str, &str)], holidays: &[&str]) -> Schedule {
+        parse(zone, days, holidays).unwrap()
     }
 
     /// The instant of a local wall-clock time (the earlier one when it occurs twice).
@@ -326,12 +334,7 @@ mod tests {
     #[test]
     fn bad_schedules_are_refused_with_what_is_wrong() {
         let parse = |zone: &str, days: &[(&str, &str)], holidays: &[&str]| {
-            let days = days
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
-            let holidays: Vec<String> = holidays.iter().map(|h| h.to_string()).collect();
-            Schedule::parse(zone, &days, &holidays).unwrap_err()
+            parse(zone, days, holidays).unwrap_err()
         };
         assert_eq!(
             parse("Mars/Olympus", &[], &[]),
