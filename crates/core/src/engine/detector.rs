@@ -562,11 +562,12 @@ mod tests {
     }
 
     fn det(cx: f32, score: f32) -> Detection {
-        Detection {
-            bbox: BoundingBox::from_center(cx, 50.0, 20.0, 20.0),
-            score,
-            keypoints: [Point::new(cx, 50.0); KEYPOINTS],
-        }
+        det_at(cx, 50.0, 20.0, score)
+    }
+
+    /// The faces of a 200×100 frame under the default configuration.
+    fn faces_in_200x100(full: Vec<Detection>, short: Vec<Detection>) -> Vec<Detection> {
+        faces_from_candidates(Some(full), short, 200, 100, &DetectorConfig::default())
     }
 
     fn det_at(cx: f32, cy: f32, side: f32, score: f32) -> Detection {
@@ -579,9 +580,7 @@ mod tests {
 
     #[test]
     fn a_face_the_frame_edge_cuts_counts_from_the_border_score_and_others_from_the_full_score() {
-        let config = DetectorConfig::default();
-        let faces =
-            |full: Vec<Detection>| faces_from_candidates(Some(full), vec![], 200, 100, &config);
+        let faces = |full: Vec<Detection>| faces_in_200x100(full, vec![]);
         // det(cx, …) is 20 px wide: centred at 5 it reaches past the left edge.
         assert_eq!(faces(vec![det(5.0, 0.35)]).len(), 1);
         assert_eq!(faces(vec![det(195.0, 0.35)]).len(), 1);
@@ -592,57 +591,35 @@ mod tests {
         // A box 2 px inside the edge is not cut.
         assert_eq!(faces(vec![det(12.0, 0.45)]).len(), 0);
         // The short-range model's border candidates count too.
-        let short = faces_from_candidates(
-            Some(vec![]),
-            vec![det_at(170.0, 50.0, 80.0, 0.4)],
-            200,
-            100,
-            &config,
-        );
+        let short = faces_in_200x100(vec![], vec![det_at(170.0, 50.0, 80.0, 0.4)]);
         assert_eq!(short.len(), 1);
     }
 
     #[test]
     fn a_border_candidate_neither_moves_nor_hides_a_sure_face() {
-        let config = DetectorConfig::default();
         // A sure face near the edge and a larger low-scoring box over it that the edge cuts:
         // the face keeps its own box, and the border box adds nothing.
         let face = det_at(170.0, 50.0, 40.0, 0.6);
         let blob = det_at(180.0, 50.0, 60.0, 0.45);
-        let out = faces_from_candidates(
-            Some(vec![face.clone(), blob.clone()]),
-            vec![],
-            200,
-            100,
-            &config,
-        );
+        let out = faces_in_200x100(vec![face.clone(), blob.clone()], vec![]);
         assert_eq!(out, vec![face.clone()]);
         // A large short-range face is not dropped for a border full-range box on its centre.
         let close = det_at(150.0, 50.0, 90.0, 0.8);
         let edge = det_at(185.0, 50.0, 40.0, 0.4);
-        let out = faces_from_candidates(Some(vec![edge]), vec![close.clone()], 200, 100, &config);
+        let out = faces_in_200x100(vec![edge], vec![close.clone()]);
         assert_eq!(out, vec![close]);
         // A cut face beside a sure one is a second face.
         let face = det_at(120.0, 50.0, 40.0, 0.6);
         let beside = det_at(190.0, 50.0, 40.0, 0.4);
-        let out = faces_from_candidates(
-            Some(vec![face.clone(), beside.clone()]),
-            vec![],
-            200,
-            100,
-            &config,
-        );
+        let out = faces_in_200x100(vec![face.clone(), beside.clone()], vec![]);
         assert_eq!(out, vec![face, beside]);
         // Two border candidates of one cut face merge into one face.
-        let out = faces_from_candidates(
-            Some(vec![
+        let out = faces_in_200x100(
+            vec![
                 det_at(190.0, 50.0, 40.0, 0.4),
                 det_at(192.0, 51.0, 40.0, 0.35),
-            ]),
+            ],
             vec![],
-            200,
-            100,
-            &config,
         );
         assert_eq!(out.len(), 1);
     }

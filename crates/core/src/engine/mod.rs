@@ -112,9 +112,10 @@ const MIN_FACE_PRESENCE: f32 = 0.5;
 /// hands, fists and statues such a low score lets in at the edges of portraits had 0.5–0.75.
 const MIN_BORDER_FACE_PRESENCE: f32 = 0.8;
 
-/// Face-presence a detection scoring `score` needs to count (`None`: it counts as it is).
-fn presence_needed(score: f32, score_threshold: f32, confirm_below: f32) -> Option<f32> {
-    if score < score_threshold {
+/// Face-presence a detection needs to count (`None`: it counts as it is): a faint one
+/// ([`Engine::is_faint`]) the surer kind, one scoring below `confirm_below` the usual kind.
+fn presence_needed(faint: bool, score: f32, confirm_below: f32) -> Option<f32> {
+    if faint {
         Some(MIN_BORDER_FACE_PRESENCE)
     } else if score < confirm_below {
         Some(MIN_FACE_PRESENCE)
@@ -215,7 +216,7 @@ impl Engine {
         let mut out = Vec::with_capacity(detections.len());
         for d in detections {
             let lm = self.landmarks(frame, &d)?;
-            let needed = presence_needed(d.score, self.score_threshold, self.confirm_below);
+            let needed = presence_needed(self.is_faint(&d), d.score, self.confirm_below);
             if needed.is_none_or(|p| lm.presence >= p) {
                 out.push((d, lm));
             }
@@ -357,15 +358,15 @@ mod tests {
 
     #[test]
     fn a_low_score_needs_facemesh_to_confirm_a_face_and_a_border_face_more_surely() {
-        let (threshold, confirm_below) = (0.5, 0.65);
-        assert_eq!(presence_needed(0.9, threshold, confirm_below), None);
+        let confirm_below = 0.65;
+        assert_eq!(presence_needed(false, 0.9, confirm_below), None);
         assert_eq!(
-            presence_needed(0.55, threshold, confirm_below),
+            presence_needed(false, 0.55, confirm_below),
             Some(MIN_FACE_PRESENCE)
         );
-        // Only a face the edge cuts gets this far below the threshold.
+        // A faint face (cut by the edge, below the detector threshold) needs more.
         assert_eq!(
-            presence_needed(0.35, threshold, confirm_below),
+            presence_needed(true, 0.35, confirm_below),
             Some(MIN_BORDER_FACE_PRESENCE)
         );
     }
