@@ -1381,3 +1381,96 @@ fn bulk_items_may_carry_several_faces_up_to_the_limit_and_each_item_is_all_or_no
     let (_, list) = s.call("GET", "/persons?collection_name=staff", None);
     assert_eq!(list["count"], 2);
 }
+
+#[test]
+fn access_rules_are_validated_stored_shown_and_kept_when_a_new_photo_comes_without_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::start_with(
+        &dir.path().join("data"),
+        &Options {
+            config: "[access.schedules.office]\ntime_zone = \"Europe/Berlin\"\n\
+                     mon-fri = \"07:00-19:00\"\n"
+                .into(),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    create_collection(&s, "staff");
+    let put = |access: Value| {
+        s.call(
+            "PUT",
+            "/person",
+            Some(&json!({
+                "person_id": "obama",
+                "collection_name": "staff",
+                "face_base_64": photo("obama.jpg"),
+                "access": access,
+            })),
+        )
+    };
+    let rules = json!({
+        "valid_from": "2026-12-01T08:00:00+01:00",
+        "valid_until": "2027-12-01T00:00:00Z",
+        "doors": ["main", "garage"],
+        "schedule": "office",
+        "blocked": true,
+    });
+    let (status, body) = put(rules.clone());
+    assert_eq!(status, 200, "{body}");
+    let shown = json!({
+        "valid_from": "2026-12-01T07:00:00Z",
+        "valid_until": "2027-12-01T00:00:00Z",
+        "doors": ["main", "garage"],
+        "schedule": "office",
+        "blocked": true,
+    });
+    assert_eq!(body["access"], shown);
+    let read = || s.call("GET", "/person/staff/obama", None).1["access"].clone();
+    assert_eq!(read(), shown);
+    // A new photo without rules keeps them: re-enrolling must never lift a block.
+    let (status, _) = enrol(&s, "staff", "obama", "Barack Obama", &photo("obama2.jpg"));
+    assert_eq!(status, 200);
+    assert_eq!(read(), shown);
+    // Rules that cannot be applied are refused, naming the field, and change nothing.
+    for (bad, field) in [
+        (json!({"schedule": "night"}), "access.schedule"),
+        (json!({"valid_from": "next week"}), "access.valid_from"),
+        (
+            json!({"valid_from": "2027-01-01T00:00:00Z", "valid_until": "2026-01-01T00:00:00Z"}),
+            "access.valid_until",
+        ),
+        (json!({"doors": ["main/#"]}), "access.doors"),
+    ] {
+        let e = assert_error(put(bad.clone()), 422, "ERR_INVALID_REQUEST");
+        assert_eq!(e["metadata"]["field"], field, "{bad}: {e}");
+    }
+    let e = assert_error(put(json!({"door": ["main"]})), 422, "ERR_INVALID_REQUEST");
+    assert!(e["message"].as_str().unwrap().contains("door"), "{e}");
+    assert_eq!(read(), shown, "a refused request changed nothing");
+    // A bulk item is checked the same way, on its own.
+    let (status, body) = s.call(
+        "PUT",
+        "/persons",
+        Some(&json!({
+            "collection_name": "staff",
+            "persons": [
+                {"person_id": "biden", "face_base_64": photo("biden.jpg"),
+                 "access": {"schedule": "night"}},
+                {"person_id": "obama", "face_base_64": photo("obama.jpg"),
+                 "access": {"doors": []}},
+            ],
+        })),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(item_codes(&body), ["ERR_INVALID_REQUEST", "OK"]);
+    assert_eq!(read(), json!({"doors": []}));
+    // `{}` clears the rules.
+    let (status, _) = put(json!({}));
+    assert_eq!(status, 200);
+    assert_eq!(read(), json!({}));
+    // The key that signs access messages is in /health.
+    let h = s.call("GET", "/health", None).1;
+    let key = h["access"]["public_key"].as_str().unwrap();
+    assert_eq!(key.len(), 44, "{h}");
+    assert_eq!(h["access"]["schedules"], json!(["office"]));
+}

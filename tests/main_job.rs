@@ -6,8 +6,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::broker::{Broker, Subscriber};
-use common::cameras::{enrol_obama, health, scene_folder, wait_health};
+use std::os::unix::fs::PermissionsExt;
+
+use common::cameras::{enrol_obama, enrol_obama_with, health, scene_folder, wait_health};
 use common::server::{Options, Server};
+use facegate_core::access::device_key::parse_public_key;
+use facegate_core::access::message::AccessMessage;
 use facegate_daemon::camera::scene;
 use serde_json::Value;
 
@@ -63,6 +67,10 @@ fn an_enrolled_person_yields_one_match_and_one_grant_and_a_stranger_one_unknown_
     );
     assert_eq!(threshold["templates"], 1, "{threshold}");
     assert_eq!(threshold["per_comparison_fmr"], Value::Null, "{threshold}");
+    let public_key = health(&s)["access"]["public_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // Tracks end 0.5 s after the last face; give the last decision time to go out.
     sub.wait_for(Duration::from_secs(20), "two access messages", |m| {
         m.iter()
@@ -107,6 +115,26 @@ fn an_enrolled_person_yields_one_match_and_one_grant_and_a_stranger_one_unknown_
     assert_eq!(access[1]["granted"], false);
     assert_eq!(access[1]["reason"], "unknown");
     assert_eq!(access[1]["event_id"], u["event_id"]);
+    // Signed with the key published retained and shown in /health, and kept private.
+    let published = sub.on("facegate/gate/pubkey");
+    assert_eq!(published[0].text(), public_key);
+    let late = Subscriber::start(broker.port(), "late-sub", "facegate/gate/pubkey", false);
+    late.wait_for(Duration::from_secs(10), "the retained public key", |m| {
+        m.iter().any(|m| m.retain && m.text() == public_key)
+    });
+    let key = parse_public_key(&public_key).unwrap();
+    for (a, e) in access.iter().zip(&events) {
+        let message: AccessMessage = serde_json::from_value(a.clone()).unwrap();
+        message.verify(&key).expect("a valid signature");
+        assert_eq!(message.sequence, e["sequence"].as_u64().unwrap());
+        assert_eq!(message.issued_at, e["ts"].as_str().unwrap());
+        assert_eq!(e["granted"], message.granted);
+    }
+    let mode = std::fs::metadata(data.join("access-signing.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
     // Availability and Home Assistant discovery.
     let status: Vec<String> = sub
         .on("facegate/gate/status")
@@ -128,6 +156,45 @@ fn an_enrolled_person_yields_one_match_and_one_grant_and_a_stranger_one_unknown_
         assert!(!msgs.is_empty(), "no {topic}");
         assert!(msgs[0].json()["device"]["identifiers"][0] == "facegate_gate");
     }
+}
+
+#[test]
+fn a_person_refused_by_their_access_rules_is_named_in_the_event_and_denied_with_the_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    enrol_obama_with(&data, "", serde_json::json!({"doors": ["garage"]}));
+    let frames = scene_folder(dir.path(), &["obama2.jpg"], 12, 4);
+    let broker = Broker::start(&dir.path().join("broker"), false);
+    let sub = Subscriber::start(broker.port(), "test-sub", "facegate/#", false);
+    let camera = format!(
+        "[[cameras]]\nname = \"front\"\nsource = \"replay\"\npath = \"{}\"\nfps = {:.2}\n\
+         replay_loop = false\ncollection = \"staff\"\ndoor = \"main\"\nhold_off_s = 60.0\n",
+        frames.display(),
+        10.0 / f64::from(common::patience_factor())
+    );
+    let mut s = Server::start_with(
+        &data,
+        &Options {
+            config: camera_config_with(Some(broker.port()), "", &camera),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    sub.wait_for(Duration::from_secs(60), "an access message", |m| {
+        m.iter().any(|m| m.topic == "facegate/gate/main/access")
+    });
+    assert!(s.stop().success());
+    let a: AccessMessage =
+        serde_json::from_value(sub.on("facegate/gate/main/access")[0].json()).unwrap();
+    let key = parse_public_key(&sub.on("facegate/gate/pubkey")[0].text()).unwrap();
+    a.verify(&key).expect("a refusal is signed too");
+    assert_eq!((a.granted, a.reason.as_str()), (false, "door_not_allowed"));
+    assert_eq!(a.person_id.as_deref(), Some("obama"));
+    let e = sub.on("facegate/gate/front/event")[0].json();
+    assert_eq!(e["type"], "match", "{e:#}");
+    assert_eq!(e["person_id"], "obama");
+    assert_eq!(e["granted"], false);
+    assert_eq!(e["access_reason"], "door_not_allowed");
 }
 
 #[test]

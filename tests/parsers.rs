@@ -873,6 +873,7 @@ enum FieldKind {
     OptStorage,
     OptStrMap,
     OptStrList,
+    OptAccess,
     Values,
 }
 
@@ -893,6 +894,7 @@ const FIELDS: [(&str, &[(&str, FieldKind)]); 10] = [
             ("check_duplicates", OptBool),
             ("duplicate_check_min_similarity", OptF32),
             ("check_liveness", OptBool),
+            ("access", OptAccess),
         ],
     ),
     (
@@ -912,6 +914,7 @@ const FIELDS: [(&str, &[(&str, FieldKind)]); 10] = [
             ("face_base_64", OptStr),
             ("faces_base_64", OptStrList),
             ("metadata", OptStrMap),
+            ("access", OptAccess),
         ],
     ),
     ("PersonRef", &[("collection_name", Str), ("person_id", Str)]),
@@ -1093,6 +1096,7 @@ fn valid_value(kind: FieldKind) -> Value {
         OptStorage => Value::from("NoStorage"),
         OptStrMap => serde_json::json!({"role": "staff"}),
         OptStrList => serde_json::json!(["AAAA", "BBBB"]),
+        OptAccess => serde_json::json!({"doors": ["main"], "blocked": false}),
         Values => serde_json::json!([{"person_id": "p1", "face_base_64": "AAAA"}]),
     }
 }
@@ -1184,6 +1188,21 @@ fn wrong_value(kind: FieldKind) -> BoxedStrategy<Option<Value>> {
                 ]
             )
                 .prop_map(|(k, v)| serde_json::json!({ k: v })),
+        ]
+        .prop_map(Some)
+        .boxed(),
+        // Not an object, or an object with a field the rules do not have.
+        OptAccess => prop_oneof![
+            boolean,
+            number,
+            string,
+            array,
+            "[a-z]{1,6}"
+                .prop_filter("not a field", |k| !matches!(
+                    k.as_str(),
+                    "doors" | "blocked" | "schedule"
+                ))
+                .prop_map(|k| serde_json::json!({ k: true })),
         ]
         .prop_map(Some)
         .boxed(),

@@ -284,6 +284,7 @@ fn person_with_faces(id: &str, seeds: &[u32]) -> Enrolment {
         person_id: id.into(),
         person_name: format!("Name of {id}"),
         metadata: BTreeMap::new(),
+        access: None,
         faces: seeds
             .iter()
             .map(|&s| NewFace {
@@ -361,6 +362,7 @@ fn the_best_k_persons_are_exactly_those_of_a_brute_force_over_every_face() {
             person_id: format!("p{i}"),
             person_name: String::new(),
             metadata: BTreeMap::new(),
+            access: None,
             faces: (0..=i % 5)
                 .map(|j| NewFace {
                     template: face_of(i, j),
@@ -531,4 +533,43 @@ fn enrolling_a_person_again_replaces_all_their_faces() {
         store.enrol("c", vec![person_with_faces("b", &[1, 2, 3, 4, 5, 6])], None),
         Err(StoreError::TooManyFaces { max: 5 })
     ));
+}
+
+#[test]
+fn access_rules_are_stored_with_the_person_and_kept_when_a_new_photo_comes_without_them() {
+    use facegate_core::access::rules::PersonAccess;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = PersonAccess {
+        valid_until: Some("2027-01-01T00:00:00Z".parse().unwrap()),
+        doors: Some(vec!["main".into()]),
+        schedule: Some("office".into()),
+        blocked: true,
+        ..Default::default()
+    };
+    {
+        let store = open(dir.path(), &StoreOptions::default()).unwrap();
+        store.create_collection("c").unwrap();
+        let mut a = person_with_faces("a", &[1]);
+        a.access = Some(rules.clone());
+        store.enrol("c", vec![a], None).unwrap();
+        // A new photo without rules must not lift the block.
+        store
+            .enrol("c", vec![person_with_faces("a", &[2])], None)
+            .unwrap();
+    }
+    let store = open(dir.path(), &StoreOptions::default()).unwrap();
+    let (person, _) = store.person("c", "a").unwrap();
+    assert_eq!(person.access.as_ref(), Some(&rules));
+    let mut cleared = person_with_faces("a", &[3]);
+    cleared.access = Some(PersonAccess::default());
+    store.enrol("c", vec![cleared], None).unwrap();
+    let (person, _) = store.person("c", "a").unwrap();
+    assert_eq!(person.access, Some(PersonAccess::default()));
+    let (other, _) = {
+        store
+            .enrol("c", vec![person_with_faces("b", &[4])], None)
+            .unwrap();
+        store.person("c", "b").unwrap()
+    };
+    assert_eq!(other.access, None, "a person without rules has none");
 }

@@ -29,10 +29,16 @@ pub fn scene_folder(dir: &Path, photos: &[&str], on: usize, off: usize) -> PathB
 /// Enrol obama.jpg as "obama" (name "Barack Obama", badge 44) in collection "staff" through
 /// the API of a server without cameras on `data`.
 pub fn enrol_obama(data: &Path) {
+    enrol_obama_with(data, "", Value::Null);
+}
+
+/// [`enrol_obama`] with access rules (`null`: none) and configuration added (schedules the
+/// rules name).
+pub fn enrol_obama_with(data: &Path, config: &str, access: Value) {
     let mut s = Server::start_with(
         data,
         &Options {
-            config: "[inference]\nembedder = \"dlib128\"\n".into(),
+            config: format!("[inference]\nembedder = \"dlib128\"\n{config}"),
             ..Options::default()
         },
     )
@@ -48,6 +54,7 @@ pub fn enrol_obama(data: &Path) {
             "person_name": "Barack Obama",
             "face_base_64": b64(&fixture_bytes("obama.jpg")),
             "metadata": {"badge": "44"},
+            "access": access,
         })),
     );
     assert_eq!(status, 200, "{body}");

@@ -108,7 +108,28 @@ pub fn run(config: &Config, data_dir: &Path) -> Vec<Finding> {
     }
     out.push(broker(config));
     out.push(transport(config));
+    out.push(signing_key(data_dir));
     out
+}
+
+/// The access signing key: its public key for the door controllers' configuration.
+fn signing_key(data_dir: &Path) -> Finding {
+    let path = facegate_core::access::device_key::key_path(data_dir);
+    if !path.exists() {
+        return info(format!(
+            "access signing key {}: not created yet (facegate serve creates it on first start)",
+            path.display()
+        ));
+    }
+    match facegate_core::access::device_key::load(&path) {
+        Ok(key) => ok(format!(
+            "access messages are signed with Ed25519 public key {} ({}); door controllers \
+             list it in door.trusted_keys",
+            facegate_core::access::device_key::public_key_text(&key.verifying_key()),
+            path.display()
+        )),
+        Err(e) => fix(format!("access signing key: {e}")),
+    }
 }
 
 /// Both models of the embedder timed on this device, and the precision the daemon runs with

@@ -41,7 +41,15 @@ pub enum Refusal {
     /// The person's or the door's schedule is not in the configuration (refused rather than
     /// let in at any time).
     UnknownSchedule,
+    /// A rule depends on the date but the appliance's clock is not set (before
+    /// [`EARLIEST_PLAUSIBLE`]: a board without a real-time clock before NTP synced).
+    ClockNotSet,
 }
+
+/// Before this instant the appliance's clock cannot be right (it is earlier than this code):
+/// a board without a battery-backed clock boots in 1970 or at its last shutdown until NTP sets
+/// it. A rule that depends on the date refuses while the clock reads earlier.
+pub const EARLIEST_PLAUSIBLE: Timestamp = Timestamp::constant(1_764_547_200, 0); // 2025-12-01T00:00:00Z
 
 impl Refusal {
     pub fn reason(self) -> &'static str {
@@ -52,6 +60,7 @@ impl Refusal {
             Refusal::DoorNotAllowed => "door_not_allowed",
             Refusal::OutsideSchedule => "outside_schedule",
             Refusal::UnknownSchedule => "unknown_schedule",
+            Refusal::ClockNotSet => "clock_not_set",
         }
     }
 }
@@ -59,7 +68,8 @@ impl Refusal {
 /// Whether `access` lets its person through `door` at `now`. `door_schedule` is the door's
 /// default schedule, which applies when the person has none of their own; with neither, any
 /// time is allowed. The first failing rule is reported, in this order: blocked, validity,
-/// door, schedule.
+/// door, schedule; a validity period or a schedule refuses with [`Refusal::ClockNotSet`] while
+/// `now` is before [`EARLIEST_PLAUSIBLE`].
 pub fn check(
     access: &PersonAccess,
     door: &str,
@@ -69,6 +79,10 @@ pub fn check(
 ) -> Result<(), Refusal> {
     if access.blocked {
         return Err(Refusal::Blocked);
+    }
+    let clock_set = now >= EARLIEST_PLAUSIBLE;
+    if !clock_set && (access.valid_from.is_some() || access.valid_until.is_some()) {
+        return Err(Refusal::ClockNotSet);
     }
     if access.valid_from.is_some_and(|from| now < from) {
         return Err(Refusal::NotYetValid);
@@ -85,6 +99,7 @@ pub fn check(
         None => Ok(()),
         Some(name) => match schedules.get(name) {
             None => Err(Refusal::UnknownSchedule),
+            Some(_) if !clock_set => Err(Refusal::ClockNotSet),
             Some(s) if s.is_open(now) => Ok(()),
             Some(_) => Err(Refusal::OutsideSchedule),
         },
@@ -293,6 +308,37 @@ mod tests {
             blocked: false,
         };
         assert_eq!(check(&access, "front", None, &s, now), Ok(()));
+    }
+
+    #[test]
+    fn rules_that_depend_on_the_date_refuse_while_the_clock_is_not_set() {
+        let s = schedules();
+        // A board without a real-time clock, booted on a Thursday in 1970 at 10:00 UTC.
+        let unset = t("1970-01-01T10:00:00Z");
+        let refused =
+            |access: &PersonAccess, door_schedule| check(access, "front", door_schedule, &s, unset);
+        assert_eq!(refused(&PersonAccess::default(), None), Ok(()));
+        assert_eq!(
+            refused(&PersonAccess::default(), Some("office")),
+            Err(Refusal::ClockNotSet),
+            "1970 would pass for a Thursday at 11:00 in Berlin"
+        );
+        let until = PersonAccess {
+            valid_until: Some(t("2027-01-01T00:00:00Z")),
+            ..Default::default()
+        };
+        assert_eq!(refused(&until, None), Err(Refusal::ClockNotSet));
+        let blocked = PersonAccess {
+            blocked: true,
+            ..until.clone()
+        };
+        assert_eq!(refused(&blocked, None), Err(Refusal::Blocked));
+        let elsewhere = PersonAccess {
+            doors: Some(vec!["back".into()]),
+            ..Default::default()
+        };
+        assert_eq!(refused(&elsewhere, None), Err(Refusal::DoorNotAllowed));
+        assert_eq!(EARLIEST_PLAUSIBLE.to_string(), "2025-12-01T00:00:00Z");
     }
 
     #[test]

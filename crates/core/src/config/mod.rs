@@ -6,6 +6,7 @@
 //! One module per section; [`Config::resolve`] is the one place where the file, the
 //! environment and the command line meet.
 
+mod access;
 mod camera;
 mod detector;
 mod inference;
@@ -20,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use access::{AccessConfig, DoorAccessConfig, ScheduleConfig};
 pub use camera::{CameraConfig, LivenessMode, PixelFormat, SourceKind};
 pub use detector::{DetectorConfig, DetectorRange};
 pub use inference::{EmbedderKind, ExecutionProvider, InferenceConfig, Precision};
@@ -124,6 +126,8 @@ pub struct Config {
     pub liveness: LivenessConfig,
     /// `[mqtt]`: the link to door controllers.
     pub mqtt: MqttConfig,
+    /// `[access]`: access messages, schedules and door defaults.
+    pub access: AccessConfig,
     /// The cameras `facegate serve` watches (`[[cameras]]` tables); none by default.
     pub cameras: Vec<CameraConfig>,
 }
@@ -231,6 +235,7 @@ impl Config {
         self.store.validate(&mut p);
         self.liveness.validate(&mut p);
         self.mqtt.validate(&mut p);
+        self.access.validate(&mut p);
         camera::validate_all(&self.cameras, &mut p);
         if p.0.is_empty() {
             Ok(())

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use heed::types::{Bytes, SerdeJson, Str};
 use heed::{CommitOrAbort, Database, Env, EnvOpenOptions, MdbError, RoTxn, RwTxn, WithoutTls};
 
+use crate::access::rules::PersonAccess;
 use crate::clock::Clock;
 use crate::engine::embedder::Metric;
 use index::{exact_key, CollectionIndex, ScanStats};
@@ -181,6 +182,9 @@ pub struct Enrolment {
     pub person_id: String,
     pub person_name: String,
     pub metadata: BTreeMap<String, String>,
+    /// The person's access rules; `None` keeps those of the person enrolled under this id
+    /// before (re-enrolling a new photo must not lift a block), if any.
+    pub access: Option<PersonAccess>,
     /// At least one, at most `max_faces_per_person`.
     pub faces: Vec<NewFace>,
 }
@@ -199,6 +203,7 @@ impl Enrolment {
             person_id,
             person_name,
             metadata,
+            access: None,
             faces: vec![NewFace {
                 template,
                 image,
@@ -735,6 +740,10 @@ impl Store {
                     num_faces: faces.len() as u32,
                     storage: faces[0].storage,
                     faces,
+                    access: item
+                        .access
+                        .clone()
+                        .or_else(|| previous.as_ref().and_then(|p| p.access.clone())),
                 };
                 self.persons.put(txn, &key, &person)?;
                 changes.push((

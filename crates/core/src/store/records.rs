@@ -43,6 +43,10 @@ pub struct PersonRecord {
     /// The person's faces, oldest first. Empty only in a version-1 record before migration.
     #[serde(default)]
     pub faces: Vec<FaceRecord>,
+    /// Who may pass which door when (none: every door, any time the door's schedule allows).
+    /// Absent in records written before access rules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<crate::access::rules::PersonAccess>,
 }
 
 impl PersonRecord {

@@ -2,6 +2,7 @@
 //! `x-api-key` auth, the error envelope, metrics and the OpenAPI document with an offline
 //! Swagger UI.
 
+pub mod access_rules;
 pub mod auth;
 pub mod client;
 pub mod collections;

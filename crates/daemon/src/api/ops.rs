@@ -138,6 +138,13 @@ pub async fn health(
         },
         "cameras": state.daemon.get().map(|d| d.cameras_json()).unwrap_or_else(|| json!([])),
         "mqtt": state.daemon.get().map(|d| d.mqtt_json()).unwrap_or_else(|| json!({"enabled": false})),
+        // What a door controller trusts: access messages are signed with this key.
+        "access": state.daemon.get().map(|d| json!({
+            "public_key": d.public_key(),
+            "algorithm": "ed25519",
+            "grant_ttl_s": state.config.access.grant_ttl_s,
+            "schedules": state.config.access.schedules.keys().collect::<Vec<_>>(),
+        })).unwrap_or(serde_json::Value::Null),
     }))
 }
 

@@ -8,6 +8,7 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::access_rules::AccessRules;
 use super::collections::ListQuery;
 use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::extract::{
@@ -50,6 +51,10 @@ pub struct PersonBody {
     /// Run the liveness checks and refuse a non-live face (default false).
     #[serde(default)]
     pub check_liveness: Option<bool>,
+    /// Access rules [facegate]; absent or null keeps the rules of a person enrolled under
+    /// this id before (a new photo never lifts a block), `{}` clears them.
+    #[serde(default)]
+    pub access: Option<AccessRules>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -67,6 +72,9 @@ pub struct BulkItem {
     pub faces_base_64: Option<Vec<String>>,
     #[serde(default)]
     pub metadata: Option<BTreeMap<String, String>>,
+    /// Access rules [facegate], as in `PUT /person`.
+    #[serde(default)]
+    pub access: Option<AccessRules>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -162,6 +170,9 @@ pub struct PersonOut {
     pub face_ids: Vec<u32>,
     pub created_at: String,
     pub updated_at: String,
+    /// Access rules [facegate]; absent when the person has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessRules>,
 }
 
 impl PersonOut {
@@ -176,6 +187,7 @@ impl PersonOut {
             face_ids: p.faces.iter().map(|f| f.face_id).collect(),
             created_at: rfc3339(p.created_at_ms),
             updated_at: rfc3339(p.updated_at_ms),
+            access: p.access.as_ref().map(AccessRules::shown),
         }
     }
 }
@@ -294,6 +306,10 @@ pub async fn upsert(
     check_person_name(&person_name)?;
     let metadata = body.metadata.unwrap_or_default();
     check_metadata(&metadata)?;
+    let access = body
+        .access
+        .map(|a| a.checked(&state.config.access))
+        .transpose()?;
     state.require_collection(&body.collection_name).await?;
     let storage = body.face_storage_type.unwrap_or_default();
     let liveness = body.check_liveness.unwrap_or(false);
@@ -309,6 +325,7 @@ pub async fn upsert(
         person_id: body.person_id,
         person_name,
         metadata,
+        access,
         faces: vec![face],
     };
     let duplicate = body
@@ -464,9 +481,14 @@ async fn bulk_item(
         .and_then(|()| check_person_name(&person_name))
         .and_then(|()| check_metadata(&metadata))
         .and_then(|()| check_face_count(photos.len(), max_faces));
-    if let Err(e) = checked {
-        return (Some(item.person_id), Err(e));
-    }
+    let access = match checked.and_then(|()| {
+        item.access
+            .map(|a| a.checked(&state.config.access))
+            .transpose()
+    }) {
+        Ok(access) => access,
+        Err(e) => return (Some(item.person_id), Err(e)),
+    };
     // One photo at a time: an item never holds more than one decoded image.
     let mut faces = Vec::with_capacity(photos.len());
     for (i, photo) in photos.into_iter().enumerate() {
@@ -489,6 +511,7 @@ async fn bulk_item(
         person_id: item.person_id.clone(),
         person_name,
         metadata,
+        access,
         faces,
     };
     (Some(item.person_id), Ok(enrolment))

@@ -3,11 +3,12 @@
 //! track's best frames, searches the fused template, and commits each decision (event, and
 //! access for a door) to the outbox before waking the publisher.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use ed25519_dalek::SigningKey;
 use image::RgbImage;
 use tokio::sync::Notify;
 
@@ -19,8 +20,10 @@ use crate::mqtt::event::{AccessMessage, EventBox, FaceEvent, Latency, LivenessRe
 use crate::mqtt::outbox::{Outbox, OutboxMessage};
 use crate::mqtt::publisher::PublishTimes;
 use crate::mqtt::Topics;
+use facegate_core::access::rules::{self, PersonAccess};
+use facegate_core::access::schedule::Schedule;
 use facegate_core::clock::{Clocks, RealClocks};
-use facegate_core::config::{CameraConfig, LivenessConfig, LivenessMode};
+use facegate_core::config::{AccessConfig, CameraConfig, LivenessConfig, LivenessMode};
 use facegate_core::engine::analyzer::FaceAnalyzer;
 use facegate_core::engine::detector::Detection;
 use facegate_core::engine::embedder::Metric;
@@ -51,6 +54,49 @@ pub struct Sink {
     pub thumbnails: bool,
     /// Largest payload the MQTT link accepts.
     pub max_payload: usize,
+    /// How doors are decided and access messages signed.
+    pub access: DoorAccess,
+}
+
+/// The access rules' configuration and the key that signs access messages.
+pub struct DoorAccess {
+    pub key: SigningKey,
+    /// `access.grant_ttl_s` in milliseconds.
+    pub grant_ttl_ms: i64,
+    pub schedules: BTreeMap<String, Schedule>,
+    pub config: AccessConfig,
+}
+
+impl DoorAccess {
+    /// From the configuration (already validated, so its schedules parse).
+    pub fn new(key: SigningKey, config: &AccessConfig) -> Self {
+        Self {
+            key,
+            grant_ttl_ms: (config.grant_ttl_s * 1000.0).round() as i64,
+            schedules: config.schedules().unwrap_or_default(),
+            config: config.clone(),
+        }
+    }
+
+    /// Whether a recognised person with `access` rules may pass `door` at `at`: `Ok` or the
+    /// reason of the refusal.
+    pub fn check(
+        &self,
+        access: Option<&PersonAccess>,
+        door: &str,
+        at: std::time::SystemTime,
+    ) -> Result<(), &'static str> {
+        let now = jiff::Timestamp::try_from(at).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+        let none = PersonAccess::default();
+        rules::check(
+            access.unwrap_or(&none),
+            door,
+            self.config.door_schedule(door),
+            &self.schedules,
+            now,
+        )
+        .map_err(|r| r.reason())
+    }
 }
 
 /// The pipeline of one camera over an analyser `A` (the engine; a scripted one in tests)
@@ -478,14 +524,30 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
                 return;
             }
         }
-        let (person_name, metadata) = match (&claimed, kind) {
-            (Some(pid), DecisionKind::Match) => {
-                match self.store.person(&self.camera.collection, pid) {
-                    Ok((p, _)) => (Some(p.person_name), p.metadata),
-                    Err(_) => (None, Default::default()),
-                }
-            }
-            _ => (None, Default::default()),
+        // The matched person's record; `None` for a person deleted since the search.
+        let record = match (&claimed, kind) {
+            (Some(pid), DecisionKind::Match) => self
+                .store
+                .person(&self.camera.collection, pid)
+                .ok()
+                .map(|(p, _)| p),
+            _ => None,
+        };
+        let door = (!self.camera.door.is_empty()).then(|| self.camera.door.clone());
+        // The door opens for a match whose person's access rules allow this door now.
+        let access_outcome: Option<(bool, String)> = door.as_ref().map(|d| match kind {
+            DecisionKind::Match => match &record {
+                Some(p) => match self.sink.access.check(p.access.as_ref(), d, captured_wall) {
+                    Ok(()) => (true, kind.name().to_owned()),
+                    Err(reason) => (false, reason.to_owned()),
+                },
+                None => (false, DecisionKind::Unknown.name().to_owned()),
+            },
+            other => (false, other.name().to_owned()),
+        });
+        let (person_name, metadata) = match record {
+            Some(p) => (Some(p.person_name), p.metadata),
+            None => (None, Default::default()),
         };
         let person_id = if kind == DecisionKind::Match {
             claimed.clone()
@@ -497,9 +559,9 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
             reasons.push(kind.name().to_owned());
         }
         let b = track.bbox;
-        let ts = facegate_core::clock::rfc3339(facegate_core::clock::unix_ms(captured_wall));
+        let captured_ms = facegate_core::clock::unix_ms(captured_wall);
+        let ts = facegate_core::clock::rfc3339(captured_ms);
         let event_id = uuid::Uuid::now_v7().to_string();
-        let door = (!self.camera.door.is_empty()).then(|| self.camera.door.clone());
         let ms = |s: f64| (s * 1e4).round() as f32 / 10.0;
         let build_started = self.clocks.monotonic();
         let clocks = self.clocks.clone();
@@ -534,6 +596,8 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
                 bottom: b.bottom.round() as i32,
             },
             door: door.clone(),
+            granted: access_outcome.as_ref().map(|(g, _)| *g),
+            access_reason: access_outcome.as_ref().map(|(_, r)| r.clone()),
             latency_ms: Latency {
                 queue: ms(stages.queue),
                 detect: ms(stages.detect),
@@ -549,24 +613,39 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
                 .map(|j| base64::engine::general_purpose::STANDARD.encode(j)),
             truncated: false,
         };
-        let access = door.as_ref().map(|_| AccessMessage {
-            granted: kind == DecisionKind::Match,
-            person_id,
-            // Names are bounded at the API, but a person enrolled before the bound may have
-            // any length: the grant must still fit in a packet.
-            person_name: person_name.map(|n| {
-                n.chars()
-                    .take(crate::api::extract::MAX_PERSON_NAME_CHARS)
-                    .collect()
-            }),
-            reason: kind,
-            event_id: event_id.clone(),
-            ts,
-        });
+        let mut access = door
+            .as_ref()
+            .zip(access_outcome)
+            .map(|(d, (granted, reason))| AccessMessage {
+                device_id: self.sink.topics.device_id().to_owned(),
+                door: d.clone(),
+                granted,
+                person_id: person_id.clone(),
+                // Names are bounded at the API, but a person enrolled before the bound may
+                // have any length: the grant must still fit in a packet.
+                person_name: person_name.map(|n| {
+                    n.chars()
+                        .take(crate::api::extract::MAX_PERSON_NAME_CHARS)
+                        .collect()
+                }),
+                reason,
+                event_id: event_id.clone(),
+                sequence: 0,
+                issued_at: ts.clone(),
+                expires_at: facegate_core::clock::rfc3339(
+                    captured_ms + self.sink.access.grant_ttl_ms,
+                ),
+                ts,
+                signature: String::new(),
+            });
         let max_payload = self.sink.max_payload;
         let event_topic = self.sink.topics.event(&self.camera.name);
         let access_topic = door.as_ref().map(|d| self.sink.topics.access(d));
-        let build = |seq: u64, event: &mut FaceEvent| -> Vec<OutboxMessage> {
+        let key = &self.sink.access.key;
+        let build = |seq: u64,
+                     event: &mut FaceEvent,
+                     access: &mut Option<AccessMessage>|
+         -> Vec<OutboxMessage> {
             event.sequence = seq;
             let now = clocks.monotonic();
             event.latency_ms.outbox =
@@ -578,10 +657,12 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
                 payload,
                 retain: false,
             }];
-            if let (Some(a), Some(t)) = (&access, &access_topic) {
+            if let (Some(a), Some(t)) = (access.as_mut(), &access_topic) {
+                a.sequence = seq;
+                a.sign(key);
                 out.push(OutboxMessage {
                     topic: t.clone(),
-                    payload: serde_json::to_vec(a).unwrap_or_default(),
+                    payload: serde_json::to_vec(&*a).unwrap_or_default(),
                     retain: false,
                 });
             }
@@ -590,7 +671,7 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
         match &self.sink.outbox {
             Some(outbox) => {
                 let t = self.clocks.monotonic();
-                match outbox.append(|seq| build(seq, &mut event)) {
+                match outbox.append(|seq| build(seq, &mut event, &mut access)) {
                     Ok(appended) => {
                         self.metrics.stage("outbox", self.since(t));
                         for key in &appended.keys {
@@ -604,7 +685,7 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
                 }
             }
             None => {
-                let _ = build(0, &mut event);
+                let _ = build(0, &mut event, &mut access);
             }
         }
         tracing::info!(
@@ -742,6 +823,27 @@ mod tests {
         }
     }
 
+    /// The seed of the bench's signing key.
+    const KEY_SEED: [u8; 32] = [3; 32];
+
+    /// The access side of a bench: the configuration, Alice's rules and the wall-clock time
+    /// the bench starts at (a Friday, 2027-01-15 08:00 UTC, by default).
+    struct Doors {
+        config: AccessConfig,
+        alice: Option<PersonAccess>,
+        boot: SystemTime,
+    }
+
+    impl Default for Doors {
+        fn default() -> Self {
+            Self {
+                config: AccessConfig::default(),
+                alice: None,
+                boot: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+            }
+        }
+    }
+
     struct Bench {
         _dir: tempfile::TempDir,
         scene: Scene,
@@ -757,10 +859,12 @@ mod tests {
         }
 
         fn with_camera(configure: impl FnOnce(&mut CameraConfig)) -> Self {
+            Self::with(configure, Doors::default())
+        }
+
+        fn with(configure: impl FnOnce(&mut CameraConfig), doors: Doors) -> Self {
             let dir = tempfile::tempdir().unwrap();
-            let clocks = Arc::new(SimulatedClocks::new(
-                UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-            ));
+            let clocks = Arc::new(SimulatedClocks::new(doors.boot));
             let store = Store::open(
                 &dir.path().join("store"),
                 ModelId {
@@ -776,14 +880,17 @@ mod tests {
             store
                 .enrol(
                     "staff",
-                    vec![Enrolment::one_face(
-                        "alice".into(),
-                        "Alice".into(),
-                        Default::default(),
-                        ALICE.to_vec(),
-                        None,
-                        FaceStorage::NoStorage,
-                    )],
+                    vec![Enrolment {
+                        access: doors.alice,
+                        ..Enrolment::one_face(
+                            "alice".into(),
+                            "Alice".into(),
+                            Default::default(),
+                            ALICE.to_vec(),
+                            None,
+                            FaceStorage::NoStorage,
+                        )
+                    }],
                     None,
                 )
                 .unwrap();
@@ -795,6 +902,7 @@ mod tests {
                 topics: Topics::new("facegate", "door1"),
                 thumbnails: false,
                 max_payload: 64 << 10,
+                access: DoorAccess::new(SigningKey::from_bytes(&KEY_SEED), &doors.config),
             });
             let mut camera = CameraConfig {
                 name: "front".into(),
@@ -872,6 +980,14 @@ mod tests {
                 .collect()
         }
 
+        fn access_messages(&self) -> Vec<AccessMessage> {
+            self.messages()
+                .into_iter()
+                .filter(|(t, _)| t == "facegate/door1/main/access")
+                .map(|(_, v)| serde_json::from_value(v).unwrap())
+                .collect()
+        }
+
         fn grants(&self) -> Vec<bool> {
             self.messages()
                 .into_iter()
@@ -911,6 +1027,177 @@ mod tests {
         b.scene.show(ALICE, LivenessCode::Ok);
         b.frames(10);
         assert_eq!(b.grants(), [true, true]);
+    }
+
+    #[test]
+    fn an_access_message_is_signed_expires_after_the_grant_ttl_and_carries_the_event_sequence() {
+        let mut b = Bench::new();
+        b.scene.show(STRANGER, LivenessCode::Ok);
+        b.frames(10);
+        b.scene.clear();
+        b.quiet(1000);
+        b.scene.show(ALICE, LivenessCode::Ok);
+        b.frames(10);
+        let (events, access) = (b.events(), b.access_messages());
+        assert_eq!(access.len(), 2);
+        let key = SigningKey::from_bytes(&KEY_SEED).verifying_key();
+        for (e, a) in events.iter().zip(&access) {
+            a.verify(&key).expect("signed with the appliance's key");
+            assert_eq!(a.device_id, "door1");
+            assert_eq!(a.door, "main");
+            assert_eq!(e["sequence"], a.sequence, "the event's sequence");
+            assert_eq!(e["event_id"], a.event_id.as_str());
+            assert_eq!(a.issued_at, e["ts"].as_str().unwrap());
+            assert_eq!(a.ts, a.issued_at);
+            let issued: jiff::Timestamp = a.issued_at.parse().unwrap();
+            let expires: jiff::Timestamp = a.expires_at.parse().unwrap();
+            assert_eq!(expires.as_millisecond() - issued.as_millisecond(), 3000);
+            assert_eq!(e["granted"], a.granted);
+            assert_eq!(e["access_reason"], a.reason.as_str());
+        }
+        assert!(access[1].sequence > access[0].sequence);
+        assert_eq!(
+            (access[0].granted, access[0].reason.as_str()),
+            (false, "unknown")
+        );
+        assert_eq!(access[0].person_id, None);
+        assert_eq!(
+            (access[1].granted, access[1].reason.as_str()),
+            (true, "match")
+        );
+        assert_eq!(access[1].person_id.as_deref(), Some("alice"));
+    }
+
+    /// Office hours in Berlin, Monday to Thursday only: the bench's Friday is outside them.
+    fn office_mon_thu() -> AccessConfig {
+        let office = facegate_core::config::ScheduleConfig {
+            time_zone: "Europe/Berlin".into(),
+            holidays: vec![],
+            days: [("mon-thu".to_string(), "07:00-19:00".to_string())].into(),
+        };
+        let friday = facegate_core::config::ScheduleConfig {
+            time_zone: "Europe/Berlin".into(),
+            holidays: vec![],
+            days: [("fri".to_string(), "08:00-12:00".to_string())].into(),
+        };
+        AccessConfig {
+            schedules: [
+                ("office".to_string(), office),
+                ("friday".to_string(), friday),
+            ]
+            .into(),
+            ..AccessConfig::default()
+        }
+    }
+
+    /// The one access message of Alice walking up to the door.
+    fn alice_at_the_door(doors: Doors) -> AccessMessage {
+        let mut b = Bench::with(|_| {}, doors);
+        b.scene.show(ALICE, LivenessCode::Ok);
+        b.frames(10);
+        let events = b.events();
+        assert_eq!(events.len(), 1);
+        assert_eq!(
+            events[0]["type"], "match",
+            "still a match: the event names her"
+        );
+        assert_eq!(events[0]["person_id"], "alice");
+        let mut access = b.access_messages();
+        assert_eq!(access.len(), 1);
+        let a = access.remove(0);
+        assert_eq!(events[0]["granted"], a.granted);
+        assert_eq!(events[0]["access_reason"], a.reason.as_str());
+        a
+    }
+
+    #[test]
+    fn a_recognised_person_outside_their_rules_is_refused_with_the_rule_and_still_named() {
+        let rules = |access: PersonAccess| Doors {
+            config: office_mon_thu(),
+            alice: Some(access),
+            ..Doors::default()
+        };
+        for (access, reason) in [
+            (
+                PersonAccess {
+                    blocked: true,
+                    ..Default::default()
+                },
+                "blocked",
+            ),
+            (
+                PersonAccess {
+                    valid_until: Some("2027-01-01T00:00:00Z".parse().unwrap()),
+                    ..Default::default()
+                },
+                "expired",
+            ),
+            (
+                PersonAccess {
+                    valid_from: Some("2027-02-01T00:00:00Z".parse().unwrap()),
+                    ..Default::default()
+                },
+                "not_yet_valid",
+            ),
+            (
+                PersonAccess {
+                    doors: Some(vec!["back".into()]),
+                    ..Default::default()
+                },
+                "door_not_allowed",
+            ),
+            (
+                PersonAccess {
+                    schedule: Some("office".into()),
+                    ..Default::default()
+                },
+                "outside_schedule",
+            ),
+        ] {
+            let a = alice_at_the_door(rules(access));
+            assert_eq!((a.granted, a.reason.as_str()), (false, reason));
+            assert_eq!(a.person_id.as_deref(), Some("alice"), "{reason}");
+            a.verify(&SigningKey::from_bytes(&KEY_SEED).verifying_key())
+                .unwrap();
+        }
+        // Friday 09:00 in Berlin is inside her own schedule, at a door she may pass.
+        let a = alice_at_the_door(rules(PersonAccess {
+            schedule: Some("friday".into()),
+            doors: Some(vec!["main".into()]),
+            valid_until: Some("2027-02-01T00:00:00Z".parse().unwrap()),
+            ..Default::default()
+        }));
+        assert_eq!((a.granted, a.reason.as_str()), (true, "match"));
+    }
+
+    #[test]
+    fn a_door_s_default_schedule_applies_and_refuses_while_the_clock_is_not_set() {
+        let mut config = office_mon_thu();
+        config.doors.insert(
+            "main".into(),
+            facegate_core::config::DoorAccessConfig {
+                schedule: "office".into(),
+            },
+        );
+        let a = alice_at_the_door(Doors {
+            config: config.clone(),
+            ..Doors::default()
+        });
+        assert_eq!((a.granted, a.reason.as_str()), (false, "outside_schedule"));
+        // A Thursday at 10:00 in Berlin opens.
+        let a = alice_at_the_door(Doors {
+            config: config.clone(),
+            boot: UNIX_EPOCH + Duration::from_secs(1_799_917_200),
+            ..Doors::default()
+        });
+        assert_eq!((a.granted, a.reason.as_str()), (true, "match"));
+        // The same weekday and hour in 1970, before NTP set the clock: refused.
+        let a = alice_at_the_door(Doors {
+            config,
+            boot: UNIX_EPOCH + Duration::from_secs(9 * 3600),
+            ..Doors::default()
+        });
+        assert_eq!((a.granted, a.reason.as_str()), (false, "clock_not_set"));
     }
 
     #[test]

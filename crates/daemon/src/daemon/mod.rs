@@ -24,7 +24,8 @@ use crate::mqtt::discovery::{self, DiscoveredCamera};
 use crate::mqtt::outbox::{Outbox, OutboxError};
 use crate::mqtt::publisher::{self, LinkStatus, MqttSetupError, PublishTimes, Publisher};
 use crate::mqtt::Topics;
-use camera_worker::{CameraWorker, Sink};
+use camera_worker::{CameraWorker, DoorAccess, Sink};
+use facegate_core::access::device_key::{self, KeyError};
 use facegate_core::config::{Config, SourceKind};
 use facegate_core::engine::runtime::Runtime;
 use facegate_core::engine::{Engine, EngineError};
@@ -39,6 +40,8 @@ pub enum DaemonError {
     Outbox(#[from] OutboxError),
     #[error(transparent)]
     Mqtt(#[from] MqttSetupError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
     #[error(
@@ -59,6 +62,8 @@ pub struct DaemonStatus {
     outbox: Option<Arc<Outbox>>,
     broker: String,
     device_id: String,
+    /// The Ed25519 public key that signs access messages (base64).
+    public_key: String,
 }
 
 impl DaemonStatus {
@@ -134,6 +139,11 @@ impl DaemonStatus {
         })
     }
 
+    /// The public key door controllers trust for this appliance (base64).
+    pub fn public_key(&self) -> &str {
+        &self.public_key
+    }
+
     pub fn outbox_depth(&self) -> Option<usize> {
         self.outbox.as_ref().map(|o| o.depth())
     }
@@ -164,6 +174,8 @@ impl Daemon {
     ) -> Result<Self, DaemonError> {
         let m = &config.mqtt;
         let topics = Topics::new(&m.topic_prefix, &m.resolved_device_id());
+        let signing_key = device_key::load_or_create(data_dir)?;
+        let public_key = device_key::public_key_text(&signing_key.verifying_key());
         let wake = Arc::new(Notify::new());
         let times = Arc::new(PublishTimes::default());
         let (mqtt_stop, mqtt_stop_rx) = shutdown::channel();
@@ -183,13 +195,16 @@ impl Daemon {
                     door: (!c.door.is_empty()).then_some(c.door.as_str()),
                 })
                 .collect();
-            let (discovery_msgs, ha_status) = if m.homeassistant {
-                (
-                    discovery::messages(&m.discovery_prefix, &topics, &cams),
-                    Some(format!("{}/status", m.discovery_prefix)),
-                )
+            let mut announcements = vec![crate::mqtt::outbox::OutboxMessage {
+                topic: topics.pubkey(),
+                payload: public_key.clone().into_bytes(),
+                retain: true,
+            }];
+            let ha_status = if m.homeassistant {
+                announcements.extend(discovery::messages(&m.discovery_prefix, &topics, &cams));
+                Some(format!("{}/status", m.discovery_prefix))
             } else {
-                (Vec::new(), None)
+                None
             };
             let st = Arc::new(LinkStatus::default());
             let observer_metrics = metrics.clone();
@@ -198,7 +213,7 @@ impl Daemon {
                 topics: topics.clone(),
                 outbox: ob.clone(),
                 wake: wake.clone(),
-                discovery: discovery_msgs,
+                announcements,
                 ha_status,
                 status: st.clone(),
                 flush_timeout: Duration::from_secs_f32(m.flush_timeout_s),
@@ -219,6 +234,7 @@ impl Daemon {
             topics: topics.clone(),
             thumbnails: m.event_thumbnail,
             max_payload: (m.max_packet_kib << 10).saturating_sub(1024),
+            access: DoorAccess::new(signing_key, &config.access),
         });
         let (stop, stop_rx) = shutdown::channel();
         let mut statuses = Vec::new();
@@ -285,6 +301,7 @@ impl Daemon {
                 outbox,
                 broker: format!("{}:{}", m.host, m.port),
                 device_id: topics.device_id().to_owned(),
+                public_key,
             }),
             stop,
             captures,

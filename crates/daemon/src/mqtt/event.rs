@@ -1,5 +1,6 @@
 //! The event and access messages (schema: `event.schema.json` next to this file, and
-//! `docs/mqtt.md`).
+//! `docs/mqtt.md`). The access message and its signature are facegate-core's
+//! (`access::message`), shared with `facegate door`.
 
 use std::collections::BTreeMap;
 
@@ -42,6 +43,11 @@ pub struct FaceEvent {
     pub bbox: EventBox,
     /// The door this camera guards (an access message went with the event), or null.
     pub door: Option<String>,
+    /// Whether the door was opened (null without a door).
+    pub granted: Option<bool>,
+    /// The access message's reason (null without a door): `match` when granted; the
+    /// decision, or the access rule that refused a recognised person.
+    pub access_reason: Option<String>,
     pub latency_ms: Latency,
     /// Base64 JPEG of the aligned face, when `mqtt.event_thumbnail` is on.
     pub thumbnail: Option<String>,
@@ -123,17 +129,7 @@ pub struct Latency {
     pub total: f32,
 }
 
-/// The grant or denial sent to a door controller.
-#[derive(Debug, Clone, Serialize)]
-pub struct AccessMessage {
-    pub granted: bool,
-    pub person_id: Option<String>,
-    pub person_name: Option<String>,
-    /// The decision type: match (granted), unknown, spoof or undetermined.
-    pub reason: DecisionKind,
-    pub event_id: String,
-    pub ts: String,
-}
+pub use facegate_core::access::message::AccessMessage;
 
 #[cfg(test)]
 mod tests {
@@ -168,6 +164,8 @@ mod tests {
                 bottom: 4,
             },
             door: Some("main".into()),
+            granted: Some(true),
+            access_reason: Some("match".into()),
             latency_ms: Latency::default(),
             thumbnail: None,
             truncated: false,
@@ -231,15 +229,22 @@ mod tests {
             &event["liveness"],
             &schema["$defs"]["event"]["properties"]["liveness"],
         );
-        let access = serde_json::to_value(AccessMessage {
+        let mut message = AccessMessage {
+            device_id: "door1".into(),
+            door: "main".into(),
             granted: true,
             person_id: Some("alice".into()),
             person_name: Some("Alice".into()),
-            reason: DecisionKind::Match,
-            event_id: "x".into(),
+            reason: "match".into(),
+            event_id: uuid::Uuid::now_v7().to_string(),
+            sequence: 1,
+            issued_at: "2026-11-25T10:00:00.000Z".into(),
+            expires_at: "2026-11-25T10:00:03.000Z".into(),
             ts: "2026-11-25T10:00:00.000Z".into(),
-        })
-        .unwrap();
+            signature: String::new(),
+        };
+        message.sign(&ed25519_dalek::SigningKey::from_bytes(&[1; 32]));
+        let access = serde_json::to_value(&message).unwrap();
         conforms(&access, &schema["$defs"]["access"]);
         assert_eq!(event["type"], "match");
         assert_eq!(event["liveness"]["verdict"], "live");

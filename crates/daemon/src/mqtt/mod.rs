@@ -31,6 +31,11 @@ impl Topics {
         format!("{}/{}/status", self.prefix, self.device_id)
     }
 
+    /// Retained: the appliance's Ed25519 public key (base64), which signs access messages.
+    pub fn pubkey(&self) -> String {
+        format!("{}/{}/pubkey", self.prefix, self.device_id)
+    }
+
     /// One message per decision of `camera`.
     pub fn event(&self, camera: &str) -> String {
         format!("{}/{}/{camera}/event", self.prefix, self.device_id)

@@ -104,8 +104,9 @@ pub struct Publisher {
     pub outbox: Arc<Outbox>,
     /// Notified when the outbox has new messages.
     pub wake: Arc<Notify>,
-    /// Home Assistant discovery configs, announced on every connection.
-    pub discovery: Vec<OutboxMessage>,
+    /// Retained messages announced on every connection and again when Home Assistant comes
+    /// online: the public key, then the Home Assistant discovery configs.
+    pub announcements: Vec<OutboxMessage>,
     /// Home Assistant's birth topic, when discovery is on.
     pub ha_status: Option<String>,
     pub status: Arc<LinkStatus>,
@@ -274,7 +275,7 @@ impl Publisher {
                         Ok(Event::Incoming(Packet::Publish(p))) => {
                             if Some(&p.topic) == self.ha_status.as_ref() && &p.payload[..] == b"online" {
                                 tracing::info!("Home Assistant came online: announcing discovery again");
-                                self.announce_discovery(&client, &mut session);
+                                self.announce_retained(&client, &mut session);
                             }
                         }
                         Ok(_) => {}
@@ -328,11 +329,11 @@ impl Publisher {
         {
             session.queued_other();
         }
-        self.announce_discovery(client, session);
+        self.announce_retained(client, session);
     }
 
-    fn announce_discovery(&self, client: &AsyncClient, session: &mut Session) {
-        for m in &self.discovery {
+    fn announce_retained(&self, client: &AsyncClient, session: &mut Session) {
+        for m in &self.announcements {
             if client
                 .try_publish(
                     m.topic.clone(),
