@@ -50,6 +50,10 @@ enum Command {
     /// Check the installation: ONNX Runtime and its providers, models against the lock file,
     /// V4L2 cameras, the store, the broker. Exit status 1 when something needs fixing.
     Doctor(cmds::doctor::Args),
+    /// The door controller for the board wired to the lock: subscribes to one door's access
+    /// messages, verifies signature, expiry and sequence against the trusted appliances' keys
+    /// ([door] config), and pulses the relay (a GPIO line or a command) for a grant.
+    Door(cmds::door::Args),
     /// Write the embedder's input for every face of the photos (aligned, normalised chips as
     /// raw little-endian f32, 3 × side × side each), to calibrate the int8 model
     /// (`make models-int8`).
@@ -60,11 +64,14 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    let daemon = matches!(cli.command, Command::Serve(_) | Command::Demo(_));
+    let daemon = matches!(
+        cli.command,
+        Command::Serve(_) | Command::Demo(_) | Command::Door(_)
+    );
     // `serve` logs its requests and enrolments (ONNX Runtime's own info lines are
     // session-construction chatter); the demo prints its MQTT messages, and one-shot commands
     // only their problems.
-    let serve = matches!(cli.command, Command::Serve(_));
+    let serve = matches!(cli.command, Command::Serve(_) | Command::Door(_));
     let default_level = if serve { "info,ort=warn" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -121,6 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => cmds::serve::run(config, args)?,
         Command::Demo(args) => cmds::demo::run(config, args)?,
         Command::Doctor(args) => cmds::doctor::run(&config, args)?,
+        Command::Door(args) => cmds::door::run(&config, args)?,
         Command::Chips(args) => cmds::chips::run(&config, args)?,
     }
     Ok(())

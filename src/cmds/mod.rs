@@ -8,6 +8,7 @@ pub mod compare;
 pub mod demo;
 pub mod detect;
 pub mod doctor;
+pub mod door;
 pub mod embed;
 pub mod enroll;
 pub mod eval;

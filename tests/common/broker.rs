@@ -143,3 +143,36 @@ impl Subscriber {
         }
     }
 }
+
+/// Publish one message at QoS 1 on a connection of its own and wait for the broker's PUBACK.
+pub fn publish(port: u16, topic: &str, payload: &[u8]) {
+    let id = format!("test-pub-{}", fastrand_id());
+    let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut connection) = Client::new(opts, 10);
+    client
+        .publish(topic, QoS::AtLeastOnce, false, payload.to_vec())
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "no PUBACK for {topic}");
+        match connection.recv_timeout(Duration::from_millis(500)) {
+            Ok(Ok(Event::Incoming(Packet::PubAck(_)))) => break,
+            Ok(Err(e)) => panic!("cannot publish {topic}: {e}"),
+            _ => {}
+        }
+    }
+    let _ = client.disconnect();
+    for _ in 0..10 {
+        if connection.recv_timeout(Duration::from_millis(100)).is_err() {
+            break;
+        }
+    }
+}
+
+/// A client id suffix unique within this process.
+fn fastrand_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    u64::from(std::process::id()) << 20 | NEXT.fetch_add(1, Ordering::Relaxed)
+}

@@ -2,10 +2,12 @@
 //!
 //! `api` (the HTTP API, its listener and auth), `camera` (frame sources and capture threads),
 //! `mqtt` (events, the durable outbox, the publisher and its session), `daemon` (the main job:
-//! camera workers, the MQTT link, systemd, metrics) and `doctor` (installation checks).
+//! camera workers, the MQTT link, systemd, metrics), `door` (the door controller, `facegate
+//! door`) and `doctor` (installation checks).
 
 pub mod api;
 pub mod camera;
 pub mod daemon;
 pub mod doctor;
+pub mod door;
 pub mod mqtt;

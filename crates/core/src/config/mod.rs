@@ -9,6 +9,7 @@
 mod access;
 mod camera;
 mod detector;
+mod door;
 mod inference;
 mod liveness;
 mod mqtt;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use access::{AccessConfig, DoorAccessConfig, ScheduleConfig};
 pub use camera::{CameraConfig, LivenessMode, PixelFormat, SourceKind};
 pub use detector::{DetectorConfig, DetectorRange};
+pub use door::{DoorConfig, RelayKind};
 pub use inference::{EmbedderKind, ExecutionProvider, InferenceConfig, Precision};
 pub use liveness::{ChannelOrder, LivenessConfig};
 pub use mqtt::MqttConfig;
@@ -128,6 +130,8 @@ pub struct Config {
     pub mqtt: MqttConfig,
     /// `[access]`: access messages, schedules and door defaults.
     pub access: AccessConfig,
+    /// `[door]`: the door controller (`facegate door`).
+    pub door: DoorConfig,
     /// The cameras `facegate serve` watches (`[[cameras]]` tables); none by default.
     pub cameras: Vec<CameraConfig>,
 }
@@ -236,6 +240,7 @@ impl Config {
         self.liveness.validate(&mut p);
         self.mqtt.validate(&mut p);
         self.access.validate(&mut p);
+        self.door.validate(&mut p);
         camera::validate_all(&self.cameras, &mut p);
         if p.0.is_empty() {
             Ok(())
