@@ -58,6 +58,8 @@ enum Command {
     /// raw little-endian f32, 3 × side × side each), to calibrate the int8 model
     /// (`make models-int8`).
     Chips(cmds::chips::Args),
+    /// The audit trail: `facegate audit verify` checks the event log's hash chain.
+    Audit(cmds::audit::Args),
     /// Print the built-in default configuration.
     PrintConfig,
 }
@@ -129,6 +131,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => cmds::demo::run(config, args)?,
         Command::Doctor(args) => cmds::doctor::run(&config, args)?,
         Command::Door(args) => cmds::door::run(&config, args)?,
+        Command::Audit(args) => cmds::audit::run(&config, args)?,
         Command::Chips(args) => cmds::chips::run(&config, args)?,
     }
     Ok(())

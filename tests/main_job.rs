@@ -71,6 +71,7 @@ fn an_enrolled_person_yields_one_match_and_one_grant_and_a_stranger_one_unknown_
         .as_str()
         .unwrap()
         .to_owned();
+    let audit_page = |query: &str| s.call("GET", &format!("/events{query}"), None);
     // Tracks end 0.5 s after the last face; give the last decision time to go out.
     sub.wait_for(Duration::from_secs(20), "two access messages", |m| {
         m.iter()
@@ -79,7 +80,69 @@ fn an_enrolled_person_yields_one_match_and_one_grant_and_a_stranger_one_unknown_
             >= 2
     });
     std::thread::sleep(Duration::from_secs(1));
+    // The audit trail: both decisions, newest first, with their signed access messages.
+    let (status, page) = audit_page("");
+    assert_eq!(status, 200, "{page}");
+    let records = page["events"].as_array().unwrap().clone();
+    assert_eq!(records.len(), 2, "{page:#}");
+    assert_eq!(records[0]["type"], "unknown");
+    assert_eq!(records[1]["type"], "match");
+    assert_eq!(records[1]["person_id"], "obama");
+    assert_eq!(records[1]["access"]["granted"], true);
+    assert_eq!(records[1]["prev_hash"].as_str().unwrap(), "0".repeat(64));
+    let (_, granted) = audit_page("?granted=true&door=main&person_id=obama&limit=1");
+    assert_eq!(granted["events"].as_array().unwrap().len(), 1, "{granted}");
+    assert_eq!(granted["next_cursor"], Value::Null);
+    let (_, first) = audit_page("?limit=1");
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    let (_, second) = audit_page(&format!("?limit=1&cursor={cursor}"));
+    assert_eq!(second["events"][0]["type"], "match");
+    let (_, none) = audit_page("?since=2099-01-01T00:00:00Z");
+    assert_eq!(none["events"].as_array().unwrap().len(), 0);
+    let (status, bad) = audit_page("?since=yesterday");
+    assert_eq!(
+        (status, bad["code"].as_str()),
+        (422, Some("ERR_INVALID_REQUEST"))
+    );
+    let id = records[1]["event_id"].as_str().unwrap();
+    let (status, one) = s.call("GET", &format!("/events/{id}"), None);
+    assert_eq!(status, 200, "{one}");
+    let thumb = common::server::unb64(one["thumbnail"].as_str().expect("a thumbnail is kept"));
+    assert_eq!(image::load_from_memory(&thumb).unwrap().width(), 160);
+    assert_eq!(s.call("GET", "/events/nope", None).0, 404);
+    assert_eq!(
+        s.call_with_key("GET", "/events", None, None).0,
+        401,
+        "the audit trail needs the API key"
+    );
     assert!(s.stop().success());
+    // `facegate audit verify` checks the chain, and names a record edited behind its back.
+    let verify = || {
+        common::facegate_command()
+            .args(["audit", "verify", "--data-dir"])
+            .arg(&data)
+            .output()
+            .unwrap()
+    };
+    let ok = verify();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let report: Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert_eq!(report["records"], 2, "{report}");
+    facegate_core::audit::EventLog::open(&data.join("events"), 100, 0, 16)
+        .unwrap()
+        .tamper(1, |b| {
+            let at = b.windows(5).position(|w| w == b"obama").unwrap();
+            b[at..at + 5].copy_from_slice(b"osama");
+        })
+        .unwrap();
+    let bad = verify();
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("record 1"), "{err}");
 
     let events: Vec<Value> = sub
         .on("facegate/gate/front/event")

@@ -2,6 +2,7 @@
 //! more than one command needs (the global flags, reading a photo, default file locations)
 //! lives here.
 
+pub mod audit;
 pub mod bench;
 pub mod chips;
 pub mod compare;

@@ -83,6 +83,7 @@ pub fn run(mut config: Config, args: &Args) -> Result<()> {
             state.store.clone(),
             state.metrics.daemon.clone(),
             &data_dir,
+            state.audit.clone(),
         )
         .context("cannot start the cameras and the MQTT link")?;
         let _ = state.daemon.set(daemon.status());

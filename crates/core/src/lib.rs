@@ -1,6 +1,8 @@
 //! facegate-core: what the appliance does with a frame, without any I/O but files.
 //!
-//! `access` (door schedules and a person's access rules), `config` (the one TOML file), `engine` (detection, landmarks, alignment, embeddings and
+//! `access` (door schedules, access rules, signed access messages and what a door controller
+//! checks), `audit` (the hash-chained event log), `config` (the one TOML file), `engine`
+//! (detection, landmarks, alignment, embeddings and
 //! liveness on ONNX Runtime, and the inference workers), `pipeline` (tracking, per-track
 //! evidence and decisions: pure), `store` (the LMDB gallery and its search index), `clock`,
 //! `redact` (secrets out of camera URLs) and `synthetic` (reproducible random templates).
@@ -9,6 +11,7 @@
 //! daemon (`facegate-daemon`) brings those (docs/structure.md).
 
 pub mod access;
+pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod engine;

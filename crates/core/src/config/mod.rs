@@ -10,6 +10,7 @@ mod access;
 mod camera;
 mod detector;
 mod door;
+mod events;
 mod inference;
 mod liveness;
 mod mqtt;
@@ -26,6 +27,7 @@ pub use access::{AccessConfig, DoorAccessConfig, ScheduleConfig};
 pub use camera::{CameraConfig, LivenessMode, PixelFormat, SourceKind};
 pub use detector::{DetectorConfig, DetectorRange};
 pub use door::{DoorConfig, RelayKind};
+pub use events::EventsConfig;
 pub use inference::{EmbedderKind, ExecutionProvider, InferenceConfig, Precision};
 pub use liveness::{ChannelOrder, LivenessConfig};
 pub use mqtt::MqttConfig;
@@ -132,6 +134,8 @@ pub struct Config {
     pub access: AccessConfig,
     /// `[door]`: the door controller (`facegate door`).
     pub door: DoorConfig,
+    /// `[events]`: the audit trail.
+    pub events: EventsConfig,
     /// The cameras `facegate serve` watches (`[[cameras]]` tables); none by default.
     pub cameras: Vec<CameraConfig>,
 }
@@ -241,6 +245,7 @@ impl Config {
         self.mqtt.validate(&mut p);
         self.access.validate(&mut p);
         self.door.validate(&mut p);
+        self.events.validate(&mut p);
         camera::validate_all(&self.cameras, &mut p);
         if p.0.is_empty() {
             Ok(())

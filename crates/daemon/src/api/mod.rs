@@ -7,6 +7,7 @@ pub mod auth;
 pub mod client;
 pub mod collections;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod face_json;
 pub mod faces;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub started: Instant,
     /// Cameras and MQTT, once `facegate serve` has started them.
     pub daemon: std::sync::OnceLock<Arc<crate::daemon::DaemonStatus>>,
+    /// The audit trail (`events.enabled`), written by the cameras, read by `GET /events`.
+    pub audit: Option<Arc<facegate_core::audit::EventLog>>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -114,6 +117,8 @@ pub fn router(state: SharedState) -> Router {
             put(persons::upsert).delete(persons::delete_by_body),
         )
         .route("/persons", put(persons::bulk_upsert).get(persons::list))
+        .route("/events", get(events::list))
+        .route("/events/{event_id}", get(events::get_one))
         .route(
             "/person/{collection_name}/{person_id}",
             get(persons::get_one).delete(persons::delete_by_path),

@@ -21,6 +21,8 @@ pub enum StartError {
     Engine(#[from] EngineError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("event log: {0}")]
+    Audit(#[from] facegate_core::audit::AuditError),
 }
 
 /// Workers and threads per ONNX Runtime session for this machine: `server.inference_workers`
@@ -72,6 +74,16 @@ pub fn open_state(
         ..StoreOptions::default()
     };
     let store = Store::open(data_dir, model, &options, Arc::new(SystemClock))?;
+    let audit = if config.events.enabled {
+        Some(Arc::new(facegate_core::audit::EventLog::open(
+            &data_dir.join("events"),
+            config.events.max_events,
+            config.events.max_age_days,
+            config.events.map_mib,
+        )?))
+    } else {
+        None
+    };
     let throttle = super::auth::AuthThrottle::new(
         config.server.auth_failures_per_minute,
         config.server.auth_failures_per_minute_global,
@@ -85,6 +97,7 @@ pub fn open_state(
         metrics: Metrics::new(),
         started: Instant::now(),
         daemon: std::sync::OnceLock::new(),
+        audit,
     })
 }
 

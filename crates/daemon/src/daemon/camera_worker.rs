@@ -22,6 +22,7 @@ use crate::mqtt::publisher::PublishTimes;
 use crate::mqtt::Topics;
 use facegate_core::access::rules::{self, PersonAccess};
 use facegate_core::access::schedule::Schedule;
+use facegate_core::audit::EventLog;
 use facegate_core::clock::{Clocks, RealClocks};
 use facegate_core::config::{AccessConfig, CameraConfig, LivenessConfig, LivenessMode};
 use facegate_core::engine::analyzer::FaceAnalyzer;
@@ -56,6 +57,10 @@ pub struct Sink {
     pub max_payload: usize,
     /// How doors are decided and access messages signed.
     pub access: DoorAccess,
+    /// The audit trail, when `events.enabled`.
+    pub audit: Option<Arc<EventLog>>,
+    /// Keep a face thumbnail with each audit record (`events.keep_thumbnails`).
+    pub audit_thumbnails: bool,
 }
 
 /// The access rules' configuration and the key that signs access messages.
@@ -353,7 +358,8 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
                 }
             }
         }
-        let thumbnails = self.sink.thumbnails;
+        let thumbnails =
+            self.sink.thumbnails || (self.sink.audit.is_some() && self.sink.audit_thumbnails);
         let track = self.tracker.get_mut(id).expect("track exists");
         let is_best = q >= track.best_quality;
         let decided = track.decided;
@@ -610,6 +616,7 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
             thumbnail: self
                 .thumbnails
                 .get(&track.id)
+                .filter(|_| self.sink.thumbnails)
                 .map(|j| base64::engine::general_purpose::STANDARD.encode(j)),
             truncated: false,
         };
@@ -686,6 +693,26 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
             }
             None => {
                 let _ = build(0, &mut event, &mut access);
+            }
+        }
+        if let Some(audit) = &self.sink.audit {
+            let thumbnail = self
+                .thumbnails
+                .get(&track.id)
+                .filter(|_| self.sink.audit_thumbnails);
+            let t = self.clocks.monotonic();
+            let event_json = serde_json::to_value(&event).unwrap_or_default();
+            let access_json = access.as_ref().and_then(|a| serde_json::to_value(a).ok());
+            let now_ms = facegate_core::clock::unix_ms(self.clocks.realtime());
+            match audit.append(
+                &event_json,
+                access_json.as_ref(),
+                thumbnail.map(Vec::as_slice),
+                now_ms,
+            ) {
+                Ok(_) => self.metrics.stage("audit", self.since(t)),
+                Err(e) => tracing::error!(error = %e, event_id = %event.event_id,
+                    "cannot write the decision to the event log"),
             }
         }
         tracing::info!(
@@ -903,6 +930,10 @@ mod tests {
                 thumbnails: false,
                 max_payload: 64 << 10,
                 access: DoorAccess::new(SigningKey::from_bytes(&KEY_SEED), &doors.config),
+                audit: Some(Arc::new(
+                    EventLog::open(&dir.path().join("events"), 1000, 0, 16).unwrap(),
+                )),
+                audit_thumbnails: true,
             });
             let mut camera = CameraConfig {
                 name: "front".into(),

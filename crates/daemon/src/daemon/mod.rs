@@ -26,6 +26,7 @@ use crate::mqtt::publisher::{self, LinkStatus, MqttSetupError, PublishTimes, Pub
 use crate::mqtt::Topics;
 use camera_worker::{CameraWorker, DoorAccess, Sink};
 use facegate_core::access::device_key::{self, KeyError};
+use facegate_core::audit::EventLog;
 use facegate_core::config::{Config, SourceKind};
 use facegate_core::engine::runtime::Runtime;
 use facegate_core::engine::{Engine, EngineError};
@@ -171,6 +172,7 @@ impl Daemon {
         store: Arc<Store>,
         metrics: DaemonMetrics,
         data_dir: &Path,
+        audit: Option<Arc<EventLog>>,
     ) -> Result<Self, DaemonError> {
         let m = &config.mqtt;
         let topics = Topics::new(&m.topic_prefix, &m.resolved_device_id());
@@ -235,6 +237,8 @@ impl Daemon {
             thumbnails: m.event_thumbnail,
             max_payload: (m.max_packet_kib << 10).saturating_sub(1024),
             access: DoorAccess::new(signing_key, &config.access),
+            audit: audit.clone(),
+            audit_thumbnails: config.events.keep_thumbnails,
         });
         let (stop, stop_rx) = shutdown::channel();
         let mut statuses = Vec::new();

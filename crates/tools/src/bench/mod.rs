@@ -1,6 +1,7 @@
 //! Benchmarks behind `facegate bench` and `cargo bench`. Every figure is reported next to a
 //! reference measured in the same run (a ratio), never asserted as a time.
 
+pub mod door;
 pub mod engine;
 pub mod http;
 pub mod memory;
