@@ -244,14 +244,17 @@ build-armv7: arm-deps
 # its hour:
 #  1. every test that needs no inference, in full: the unit tests of the three crates (store,
 #     search index with its vectorised scan checked against brute force, pipeline, config,
-#     MQTT with the real broker, cameras), the store, parser, systemd and transport tests, and
-#     the hostile-client tests on a server with real models (one left out, below);
+#     MQTT with the real broker, cameras), the store, parser, systemd and transport tests, the
+#     door controller against the real broker, and the hostile-client tests on a server with
+#     real models (two left out, below);
 #  2. the inference tests named in ARM64_INFERENCE_TESTS: detection, recognition with both
 #     embedders, liveness, the API with real models, precision auto, doctor and the main job
 #     from camera frames to MQTT access messages (FACEGATE_TEST_PATIENCE stretches its waits).
 # Left out, each for its time alone (all run natively in `make test`): the SIGKILL-during-400-
 # enrolments test (needs 400 enrolments within its 300 s budget; about 1 s each emulated), the
-# hostile-client test of a broker refusing an event (its camera replays at native pace), and
+# hostile-client test of a broker refusing an event (its camera replays at native pace), the
+# door test from a camera through `facegate serve` to `facegate door` (the same, and its parts
+# run: the main job's test and the controller's), and
 # the other inference tests, whose code paths the named ones already cover (docs/appliance.md, "Boards").
 ARM64_INFERENCE_TESTS := \
   a_face_filling_a_portrait_frame_is_found faces_filling_the_frame_are_found_with_both_ranges \
@@ -267,7 +270,8 @@ ARM64_TEST := $(ARM_ENV) CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="$(ARM64_
 test-arm64: arm-deps models models-int8
 	FACEGATE_CACHE=$(CACHE) $(VENV)/bin/python models/prepare.py --only runtime --runtime-arch aarch64
 	$(ARM64_TEST) --lib --test store --test parsers --test systemd --test transport --test hostile \
-	  -- --skip an_event_the_broker_refuses_is_set_aside
+	  --test door -- --skip an_event_the_broker_refuses_is_set_aside \
+	  --skip a_face_at_the_camera_opens_the_door
 	$(ARM64_TEST) --test engine_detection --test engine_recognition --test liveness --test api \
 	  --test cli --test main_job -- $(ARM64_INFERENCE_TESTS)
 

@@ -197,7 +197,13 @@ fn a_signed_fresh_grant_pulses_the_relay_and_forged_replayed_stale_and_reordered
     stale.sign(&key);
     expect(&|| send(port, &stale), "refused", "expired");
 
-    // Reordered: 31 arrives before 30; 30 is then older than what was accepted.
+    // Reordered: 31 arrives before 30; 30 is then older than what was accepted. (The first
+    // pulse is over: a grant during a pulse would extend it instead of pulsing again.)
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while door.line.is_active() {
+        assert!(Instant::now() < deadline, "the first pulse never ended");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (m30, m31) = (message(30, true, &key), message(31, true, &key));
     expect(&|| send(port, &m31), "opened", "match");
     expect(&|| send(port, &m30), "refused", "replayed");
@@ -232,11 +238,15 @@ fn the_controller_rides_out_a_broker_restart_and_remembers_accepted_sequences_ac
     let sub = Subscriber::start(port, "watch", "#", false);
     let door = Door::start(port, dir.path());
     wait_online(&sub, 1);
-    let ha = sub.on("homeassistant/binary_sensor/facegate_lockbox/main_lock/config");
-    assert_eq!(
-        ha[0].json()["device_class"],
-        "lock",
-        "Home Assistant discovery"
+    let discovery = "homeassistant/binary_sensor/facegate_lockbox/main_lock/config";
+    sub.wait_for(Duration::from_secs(10), "Home Assistant discovery", |m| {
+        m.iter().any(|m| m.topic == discovery)
+    });
+    let ha = sub.on(discovery)[0].json();
+    assert_eq!(ha["device_class"], "lock", "{ha}");
+    assert!(
+        ha.get("command_topic").is_none(),
+        "read-only: no way to open from HA"
     );
     let key = appliance_key();
     send(port, &message(5, true, &key));
@@ -270,4 +280,80 @@ fn the_controller_rides_out_a_broker_restart_and_remembers_accepted_sequences_ac
     door.stop();
     let saved = std::fs::read_to_string(dir.path().join("door-main.sequences")).unwrap();
     assert_eq!(saved, "{\"gate\":7}");
+}
+
+#[test]
+fn a_face_at_the_camera_opens_the_door_through_facegate_serve_and_facegate_door() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Enrolling runs `facegate serve` once: that creates the appliance's key.
+    common::cameras::enrol_obama(&data);
+    let key = facegate_core::access::device_key::load(&data.join("access-signing.key")).unwrap();
+    let broker = Broker::start(&dir.path().join("broker"), false);
+    let sub = Subscriber::start(broker.port(), "watch", "facegate/#", false);
+    let opened = dir.path().join("opened");
+    let door_config = dir.path().join("door.toml");
+    std::fs::write(
+        &door_config,
+        format!(
+            "[mqtt]\nport = {}\ndevice_id = \"lockbox\"\n\n[door]\nname = \"main\"\n\
+             relay = \"command\"\npulse_s = 0.2\n\
+             command = [\"sh\", \"-c\", \"echo \\\"$FACEGATE_PERSON_ID $FACEGATE_EVENT_ID\\\" >> {}\"]\n\n\
+             [door.trusted_keys]\ngate = \"{}\"\n",
+            broker.port(),
+            opened.display(),
+            public_key_text(&key.verifying_key())
+        ),
+    )
+    .unwrap();
+    let mut door = common::facegate_command()
+        .arg("--config")
+        .arg(&door_config)
+        .args(["door", "--data-dir"])
+        .arg(dir.path().join("door"))
+        .env("FACEGATE_LOG", "warn")
+        .spawn()
+        .unwrap();
+    wait_online(&sub, 1);
+    let frames = common::cameras::scene_folder(dir.path(), &["obama2.jpg"], 12, 4);
+    let camera = format!(
+        "[inference]\nembedder = \"dlib128\"\n[mqtt]\nenabled = true\nport = {}\n\
+         device_id = \"gate\"\n[[cameras]]\nname = \"front\"\nsource = \"replay\"\npath = \"{}\"\n\
+         fps = {:.2}\nreplay_loop = false\ncollection = \"staff\"\ndoor = \"main\"\nhold_off_s = 60.0\n",
+        broker.port(),
+        frames.display(),
+        10.0 / f64::from(common::patience_factor())
+    );
+    let mut serve = common::server::Server::start_with(
+        &data,
+        &common::server::Options {
+            config: camera,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    sub.wait_for(Duration::from_secs(60), "the door opened", |m| {
+        outcomes_in(m).iter().any(|o| o["result"] == "opened")
+    });
+    assert!(serve.stop().success());
+    // SIGTERM: the controller releases the relay and says offline.
+    unsafe {
+        libc::kill(door.id() as i32, libc::SIGTERM);
+    }
+    assert!(door.wait().unwrap().success());
+    let grant = sub.on("facegate/gate/main/access")[0].json();
+    let outcome = outcomes(&sub)
+        .into_iter()
+        .find(|o| o["result"] == "opened")
+        .unwrap();
+    assert_eq!(outcome["person_id"], "obama");
+    assert_eq!(outcome["event_id"], grant["event_id"]);
+    let ran = std::fs::read_to_string(&opened).unwrap();
+    assert_eq!(
+        ran.trim(),
+        format!("obama {}", grant["event_id"].as_str().unwrap()),
+        "the door command ran once, for Obama's grant"
+    );
+    let availability = sub.on(AVAILABILITY);
+    assert_eq!(availability.last().unwrap().text(), "offline");
 }

@@ -53,12 +53,23 @@ pub struct AuditRecord {
     pub person_id: Option<String>,
     /// Whether the door opened (null without a door).
     pub granted: Option<bool>,
-    /// Whether a thumbnail is kept with it.
-    pub has_thumbnail: bool,
+    /// Hex SHA-256 of the thumbnail kept with it (so the chain covers the image too).
+    pub thumbnail_sha256: Option<String>,
+    /// Whether the messages reached the outbox for publishing (false: MQTT off, or the outbox
+    /// write failed; the access message then was never sent).
+    pub published: bool,
     /// The event message as published (without its thumbnail).
     pub event: serde_json::Value,
     /// The signed access message, when the camera guards a door.
     pub access: Option<serde_json::Value>,
+}
+
+impl AuditRecord {
+    fn recorded_at_ms(&self) -> i64 {
+        self.recorded_at
+            .parse::<jiff::Timestamp>()
+            .map_or(self.at_ms, |t| t.as_millisecond())
+    }
 }
 
 /// What [`EventLog::query`] selects; every field is optional.
@@ -118,6 +129,22 @@ pub type RecordWithThumbnail = (AuditRecord, Option<Vec<u8>>);
 type Records = Database<'static, U64<BigEndian>, Bytes>;
 type ByEventId = Database<'static, Str, U64<BigEndian>>;
 type Meta = Database<'static, Str, Bytes>;
+
+/// An append whose clock reads this far past the newest record's does not age records out.
+const MAX_CLOCK_JUMP_MS: i64 = 7 * 86_400_000;
+
+/// One decision to record.
+#[derive(Debug, Clone, Default)]
+pub struct Entry {
+    /// The event message as published.
+    pub event: serde_json::Value,
+    /// The signed access message, when the camera guards a door.
+    pub access: Option<serde_json::Value>,
+    /// The face thumbnail (JPEG).
+    pub thumbnail: Option<Vec<u8>>,
+    /// Whether the messages were committed to the outbox for publishing.
+    pub published: bool,
+}
 
 const NEXT_INDEX: &str = "next_index";
 const DROPPED: &str = "dropped";
@@ -217,16 +244,10 @@ impl EventLog {
 
     /// Append one decision (`event`: the event message; `access`: the access message) at
     /// `now_ms`; returns its index. Drops the oldest records past the bounds.
-    pub fn append(
-        &self,
-        event: &serde_json::Value,
-        access: Option<&serde_json::Value>,
-        thumbnail: Option<&[u8]>,
-        now_ms: i64,
-    ) -> Result<u64, AuditError> {
+    pub fn append(&self, entry: &Entry, now_ms: i64) -> Result<u64, AuditError> {
         let _w = self.writer.lock().unwrap();
         loop {
-            match self.try_append(event, access, thumbnail, now_ms) {
+            match self.try_append(entry, now_ms) {
                 Err(AuditError::Lmdb(heed::Error::Mdb(heed::MdbError::MapFull))) => {
                     // Pages of deleted records are reused only after the deleting
                     // transaction commits: make room in a transaction of its own.
@@ -251,15 +272,14 @@ impl EventLog {
         }
     }
 
-    fn try_append(
-        &self,
-        event: &serde_json::Value,
-        access: Option<&serde_json::Value>,
-        thumbnail: Option<&[u8]>,
-        now_ms: i64,
-    ) -> Result<u64, AuditError> {
+    fn try_append(&self, entry: &Entry, now_ms: i64) -> Result<u64, AuditError> {
+        let (event, thumbnail) = (&entry.event, entry.thumbnail.as_deref());
         let mut txn = self.env.write_txn()?;
         let (prev, _) = self.head(&txn)?;
+        let newest_recorded_ms = match self.records.last(&txn)? {
+            Some((index, bytes)) => Some(Self::decode(index, bytes)?.recorded_at_ms()),
+            None => None,
+        };
         let index = u64_meta(&self.meta, &txn, NEXT_INDEX)?.max(1);
         let text = |k: &str| event[k].as_str().map(str::to_owned);
         let mut event = event.clone();
@@ -280,9 +300,10 @@ impl EventLog {
             door: text("door"),
             person_id: text("person_id"),
             granted: event["granted"].as_bool(),
-            has_thumbnail: thumbnail.is_some(),
+            thumbnail_sha256: thumbnail.map(|t| hex(&Sha256::digest(t))),
+            published: entry.published,
             event,
-            access: access.cloned(),
+            access: entry.access.clone(),
         };
         let body =
             serde_json::to_vec(&record).map_err(|e| AuditError::Damaged(index, e.to_string()))?;
@@ -299,18 +320,26 @@ impl EventLog {
         }
         self.meta
             .put(&mut txn, NEXT_INDEX, &(index + 1).to_be_bytes())?;
-        self.prune(&mut txn, now_ms)?;
+        // A clock that jumped far ahead (a bad RTC, a spoofed time server) must not age out
+        // the whole log in one append: the age bound waits until the clock has been seen
+        // moving with the records (the count bound always applies).
+        let clock_jumped = newest_recorded_ms.is_some_and(|t| now_ms - t > MAX_CLOCK_JUMP_MS);
+        self.prune(&mut txn, if clock_jumped { None } else { Some(now_ms) })?;
         txn.commit()?;
         Ok(index)
     }
 
-    /// Drop the oldest records past `max_events` or older than `max_age`.
-    fn prune(&self, txn: &mut heed::RwTxn, now_ms: i64) -> Result<(), AuditError> {
+    /// Drop the oldest records past `max_events`, and those older than `max_age` at `now_ms`
+    /// (none by age when `None`).
+    fn prune(&self, txn: &mut heed::RwTxn, now_ms: Option<i64>) -> Result<(), AuditError> {
         let count = self.records.len(txn)?;
         let over = count.saturating_sub(self.max_events);
         let max_age_ms = self.max_age_ms;
+        let too_old = |r: &AuditRecord| {
+            max_age_ms > 0 && now_ms.is_some_and(|now| r.at_ms < now - max_age_ms)
+        };
         self.drop_oldest(txn, u64::MAX, |(n, r): (u64, Option<&AuditRecord>)| {
-            n < over || (max_age_ms > 0 && r.is_some_and(|r| r.at_ms < now_ms - max_age_ms))
+            n < over || r.is_some_and(too_old)
         })
     }
 
@@ -365,6 +394,17 @@ impl EventLog {
     pub fn verify(&self) -> Result<Result<Verified, Broken>, AuditError> {
         let txn = self.env.read_txn()?;
         let (mut prev, mut prev_index) = self.anchor(&txn)?.unwrap_or(([0; 32], 0));
+        let dropped = u64_meta(&self.meta, &txn, DROPPED)?;
+        // Indexes run from 1 and only the oldest are dropped: the anchor is the dropped count.
+        if prev_index != dropped {
+            return Ok(Err(Broken {
+                index: prev_index + 1,
+                why: format!(
+                    "the log starts after record {prev_index} but {dropped} were dropped by its \
+                     bounds (records deleted from its start)"
+                ),
+            }));
+        }
         let mut records = 0;
         let mut first_index = None;
         for item in self.records.iter(&txn)? {
@@ -394,16 +434,33 @@ impl EventLog {
             if chain_hash(&prev, body) != *stored {
                 return broken("its hash does not match its content (edited)".into());
             }
+            let thumbnail = self.thumbnails.get(&txn, &index)?;
+            if record.thumbnail_sha256 != thumbnail.map(|t| hex(&Sha256::digest(t))) {
+                return broken(
+                    "its thumbnail is not the one recorded (replaced or removed)".into(),
+                );
+            }
             first_index.get_or_insert(index);
             prev = *stored;
             prev_index = index;
             records += 1;
         }
+        let next = u64_meta(&self.meta, &txn, NEXT_INDEX)?.max(1);
+        if next != prev_index + 1 {
+            return Ok(Err(Broken {
+                index: prev_index + 1,
+                why: format!(
+                    "missing: records up to {} were written but the log ends at {prev_index} \
+                     (records deleted from its end)",
+                    next - 1
+                ),
+            }));
+        }
         Ok(Ok(Verified {
             records,
             first_index,
             last_index: (records > 0).then_some(prev_index),
-            dropped: u64_meta(&self.meta, &txn, DROPPED)?,
+            dropped,
             head_hash: hex(&prev),
         }))
     }
@@ -440,10 +497,7 @@ impl EventLog {
     }
 
     /// The record of `event_id` and its thumbnail.
-    pub fn get(
-        &self,
-        event_id: &str,
-    ) -> Result<Option<RecordWithThumbnail>, AuditError> {
+    pub fn get(&self, event_id: &str) -> Result<Option<RecordWithThumbnail>, AuditError> {
         let txn = self.env.read_txn()?;
         let Some(index) = self.by_event_id.get(&txn, event_id)? else {
             return Ok(None);
@@ -452,8 +506,23 @@ impl EventLog {
             return Ok(None);
         };
         let r = Self::decode(index, bytes)?;
+        if r.event_id != event_id {
+            return Err(AuditError::Damaged(
+                index,
+                format!("the event-id index points at the record of {}", r.event_id),
+            ));
+        }
         let thumb = self.thumbnails.get(&txn, &index)?.map(<[u8]>::to_vec);
         Ok(Some((r, thumb)))
+    }
+
+    /// Replace record `index`'s thumbnail: for tests of tamper detection only.
+    #[doc(hidden)]
+    pub fn tamper_thumbnail(&self, index: u64, jpeg: &[u8]) -> Result<(), AuditError> {
+        let mut txn = self.env.write_txn()?;
+        self.thumbnails.put(&mut txn, &index, jpeg)?;
+        txn.commit()?;
+        Ok(())
     }
 
     /// Overwrite record `index`'s stored bytes: for tests of tamper detection only.
@@ -491,23 +560,32 @@ mod tests {
         })
     }
 
+    fn entry(event: serde_json::Value, thumbnail: Option<&[u8]>) -> Entry {
+        Entry {
+            event,
+            access: None,
+            thumbnail: thumbnail.map(<[u8]>::to_vec),
+            published: true,
+        }
+    }
+
     fn log(dir: &Path, max: u64, days: u32) -> EventLog {
         EventLog::open(dir, max, days, 16).unwrap()
     }
 
-    #[test]
-    fn an_intact_log_verifies_and_an_edited_or_deleted_record_is_named() {
-        let dir = tempfile::tempdir().unwrap();
-        let l = log(dir.path(), 100, 0);
-        for n in 1..=5 {
-            l.append(
-                &event(n, T0 + n as i64, Some("alice"), Some(true)),
-                None,
-                None,
-                T0,
-            )
-            .unwrap();
+    fn filled(dir: &Path, n: u64) -> EventLog {
+        let l = log(dir, 100, 0);
+        for i in 1..=n {
+            let e = event(i, T0 + i as i64, Some("alice"), Some(true));
+            l.append(&entry(e, Some(b"jpeg")), T0).unwrap();
         }
+        l
+    }
+
+    #[test]
+    fn an_intact_log_verifies_and_an_edited_record_or_thumbnail_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = filled(dir.path(), 5);
         let ok = l.verify().unwrap().unwrap();
         assert_eq!(
             (ok.records, ok.first_index, ok.last_index),
@@ -524,15 +602,24 @@ mod tests {
         assert!(bad.why.contains("edited"), "{bad}");
 
         let dir = tempfile::tempdir().unwrap();
-        let l = log(dir.path(), 100, 0);
-        for n in 1..=5 {
-            l.append(&event(n, T0, None, Some(false)), None, None, T0)
-                .unwrap();
-        }
-        l.tamper(4, Vec::clear).unwrap();
+        let l = filled(dir.path(), 5);
+        l.tamper_thumbnail(2, b"another face").unwrap();
         let bad = l.verify().unwrap().unwrap_err();
-        assert_eq!(bad.index, 4, "{bad}");
-        assert!(bad.why.contains("missing"), "{bad}");
+        assert_eq!(bad.index, 2, "{bad}");
+        assert!(bad.why.contains("thumbnail"), "{bad}");
+    }
+
+    #[test]
+    fn records_deleted_from_the_middle_the_start_or_the_end_are_named() {
+        for (deleted, named) in [(vec![4], 4), (vec![1, 2], 1), (vec![5], 5), (vec![4, 5], 4)] {
+            let dir = tempfile::tempdir().unwrap();
+            let l = filled(dir.path(), 5);
+            for index in &deleted {
+                l.tamper(*index, Vec::clear).unwrap();
+            }
+            let bad = l.verify().unwrap().unwrap_err();
+            assert_eq!(bad.index, named, "deleting {deleted:?}: {bad}");
+        }
     }
 
     #[test]
@@ -541,7 +628,7 @@ mod tests {
         {
             let l = log(dir.path(), 3, 30);
             for n in 1..=5 {
-                l.append(&event(n, T0, None, None), None, Some(b"jpeg"), T0)
+                l.append(&entry(event(n, T0, None, None), Some(b"jpeg")), T0)
                     .unwrap();
             }
             assert_eq!(l.dropped_total().unwrap(), 2);
@@ -549,17 +636,21 @@ mod tests {
             assert_eq!((ok.records, ok.first_index, ok.dropped), (3, Some(3), 2));
             assert!(l.get("e1").unwrap().is_none(), "dropped with its thumbnail");
         }
-        // 31 days later the age bound drops everything older than 30 days.
+        // The clock jumps 31 days ahead at once: the age bound waits (a bad clock must not
+        // wipe the log) ...
         let l = log(dir.path(), 3, 30);
+        let later = T0 + 31 * DAY;
+        l.append(&entry(event(6, later, None, None), None), later)
+            .unwrap();
+        assert_eq!(l.verify().unwrap().unwrap().first_index, Some(4));
+        // ... and applies once the clock moves on with the records.
         l.append(
-            &event(6, T0 + 31 * DAY, None, None),
-            None,
-            None,
-            T0 + 31 * DAY,
+            &entry(event(7, later + 1000, None, None), None),
+            later + 1000,
         )
         .unwrap();
         let ok = l.verify().unwrap().unwrap();
-        assert_eq!((ok.records, ok.first_index, ok.dropped), (1, Some(6), 5));
+        assert_eq!((ok.records, ok.first_index, ok.dropped), (2, Some(6), 5));
     }
 
     #[test]
@@ -568,13 +659,8 @@ mod tests {
         let l = log(dir.path(), 100, 0);
         for n in 1..=10u64 {
             let person = (n % 2 == 0).then_some("alice");
-            l.append(
-                &event(n, T0 + n as i64 * 1000, person, Some(person.is_some())),
-                None,
-                None,
-                T0,
-            )
-            .unwrap();
+            let e = event(n, T0 + n as i64 * 1000, person, Some(person.is_some()));
+            l.append(&entry(e, None), T0).unwrap();
         }
         let (page, cursor) = l.query(&Filter::default(), 4, None).unwrap();
         assert_eq!(

@@ -100,8 +100,14 @@ fn create(path: &Path) -> Result<SigningKey, KeyError> {
     getrandom::getrandom(&mut seed).map_err(|e| KeyError::Random(e.to_string()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(write)?;
-    let tmp = path.with_extension("key.new");
-    let _ = std::fs::remove_file(&tmp);
+    // A name of its own, so that two first starts at once never link each other's file.
+    let tmp = path.with_extension(format!(
+        "key.{}.{}.new",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    ));
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)

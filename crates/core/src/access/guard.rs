@@ -50,7 +50,11 @@ pub enum Rejection {
     BadSignature(String),
     #[error("the message is for door {0:?}")]
     WrongDoor(String),
-    #[error("sequence {sequence} is not above {last}, the last accepted from this device")]
+    #[error(
+        "sequence {sequence} is not above {last}, the last accepted from this device (a replay \
+         or an older message; if the appliance's state directory was restored or reset, delete \
+         this controller's state file)"
+    )]
     Replayed { sequence: u64, last: u64 },
     #[error("expired at {expires_at} (now {now})")]
     Expired { expires_at: String, now: String },
@@ -113,13 +117,18 @@ impl Guard {
         };
         let (issued, expires) = (at(&m.issued_at)?, at(&m.expires_at)?);
         let skew = jiff::SignedDuration::from_millis(self.max_skew_ms);
-        if now > expires + skew {
+        let out_of_range = || Rejection::Malformed("a time out of range".into());
+        let (expires_late, issued_early) = (
+            expires.checked_add(skew).map_err(|_| out_of_range())?,
+            issued.checked_sub(skew).map_err(|_| out_of_range())?,
+        );
+        if now > expires_late {
             return Err(Rejection::Expired {
                 expires_at: m.expires_at,
                 now: now.to_string(),
             });
         }
-        if issued > now + skew {
+        if issued_early > now {
             return Err(Rejection::IssuedInFuture {
                 issued_at: m.issued_at,
                 now: now.to_string(),

@@ -78,6 +78,14 @@ impl DoorConfig {
             );
         }
         for (device, key) in &self.trusted_keys {
+            if !super::is_topic_segment(device) {
+                p.add(
+                    "door.trusted_keys",
+                    device.clone(),
+                    "must be a device id: 1 to 64 letters, digits, '-' or '_' (mqtt.device_id of \
+                     the appliance)",
+                );
+            }
             if parse_public_key(key).is_err() {
                 p.add(
                     "door.trusted_keys",

@@ -675,7 +675,7 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
             }
             out
         };
-        match &self.sink.outbox {
+        let published = match &self.sink.outbox {
             Some(outbox) => {
                 let t = self.clocks.monotonic();
                 match outbox.append(|seq| build(seq, &mut event, &mut access)) {
@@ -685,31 +685,33 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
                             self.sink.times.record(*key, captured_at);
                         }
                         self.sink.wake.notify_one();
+                        true
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "cannot write the event to the outbox: it is lost")
+                        tracing::error!(error = %e, "cannot write the event to the outbox: it is lost");
+                        false
                     }
                 }
             }
             None => {
                 let _ = build(0, &mut event, &mut access);
+                false
             }
-        }
+        };
         if let Some(audit) = &self.sink.audit {
             let thumbnail = self
                 .thumbnails
                 .get(&track.id)
                 .filter(|_| self.sink.audit_thumbnails);
             let t = self.clocks.monotonic();
-            let event_json = serde_json::to_value(&event).unwrap_or_default();
-            let access_json = access.as_ref().and_then(|a| serde_json::to_value(a).ok());
+            let entry = facegate_core::audit::Entry {
+                event: serde_json::to_value(&event).unwrap_or_default(),
+                access: access.as_ref().and_then(|a| serde_json::to_value(a).ok()),
+                thumbnail: thumbnail.cloned(),
+                published,
+            };
             let now_ms = facegate_core::clock::unix_ms(self.clocks.realtime());
-            match audit.append(
-                &event_json,
-                access_json.as_ref(),
-                thumbnail.map(Vec::as_slice),
-                now_ms,
-            ) {
+            match audit.append(&entry, now_ms) {
                 Ok(_) => self.metrics.stage("audit", self.since(t)),
                 Err(e) => tracing::error!(error = %e, event_id = %event.event_id,
                     "cannot write the decision to the event log"),

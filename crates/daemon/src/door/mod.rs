@@ -210,6 +210,14 @@ impl Controller {
                             self.announce(&client);
                             self.publish_state(&client, lock, &last);
                         }
+                        Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                            if ack.return_codes.iter().any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure)) {
+                                tracing::error!("the broker refused the subscription to the access topic (its ACL?): no grant can arrive");
+                                last = json!({"result": "error", "reason": "subscription_refused",
+                                    "detail": "the broker refused the subscription to the access topic", "at": self.now_text()});
+                                self.publish_state(&client, lock, &last);
+                            }
+                        }
                         Ok(Event::Incoming(Packet::Publish(p))) => {
                             let result = self.judge(&p.payload, &mut sequences);
                             if let Ok(Verdict::Open(m)) = &result {

@@ -193,29 +193,35 @@ impl Relay {
                     match order {
                         Ok(Order::Open(o)) => {
                             let first = open_until.is_none();
-                            open_until = Some(Instant::now() + pulse);
                             let result = match &mut backend {
                                 Backend::Line(line) if first => line.set_active(true),
                                 Backend::Line(_) => Ok(()),
                                 Backend::Command(c) => run_command(c, &door, &o, pulse),
                             };
                             match result {
-                                Ok(()) if first => observer(Ok(LockState::Unlocked)),
-                                Ok(()) => {}
+                                Ok(()) => {
+                                    open_until = Some(Instant::now() + pulse);
+                                    if first {
+                                        observer(Ok(LockState::Unlocked));
+                                    }
+                                }
                                 Err(e) => {
+                                    // A pulse under way keeps running to its end.
                                     tracing::error!(error = %e, "the relay did not open");
                                     observer(Err(e.to_string()));
-                                    open_until = None;
                                 }
                             }
                         }
                         Err(RecvTimeoutError::Timeout) => {
-                            open_until = None;
-                            close(&mut backend, &observer);
+                            // A release that fails is tried again every second: a relay left
+                            // closed is a door left open.
+                            open_until = (!close(&mut backend, &observer))
+                                .then(|| Instant::now() + RELEASE_RETRY);
                         }
                         Ok(Order::Stop) | Err(RecvTimeoutError::Disconnected) => {
-                            if open_until.is_some() {
-                                close(&mut backend, &observer);
+                            // Released whatever we believe: never leave the line active.
+                            if !close(&mut backend, &observer) {
+                                tracing::error!("the relay could not be released on stop");
                             }
                             return;
                         }
@@ -243,16 +249,27 @@ impl Relay {
     }
 }
 
-fn close(backend: &mut Backend, observer: &RelayObserver) {
+/// How soon a failed release is tried again.
+const RELEASE_RETRY: Duration = Duration::from_secs(1);
+
+/// Release the relay; false when the line could not be set.
+fn close(backend: &mut Backend, observer: &RelayObserver) -> bool {
     match backend {
         Backend::Line(line) => match line.set_active(false) {
-            Ok(()) => observer(Ok(LockState::Locked)),
+            Ok(()) => {
+                observer(Ok(LockState::Locked));
+                true
+            }
             Err(e) => {
-                tracing::error!(error = %e, "the relay did not release");
+                tracing::error!(error = %e, "the relay did not release; trying again");
                 observer(Err(e.to_string()));
+                false
             }
         },
-        Backend::Command(_) => observer(Ok(LockState::Locked)),
+        Backend::Command(_) => {
+            observer(Ok(LockState::Locked));
+            true
+        }
     }
 }
 
@@ -326,6 +343,52 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         relay.stop();
         assert!(!line.is_active(), "stopping releases the relay");
+    }
+
+    /// A line whose first release fails.
+    struct StuckOnce {
+        line: FakeLine,
+        fail_release: bool,
+    }
+
+    impl OutputLine for StuckOnce {
+        fn set_active(&mut self, active: bool) -> Result<(), RelayError> {
+            if !active && std::mem::take(&mut self.fail_release) {
+                return Err(RelayError::Thread(std::io::Error::other("stuck")));
+            }
+            self.line.set_active(active)
+        }
+
+        fn describe(&self) -> String {
+            "a line that sticks once".into()
+        }
+    }
+
+    #[test]
+    fn a_release_that_fails_is_tried_again_until_the_relay_is_released() {
+        let line = FakeLine::default();
+        let relay = Relay::spawn(
+            Backend::Line(Box::new(StuckOnce {
+                line: line.clone(),
+                fail_release: true,
+            })),
+            "main".into(),
+            Duration::from_millis(100),
+            Box::new(|_| {}),
+        )
+        .unwrap();
+        relay.open(Opening::default());
+        std::thread::sleep(Duration::from_millis(400));
+        assert!(line.is_active(), "the first release failed");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while line.is_active() {
+            assert!(
+                Instant::now() < deadline,
+                "the release was never tried again"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        relay.stop();
     }
 
     #[test]

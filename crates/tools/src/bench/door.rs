@@ -85,14 +85,15 @@ fn audit_write_us(dir: &std::path::Path, key: &SigningKey) -> Result<(f64, f64),
             "metadata": {}, "similarity_score": 0.93, "door": "bench-door", "granted": true,
             "access_reason": "match", "reasons": ["p1 scored 0.930 >= 0.7"],
         });
+        let entry = facegate_core::audit::Entry {
+            event,
+            access: Some(access),
+            thumbnail: Some(thumbnail.clone()),
+            published: true,
+        };
         let t = Instant::now();
-        log.append(
-            &event,
-            Some(&access),
-            Some(&thumbnail),
-            unix_ms(SystemTime::now()),
-        )
-        .map_err(err("event log append"))?;
+        log.append(&entry, unix_ms(SystemTime::now()))
+            .map_err(err("event log append"))?;
         if i >= 20 {
             samples.push(t.elapsed().as_secs_f64() * 1e6);
         }
