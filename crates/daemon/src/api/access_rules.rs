@@ -12,24 +12,65 @@ pub const MAX_DOORS: usize = 64;
 
 /// A person's access rules; every field is optional. With none, the person may pass every
 /// door at any time its default schedule allows.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Serialize, ToSchema, PartialEq)]
 pub struct AccessRules {
     /// Not before this instant (RFC 3339 with an offset, e.g. `2026-12-01T08:00:00+01:00`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub valid_from: Option<String>,
     /// Not from this instant on (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub valid_until: Option<String>,
     /// Doors the person may pass (the cameras' `door` names); absent: every door; `[]`: none.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub doors: Option<Vec<String>>,
     /// A schedule of `[access.schedules]`, instead of the door's default one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
     /// Refused at every door (the event still names the person).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub blocked: Option<bool>,
+}
+
+/// Only from a JSON object: serde's derived `Deserialize` would also take an array (`[]` as
+/// "no rules"), which is not what a client sending an array means.
+impl<'de> Deserialize<'de> for AccessRules {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Fields {
+            #[serde(default)]
+            valid_from: Option<String>,
+            #[serde(default)]
+            valid_until: Option<String>,
+            #[serde(default)]
+            doors: Option<Vec<String>>,
+            #[serde(default)]
+            schedule: Option<String>,
+            #[serde(default)]
+            blocked: Option<bool>,
+        }
+        struct Object;
+        impl<'de> serde::de::Visitor<'de> for Object {
+            type Value = AccessRules;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an object of access rules")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<AccessRules, A::Error> {
+                let f = Fields::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(AccessRules {
+                    valid_from: f.valid_from,
+                    valid_until: f.valid_until,
+                    doors: f.doors,
+                    schedule: f.schedule,
+                    blocked: f.blocked,
+                })
+            }
+        }
+        d.deserialize_map(Object)
+    }
 }
 
 fn invalid(field: &str, message: String) -> ApiError {
@@ -157,6 +198,27 @@ mod tests {
             AccessRules::shown(&PersonAccess::default()),
             AccessRules::default()
         );
+    }
+
+    #[test]
+    fn rules_come_only_as_an_object_with_known_fields() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<AccessRules>(v);
+        assert_eq!(
+            parse(serde_json::json!({})).unwrap(),
+            AccessRules::default()
+        );
+        assert_eq!(
+            parse(serde_json::json!({"blocked": true})).unwrap().blocked,
+            Some(true)
+        );
+        for bad in [
+            serde_json::json!([]),
+            serde_json::json!([true]),
+            serde_json::json!({"door": ["main"]}),
+            serde_json::json!({"doors": "main"}),
+        ] {
+            assert!(parse(bad.clone()).is_err(), "{bad}");
+        }
     }
 
     #[test]
