@@ -29,6 +29,18 @@ fn camera_config_with(broker_port: Option<u16>, mqtt_extra: &str, camera: &str) 
     format!("[inference]\nembedder = \"dlib128\"\n{mqtt}{camera}")
 }
 
+/// Camera `front` at door `main`, replaying `frames` once at 10 fps (slowed down as much as
+/// the waits are stretched under emulation, so that the pipeline still sees enough frames of
+/// each face to decide).
+fn front_door_camera(frames: &std::path::Path) -> String {
+    format!(
+        "[[cameras]]\nname = \"front\"\nsource = \"replay\"\npath = \"{}\"\nfps = {:.2}\n\
+         replay_loop = false\ncollection = \"staff\"\ndoor = \"main\"\nhold_off_s = 60.0\n",
+        frames.display(),
+        10.0 / f64::from(common::patience_factor())
+    )
+}
+
 #[test]
 fn an_enrolled_person_yields_one_match_and_one_grant_and_a_stranger_one_unknown_and_one_denial() {
     let dir = tempfile::tempdir().unwrap();
@@ -37,14 +49,7 @@ fn an_enrolled_person_yields_one_match_and_one_grant_and_a_stranger_one_unknown_
     let frames = scene_folder(dir.path(), &["obama2.jpg", "biden.jpg"], 12, 8);
     let broker = Broker::start(&dir.path().join("broker"), false);
     let sub = Subscriber::start(broker.port(), "test-sub", "#", false);
-    // The replay slows down as much as the waits are stretched (emulation), so that the
-    // pipeline still sees enough frames of each face to decide.
-    let camera = format!(
-        "[[cameras]]\nname = \"front\"\nsource = \"replay\"\npath = \"{}\"\nfps = {:.2}\n\
-         replay_loop = false\ncollection = \"staff\"\ndoor = \"main\"\nhold_off_s = 60.0\n",
-        frames.display(),
-        10.0 / f64::from(common::patience_factor())
-    );
+    let camera = front_door_camera(&frames);
     let mut s = Server::start_with(
         &data,
         &Options {
@@ -229,12 +234,7 @@ fn a_person_refused_by_their_access_rules_is_named_in_the_event_and_denied_with_
     let frames = scene_folder(dir.path(), &["obama2.jpg"], 12, 4);
     let broker = Broker::start(&dir.path().join("broker"), false);
     let sub = Subscriber::start(broker.port(), "test-sub", "facegate/#", false);
-    let camera = format!(
-        "[[cameras]]\nname = \"front\"\nsource = \"replay\"\npath = \"{}\"\nfps = {:.2}\n\
-         replay_loop = false\ncollection = \"staff\"\ndoor = \"main\"\nhold_off_s = 60.0\n",
-        frames.display(),
-        10.0 / f64::from(common::patience_factor())
-    );
+    let camera = front_door_camera(&frames);
     let mut s = Server::start_with(
         &data,
         &Options {
