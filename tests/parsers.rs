@@ -13,8 +13,11 @@ use facegate_daemon::api::collections::CollectionBody;
 use facegate_daemon::api::error::{ApiError, ErrorCode};
 use facegate_daemon::api::extract::{decode_base64_image, parse_json};
 use facegate_daemon::api::ops::{DetectBody, LivenessBody};
-use facegate_daemon::api::persons::{parse_bulk, BulkBody, BulkItem, PersonBody, PersonRef};
+use facegate_daemon::api::persons::{
+    parse_bulk, BulkBody, BulkItem, PersonBody, PersonEditBody, PersonRef,
+};
 use facegate_daemon::api::search::{CompareBody, FaceSearchBody, MultiFaceSearchBody};
+use facegate_daemon::api::unknowns::EnrolUnknownBody;
 use facegate_daemon::camera::mjpeg_http::{boundary_of, MultipartReader};
 use image::{DynamicImage, ImageFormat};
 use proptest::collection::vec;
@@ -842,7 +845,7 @@ type Parser = fn(&[u8]) -> Result<(), ApiError>;
 const BULK_LIMIT: usize = 1000;
 
 /// Every request body type, by name.
-const BODIES: [(&str, Parser); 10] = [
+const BODIES: [(&str, Parser); 12] = [
     ("CollectionBody", |b| {
         parse_json::<CollectionBody>(b).map(drop)
     }),
@@ -860,6 +863,12 @@ const BODIES: [(&str, Parser); 10] = [
     ("CompareBody", |b| parse_json::<CompareBody>(b).map(drop)),
     ("DetectBody", |b| parse_json::<DetectBody>(b).map(drop)),
     ("LivenessBody", |b| parse_json::<LivenessBody>(b).map(drop)),
+    ("PersonEditBody", |b| {
+        parse_json::<PersonEditBody>(b).map(drop)
+    }),
+    ("EnrolUnknownBody", |b| {
+        parse_json::<EnrolUnknownBody>(b).map(drop)
+    }),
 ];
 
 /// What a field of a body holds, for valid and wrong-typed values.
@@ -880,7 +889,7 @@ enum FieldKind {
 use FieldKind::*;
 
 /// The fields of each body (the `Deserialize` structs of `facegate_daemon::api`).
-const FIELDS: [(&str, &[(&str, FieldKind)]); 10] = [
+const FIELDS: [(&str, &[(&str, FieldKind)]); 12] = [
     ("CollectionBody", &[("name", Str)]),
     (
         "PersonBody",
@@ -948,6 +957,24 @@ const FIELDS: [(&str, &[(&str, FieldKind)]); 10] = [
     ),
     ("DetectBody", &[("image_base_64", Str)]),
     ("LivenessBody", &[("face_base_64", Str)]),
+    (
+        "PersonEditBody",
+        &[
+            ("person_name", OptStr),
+            ("metadata", OptStrMap),
+            ("access", OptAccess),
+        ],
+    ),
+    (
+        "EnrolUnknownBody",
+        &[
+            ("collection_name", Str),
+            ("person_id", OptStr),
+            ("person_name", OptStr),
+            ("metadata", OptStrMap),
+            ("access", OptAccess),
+        ],
+    ),
 ];
 
 fn parser_of(body: &str) -> Parser {

@@ -83,7 +83,7 @@ pub fn run(mut config: Config, args: &Args) -> Result<()> {
             state.store.clone(),
             state.metrics.daemon.clone(),
             &data_dir,
-            state.audit.clone(),
+            state.outputs(),
         )
         .context("cannot start the cameras and the MQTT link")?;
         let _ = state.daemon.set(daemon.status());
@@ -97,7 +97,14 @@ pub fn run(mut config: Config, args: &Args) -> Result<()> {
         println!("facegate: listening on {scheme}://{bound}");
         use std::io::Write as _;
         std::io::stdout().flush()?;
-        server::serve(listener, Arc::new(state), shutdown::signals()).await?;
+        let live = state.live.clone();
+        let stop = async move {
+            shutdown::signals().await;
+            // Live event streams never end by themselves: end them, or they would hold the
+            // listener's graceful shutdown for its whole grace period.
+            live.close();
+        };
+        server::serve(listener, Arc::new(state), stop).await?;
         // The API has finished its requests; now capture stops, the pipelines finish their
         // frame and the outbox is flushed to the broker.
         daemon.shutdown().await;

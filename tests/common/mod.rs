@@ -6,6 +6,7 @@
 pub mod broker;
 pub mod cameras;
 pub mod server;
+pub mod webdriver;
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -215,7 +215,7 @@ pub fn run(options: DemoOptions) -> Result<(), DemoError> {
             }
         });
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let daemon = Daemon::start(&state.config, state.store.clone(), state.metrics.daemon.clone(), &data_dir, state.audit.clone())
+        let daemon = Daemon::start(&state.config, state.store.clone(), state.metrics.daemon.clone(), &data_dir, state.outputs())
             .map_err(|e| fail("cannot start the camera")(&e))?;
         let _ = state.daemon.set(daemon.status());
         tokio::select! {

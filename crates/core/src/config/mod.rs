@@ -16,6 +16,7 @@ mod liveness;
 mod mqtt;
 mod server;
 mod store;
+mod strangers;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -33,6 +34,7 @@ pub use liveness::{ChannelOrder, LivenessConfig};
 pub use mqtt::MqttConfig;
 pub use server::{PublicHealth, ServerConfig};
 pub use store::StoreConfig;
+pub use strangers::{StrangersConfig, MAX_FACES_KEPT};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -136,6 +138,8 @@ pub struct Config {
     pub door: DoorConfig,
     /// `[events]`: the audit trail.
     pub events: EventsConfig,
+    /// `[strangers]`: persistent ids for unknown faces.
+    pub strangers: StrangersConfig,
     /// The cameras `facegate serve` watches (`[[cameras]]` tables); none by default.
     pub cameras: Vec<CameraConfig>,
 }
@@ -246,6 +250,7 @@ impl Config {
         self.access.validate(&mut p);
         self.door.validate(&mut p);
         self.events.validate(&mut p);
+        self.strangers.validate(&mut p);
         camera::validate_all(&self.cameras, &mut p);
         if p.0.is_empty() {
             Ok(())

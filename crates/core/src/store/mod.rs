@@ -176,6 +176,14 @@ pub struct NewFace {
     pub storage: FaceStorage,
 }
 
+/// What `Store::edit_person` changes; `None` keeps.
+#[derive(Debug, Clone, Default)]
+pub struct PersonEdit {
+    pub person_name: Option<String>,
+    pub metadata: Option<BTreeMap<String, String>>,
+    pub access: Option<PersonAccess>,
+}
+
 /// One person to write, with all their faces (an enrolment replaces the faces a person had).
 #[derive(Debug, Clone)]
 pub struct Enrolment {
@@ -932,6 +940,38 @@ impl Store {
             least = Some(least.map_or(closeness, |l: f32| l.min(closeness)));
         }
         Ok(least)
+    }
+
+    /// Change a person's name, metadata or access rules (each `None` keeps the old one), their
+    /// faces untouched.
+    pub fn edit_person(
+        &self,
+        collection: &str,
+        person_id: &str,
+        edit: PersonEdit,
+    ) -> Result<PersonRecord, StoreError> {
+        let _w = self.writer.lock().unwrap();
+        if !self.indexes.read().unwrap().contains_key(collection) {
+            return Err(StoreError::CollectionNotFound);
+        }
+        let key = person_key(collection, person_id);
+        let now = self.clock.now_ms();
+        self.write(|txn| {
+            let mut person = self.person_record(txn, collection, &key)?;
+            // (Cloned: the write may be retried after growing the map.)
+            if let Some(name) = &edit.person_name {
+                person.person_name = name.clone();
+            }
+            if let Some(metadata) = &edit.metadata {
+                person.metadata = metadata.clone();
+            }
+            if let Some(access) = &edit.access {
+                person.access = Some(access.clone());
+            }
+            person.updated_at_ms = now;
+            self.persons.put(txn, &key, &person)?;
+            Ok(person)
+        })
     }
 
     /// Delete one face of a person; the last one cannot be (delete the person instead).

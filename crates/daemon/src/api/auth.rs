@@ -164,6 +164,8 @@ fn is_public(state: &SharedState, method: &axum::http::Method, path: &str) -> bo
         "/metrics" => s.public_metrics,
         "/openapi.json" => s.public_docs,
         p if p == "/docs" || p.starts_with("/docs/") => s.public_docs,
+        // The console's page and code: no data, the calls it makes are keyed.
+        "/ui" | "/ui/" | "/ui/app.js" | "/ui/app.css" => true,
         _ => false,
     }
 }

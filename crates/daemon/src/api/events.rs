@@ -1,8 +1,13 @@
-//! `GET /events` and `GET /events/{event_id}` [facegate]: the audit trail of decisions.
+//! `GET /events` and `GET /events/{event_id}` [facegate]: the audit trail of decisions;
+//! `GET /events/stream`: decisions as they are taken.
+
+use std::convert::Infallible;
 
 use axum::extract::{Path, State};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast::error::RecvError;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody, ErrorCode};
@@ -150,4 +155,35 @@ pub async fn get_one(
             "No such event in the log (never recorded, or dropped by events.max_events / max_age_days).",
         )),
     }
+}
+
+/// `GET /events/stream` [facegate]: every decision as it is taken, as Server-Sent Events
+/// (`event: decision`, `data:` the event JSON without its thumbnail); `event: lagged` with the
+/// number of events a slow reader missed. Keyed like every call: a browser reads it with
+/// `fetch` and the `x-api-key` header (never a key in the URL).
+#[utoipa::path(get, path = "/events/stream", tag = "events",
+    responses((status = 200, description = "text/event-stream of decisions", content_type = "text/event-stream", body = String)),
+    security(("api_key" = [])))]
+pub async fn stream(
+    State(state): State<SharedState>,
+) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
+    let (events, closed) = state.live.subscribe();
+    let stream =
+        futures_util::stream::unfold((events, closed), |(mut events, mut closed)| async move {
+            if *closed.borrow() {
+                return None;
+            }
+            let event = tokio::select! {
+                received = events.recv() => match received {
+                    Ok(json) => SseEvent::default().event("decision").data(&*json),
+                    Err(RecvError::Lagged(missed)) => {
+                        SseEvent::default().event("lagged").data(missed.to_string())
+                    }
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = closed.changed() => return None,
+            };
+            Some((Ok(event), (events, closed)))
+        });
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }

@@ -4,8 +4,10 @@
 
 pub mod access_rules;
 pub mod auth;
+pub mod cameras;
 pub mod client;
 pub mod collections;
+pub mod console;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -19,6 +21,7 @@ pub mod person_faces;
 pub mod persons;
 pub mod search;
 pub mod server;
+pub mod unknowns;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -49,11 +52,24 @@ pub struct AppState {
     pub daemon: std::sync::OnceLock<Arc<crate::daemon::DaemonStatus>>,
     /// The audit trail (`events.enabled`), written by the cameras, read by `GET /events`.
     pub audit: Option<Arc<facegate_core::audit::EventLog>>,
+    /// Persistent ids for unknown faces (`strangers.enabled`), written by the cameras.
+    pub strangers: Option<Arc<facegate_core::strangers::Strangers>>,
+    /// Decisions as they happen, for `GET /events/stream`.
+    pub live: Arc<crate::daemon::live_feed::LiveFeed>,
 }
 
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
+    /// What the cameras write beside the outbox (for `Daemon::start`).
+    pub fn outputs(&self) -> crate::daemon::DecisionOutputs {
+        crate::daemon::DecisionOutputs {
+            audit: self.audit.clone(),
+            strangers: self.strangers.clone(),
+            live: self.live.clone(),
+        }
+    }
+
     /// Run blocking store work off the executor threads.
     pub async fn blocking<R: Send + 'static>(
         self: &Arc<Self>,
@@ -118,10 +134,25 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/persons", put(persons::bulk_upsert).get(persons::list))
         .route("/events", get(events::list))
+        .route("/events/stream", get(events::stream))
         .route("/events/{event_id}", get(events::get_one))
+        .route("/cameras/{name}/snapshot", get(cameras::snapshot))
+        .route("/unknowns", get(unknowns::list))
+        .route(
+            "/unknowns/{unknown_id}",
+            get(unknowns::get_one).delete(unknowns::delete),
+        )
+        .route("/unknowns/{unknown_id}/enrol", post(unknowns::enrol))
+        .route("/unknowns/{unknown_id}/ignore", post(unknowns::ignore))
+        .route("/ui", get(console::page))
+        .route("/ui/", get(console::page))
+        .route("/ui/app.js", get(console::script))
+        .route("/ui/app.css", get(console::style))
         .route(
             "/person/{collection_name}/{person_id}",
-            get(persons::get_one).delete(persons::delete_by_path),
+            get(persons::get_one)
+                .delete(persons::delete_by_path)
+                .patch(persons::edit),
         )
         .route(
             "/person/{collection_name}/{person_id}/faces",
@@ -187,7 +218,8 @@ pub const BULK_DEADLINE_FACTOR: u32 = 10;
 /// trickles its body cannot hold a connection and a handler forever.
 async fn request_deadline(State(state): State<SharedState>, req: Request, next: Next) -> Response {
     let mut limit = state.config.server.request_timeout_s;
-    if limit == 0 {
+    // A live event stream lasts as long as the page that reads it.
+    if limit == 0 || req.uri().path() == "/events/stream" {
         return next.run(req).await;
     }
     if req.method() == axum::http::Method::PUT && req.uri().path() == "/persons" {

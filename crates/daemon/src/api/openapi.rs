@@ -7,7 +7,7 @@ use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{collections, error, events, ops, person_faces, persons, search};
+use super::{cameras, collections, error, events, ops, person_faces, persons, search, unknowns};
 
 /// The `x-api-key` scheme, and the error answers any protected endpoint can give (auth,
 /// request validation, size limits, overload), added to every operation that needs a key.
@@ -40,6 +40,7 @@ impl Modify for CommonResponses {
                 &mut item.post,
                 &mut item.put,
                 &mut item.delete,
+                &mut item.patch,
             ]
             .into_iter()
             .flatten()
@@ -82,7 +83,9 @@ impl Modify for CommonResponses {
         person_faces::list, person_faces::add, person_faces::delete,
         search::face_search, search::multi_face_search, search::compare,
         ops::detect, ops::liveness, ops::health, ops::metrics,
-        events::list, events::get_one,
+        events::list, events::get_one, events::stream,
+        persons::edit, cameras::snapshot,
+        unknowns::list, unknowns::get_one, unknowns::enrol, unknowns::ignore, unknowns::delete,
     ),
     components(schemas(error::ErrorBody)),
     modifiers(&CommonResponses),

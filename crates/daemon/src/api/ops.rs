@@ -135,7 +135,11 @@ pub async fn health(
             "collections": collections,
             "persons": persons,
             "index_bytes": state.store.index_bytes(),
+            // The LMDB file's length: the pages in use (the map is only address space).
+            "file_bytes": std::fs::metadata(state.store.dir().join("data.mdb")).map(|m| m.len()).ok(),
         },
+        "strangers": state.strangers.as_ref().map(|s| json!({"count": s.count()}))
+            .unwrap_or_else(|| json!({"enabled": false})),
         "cameras": state.daemon.get().map(|d| d.cameras_json()).unwrap_or_else(|| json!([])),
         "mqtt": state.daemon.get().map(|d| d.mqtt_json()).unwrap_or_else(|| json!({"enabled": false})),
         // What a door controller trusts: access messages are signed with this key.

@@ -627,6 +627,58 @@ pub async fn get_one(
     Ok(Json(PersonOut::new(&collection, person, image)))
 }
 
+/// `PATCH /person/{collection_name}/{person_id}` [facegate]: what changes; an absent field
+/// is kept. `access: {}` clears the rules.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct PersonEditBody {
+    #[serde(default)]
+    pub person_name: Option<String>,
+    /// Replaces the whole map.
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub access: Option<AccessRules>,
+}
+
+#[utoipa::path(patch, path = "/person/{collection_name}/{person_id}", tag = "persons",
+    params(("collection_name" = String, Path), ("person_id" = String, Path)),
+    request_body = PersonEditBody,
+    responses((status = 200, description = "The person as changed; faces are kept", body = PersonOut),
+        (status = 404, body = ErrorBody),
+        (status = 422, description = "ERR_INVALID_REQUEST naming the field", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn edit(
+    State(state): State<SharedState>,
+    Path((collection, person_id)): Path<(String, String)>,
+    ApiJson(body): ApiJson<PersonEditBody>,
+) -> Result<Json<PersonOut>, ApiError> {
+    check_collection_name(&collection)?;
+    check_person_id(&person_id)?;
+    if let Some(name) = &body.person_name {
+        check_person_name(name)?;
+    }
+    if let Some(metadata) = &body.metadata {
+        check_metadata(metadata)?;
+    }
+    let edit = facegate_core::store::PersonEdit {
+        person_name: body.person_name,
+        metadata: body.metadata,
+        access: body
+            .access
+            .map(|a| a.checked(&state.config.access))
+            .transpose()?,
+    };
+    let (collection, person, image) = state
+        .blocking(move |s| {
+            s.store.edit_person(&collection, &person_id, edit)?;
+            let (p, img) = s.store.person(&collection, &person_id)?;
+            Ok((collection, p, img))
+        })
+        .await?;
+    tracing::info!(collection = %collection, person_id = %person.person_id, "person edited");
+    Ok(Json(PersonOut::new(&collection, person, image)))
+}
+
 async fn delete_person(
     state: SharedState,
     collection: String,

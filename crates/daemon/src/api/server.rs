@@ -23,6 +23,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("event log: {0}")]
     Audit(#[from] facegate_core::audit::AuditError),
+    #[error("strangers: {0}")]
+    Strangers(#[from] facegate_core::strangers::StrangerError),
 }
 
 /// Workers and threads per ONNX Runtime session for this machine: `server.inference_workers`
@@ -84,6 +86,20 @@ pub fn open_state(
     } else {
         None
     };
+    let strangers = if config.strangers.enabled {
+        let s = &config.strangers;
+        Some(Arc::new(facegate_core::strangers::Strangers::open(
+            &data_dir.join("strangers"),
+            facegate_core::strangers::Limits {
+                max_count: s.max_count,
+                max_age_ms: i64::from(s.max_age_days) * 86_400_000,
+                faces_kept: s.faces_kept,
+            },
+            s.map_mib,
+        )?))
+    } else {
+        None
+    };
     let throttle = super::auth::AuthThrottle::new(
         config.server.auth_failures_per_minute,
         config.server.auth_failures_per_minute_global,
@@ -98,6 +114,8 @@ pub fn open_state(
         started: Instant::now(),
         daemon: std::sync::OnceLock::new(),
         audit,
+        strangers,
+        live: Default::default(),
     })
 }
 

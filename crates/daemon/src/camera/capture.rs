@@ -53,6 +53,8 @@ pub struct CameraStatus {
     epoch: Instant,
     capture_beat_ms: AtomicU64,
     pipeline_beat_ms: AtomicU64,
+    /// The newest frame the pipeline looked at, with its faces (`GET /cameras/{name}/snapshot`).
+    pub latest: super::snapshot::LatestFrame,
 }
 
 impl CameraStatus {
@@ -82,6 +84,7 @@ impl CameraStatus {
             epoch: Instant::now(),
             capture_beat_ms: AtomicU64::new(0),
             pipeline_beat_ms: AtomicU64::new(0),
+            latest: Default::default(),
         }
     }
 

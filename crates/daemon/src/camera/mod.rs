@@ -9,6 +9,7 @@ pub use facegate_core::redact;
 pub mod replay;
 pub mod scene;
 pub mod slot;
+pub mod snapshot;
 pub mod v4l2;
 pub mod yuyv;
 

@@ -38,6 +38,10 @@ use facegate_core::pipeline::track_decision::decide_track;
 use facegate_core::pipeline::track_liveness::{TrackLimits, TRACK_POINTS};
 use facegate_core::pipeline::tracker::{Track, Tracker};
 use facegate_core::store::{Store, StoreError};
+use facegate_core::strangers::{self, Sighting, Strangers};
+
+use super::live_feed::LiveFeed;
+use crate::camera::snapshot::{FaceState, Snapshot, SnapshotFace};
 
 /// A new embedding scoring below this against its track's fused template is another person
 /// under the same box: the track is split. (Same-person frames score far above it.)
@@ -61,6 +65,10 @@ pub struct Sink {
     pub audit: Option<Arc<EventLog>>,
     /// Keep a face thumbnail with each audit record (`events.keep_thumbnails`).
     pub audit_thumbnails: bool,
+    /// Persistent ids for unknown faces, when `strangers.enabled`.
+    pub strangers: Option<Arc<Strangers>>,
+    /// Decisions as they happen, for the console.
+    pub live: Arc<LiveFeed>,
 }
 
 /// The access rules' configuration and the key that signs access messages.
@@ -296,12 +304,70 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
             self.metrics.stage("detect", stages.detect);
             let boxes: Vec<_> = faces.iter().map(|(d, _)| d.bbox).collect();
             let ids = self.tracker.update(&boxes, now_ms);
-            for ((det, lm), id) in faces.iter().zip(ids) {
+            for ((det, lm), &id) in faces.iter().zip(&ids) {
                 self.observe(frame, image, det, lm, id, now_ms, &mut stages)?;
             }
+            self.keep_snapshot(frame, &boxes, &ids);
         }
         self.end_lost_tracks(now_ms, frame.captured_at, stages);
         Ok(())
+    }
+
+    /// The frame and its faces as the console's snapshot shows them.
+    fn keep_snapshot(
+        &self,
+        frame: &Frame,
+        boxes: &[facegate_core::engine::geometry::BoundingBox],
+        ids: &[u64],
+    ) {
+        let threshold = self.policy.min_similarity_score;
+        let faces = boxes
+            .iter()
+            .zip(ids)
+            .map(|(bbox, id)| {
+                let track = self.tracker.tracks().iter().find(|t| t.id == *id);
+                let known = track
+                    .and_then(|t| t.candidate.as_ref())
+                    .filter(|c| c.score >= threshold);
+                let state = match (track.is_some_and(|t| t.decided), known) {
+                    (true, Some(_)) => FaceState::Known,
+                    (true, None) => FaceState::Refused,
+                    (false, _) => FaceState::Pending,
+                };
+                SnapshotFace {
+                    bbox: *bbox,
+                    state,
+                    label: known.map(|c| c.person_id.clone()),
+                }
+            })
+            .collect();
+        self.status.latest.set(Snapshot {
+            image: frame.image.clone(),
+            captured_wall: frame.captured_wall,
+            faces,
+        });
+    }
+
+    /// The stranger an `unknown` track is (`None`: strangers off, or no template).
+    fn place_stranger(&self, track: &Track) -> Option<strangers::Placed> {
+        let book = self.sink.strangers.as_ref()?;
+        let template = track.fused(self.metric == Metric::Cosine)?;
+        let (metric, calibration) = (self.metric, self.calibration);
+        let score = move |a: &[f32], b: &[f32]| calibration.score(metric.compare(a, b));
+        let sighting = Sighting {
+            template,
+            quality: track.best_quality,
+            thumbnail: self.thumbnails.get(&track.id).cloned(),
+            camera: self.camera.name.clone(),
+            now_ms: facegate_core::clock::unix_ms(self.clocks.realtime()),
+        };
+        match book.sight(sighting, &score, self.policy.min_similarity_score) {
+            Ok(placed) => Some(placed),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record the stranger");
+                None
+            }
+        }
     }
 
     /// One face of the frame, on track `id`.
@@ -358,8 +424,9 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
                 }
             }
         }
-        let thumbnails =
-            self.sink.thumbnails || (self.sink.audit.is_some() && self.sink.audit_thumbnails);
+        let thumbnails = self.sink.thumbnails
+            || self.sink.strangers.is_some()
+            || (self.sink.audit.is_some() && self.sink.audit_thumbnails);
         let track = self.tracker.get_mut(id).expect("track exists");
         let is_best = q >= track.best_quality;
         let decided = track.decided;
@@ -530,6 +597,18 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
                 return;
             }
         }
+        // A stranger gets its persistent id; one the operator ignored is not reported at all.
+        let stranger = if kind == DecisionKind::Unknown {
+            self.place_stranger(track)
+        } else {
+            None
+        };
+        if let Some(s) = stranger.as_ref().filter(|s| s.ignored) {
+            self.metrics.suppressed.get_or_create(&self.labels).inc();
+            tracing::info!(camera = %self.camera.name, track = track.id,
+                unknown_id = %strangers::id_text(s.id), "ignored stranger: not reported");
+            return;
+        }
         // The matched person's record; `None` for a person deleted since the search.
         let record = match (&claimed, kind) {
             (Some(pid), DecisionKind::Match) => self
@@ -618,6 +697,8 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
                 .get(&track.id)
                 .filter(|_| self.sink.thumbnails)
                 .map(|j| base64::engine::general_purpose::STANDARD.encode(j)),
+            unknown_id: stranger.as_ref().map(|s| strangers::id_text(s.id)),
+            sightings: stranger.as_ref().map(|s| s.sightings),
             truncated: false,
         };
         let mut access = door
@@ -717,6 +798,13 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
                     "cannot write the decision to the event log"),
             }
         }
+        // The console's live view: the event as published, less the thumbnail (a keyed
+        // `GET /events/{event_id}` fetches it).
+        let thumbnail = event.thumbnail.take();
+        if let Ok(json) = serde_json::to_string(&event) {
+            self.sink.live.send(json);
+        }
+        event.thumbnail = thumbnail;
         tracing::info!(
             camera = %self.camera.name,
             decision = kind.name(),
@@ -878,6 +966,7 @@ mod tests {
         scene: Scene,
         clocks: Arc<SimulatedClocks>,
         outbox: Arc<Outbox>,
+        strangers: Arc<Strangers>,
         worker: CameraWorker<ScriptedAnalyzer, SimulatedClocks>,
         seq: u64,
     }
@@ -924,6 +1013,18 @@ mod tests {
                 )
                 .unwrap();
             let outbox = Arc::new(Outbox::open(&dir.path().join("outbox"), 1000, 16).unwrap());
+            let strangers = Arc::new(
+                Strangers::open(
+                    &dir.path().join("strangers"),
+                    strangers::Limits {
+                        max_count: 10,
+                        max_age_ms: 0,
+                        faces_kept: 5,
+                    },
+                    8,
+                )
+                .unwrap(),
+            );
             let sink = Arc::new(Sink {
                 outbox: Some(outbox.clone()),
                 wake: Arc::new(Notify::new()),
@@ -936,6 +1037,8 @@ mod tests {
                     EventLog::open(&dir.path().join("events"), 1000, 0, 16).unwrap(),
                 )),
                 audit_thumbnails: true,
+                strangers: Some(strangers.clone()),
+                live: Default::default(),
             });
             let mut camera = CameraConfig {
                 name: "front".into(),
@@ -962,6 +1065,7 @@ mod tests {
                 scene,
                 clocks,
                 outbox,
+                strangers,
                 worker,
                 seq: 0,
             }
@@ -1019,6 +1123,11 @@ mod tests {
                 .filter(|(t, _)| t == "facegate/door1/main/access")
                 .map(|(_, v)| serde_json::from_value(v).unwrap())
                 .collect()
+        }
+
+        fn audit_count(&self) -> usize {
+            let log = self.worker.sink.audit.as_ref().unwrap();
+            log.query(&Default::default(), 1000, None).unwrap().0.len()
         }
 
         fn grants(&self) -> Vec<bool> {
@@ -1290,6 +1399,41 @@ mod tests {
         assert_eq!(events[0]["type"], "unknown");
         assert!(events[0]["person_id"].is_null());
         assert_eq!(b.grants(), [false]);
+    }
+
+    #[test]
+    fn a_stranger_who_comes_back_keeps_its_id_and_one_ignored_is_never_reported_again() {
+        let mut b = Bench::new();
+        let visit = |b: &mut Bench| {
+            b.scene.show(STRANGER, LivenessCode::Ok);
+            b.frames(5);
+            b.scene.clear();
+            b.quiet(5_000);
+        };
+        visit(&mut b);
+        visit(&mut b);
+        let events = b.events();
+        assert_eq!(events.len(), 2, "{events:?}");
+        for (e, n) in events.iter().zip([1, 2]) {
+            assert_eq!(e["type"], "unknown");
+            assert_eq!(e["unknown_id"], "unknown-1");
+            assert_eq!(e["sightings"], n);
+        }
+        // A known face is nobody's stranger.
+        b.scene.show(ALICE, LivenessCode::Ok);
+        b.frames(5);
+        b.scene.clear();
+        b.quiet(5_000);
+        let events = b.events();
+        assert_eq!(events[2]["type"], "match");
+        assert!(events[2]["unknown_id"].is_null() && events[2]["sightings"].is_null());
+        // Ignored: still recognised and counted, but no event, access message or audit record.
+        assert!(b.strangers.ignore(1).unwrap());
+        let (messages, records) = (b.messages().len(), b.audit_count());
+        visit(&mut b);
+        assert_eq!(b.messages().len(), messages);
+        assert_eq!(b.audit_count(), records);
+        assert_eq!(b.strangers.get(1).unwrap().unwrap().sightings, 3);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 pub mod camera_worker;
 pub mod limits;
+pub mod live_feed;
 pub mod metrics;
 pub mod shutdown;
 pub mod systemd;
@@ -140,6 +141,14 @@ impl DaemonStatus {
         })
     }
 
+    /// A camera's live status, with its newest frame.
+    pub fn camera_status(&self, name: &str) -> Option<Arc<CameraStatus>> {
+        self.cameras
+            .iter()
+            .find(|c| c.snapshot().name == name)
+            .cloned()
+    }
+
     /// The public key door controllers trust for this appliance (base64).
     pub fn public_key(&self) -> &str {
         &self.public_key
@@ -152,6 +161,17 @@ impl DaemonStatus {
     pub fn mqtt_connected(&self) -> bool {
         self.link.as_ref().is_some_and(|l| l.connected())
     }
+}
+
+/// Where the cameras' decisions go beside the outbox, shared with the API that reads them.
+#[derive(Clone, Default)]
+pub struct DecisionOutputs {
+    /// The audit trail, when `events.enabled`.
+    pub audit: Option<Arc<EventLog>>,
+    /// Persistent ids for unknown faces, when `strangers.enabled`.
+    pub strangers: Option<Arc<facegate_core::strangers::Strangers>>,
+    /// Decisions as they happen (`GET /events/stream`).
+    pub live: Arc<live_feed::LiveFeed>,
 }
 
 pub struct Daemon {
@@ -172,7 +192,7 @@ impl Daemon {
         store: Arc<Store>,
         metrics: DaemonMetrics,
         data_dir: &Path,
-        audit: Option<Arc<EventLog>>,
+        outputs: DecisionOutputs,
     ) -> Result<Self, DaemonError> {
         let m = &config.mqtt;
         let topics = Topics::new(&m.topic_prefix, &m.resolved_device_id());
@@ -237,8 +257,10 @@ impl Daemon {
             thumbnails: m.event_thumbnail,
             max_payload: (m.max_packet_kib << 10).saturating_sub(1024),
             access: DoorAccess::new(signing_key, &config.access),
-            audit: audit.clone(),
+            audit: outputs.audit.clone(),
             audit_thumbnails: config.events.keep_thumbnails,
+            strangers: outputs.strangers.clone(),
+            live: outputs.live.clone(),
         });
         let (stop, stop_rx) = shutdown::channel();
         let mut statuses = Vec::new();

@@ -51,6 +51,11 @@ pub struct FaceEvent {
     pub latency_ms: Latency,
     /// Base64 JPEG of the aligned face, when `mqtt.event_thumbnail` is on.
     pub thumbnail: Option<String>,
+    /// The stranger's persistent id (`unknown` events, `strangers.enabled`): the same
+    /// `unknown-<n>` each time the same face comes back.
+    pub unknown_id: Option<String>,
+    /// How many times that stranger has been seen, this time included.
+    pub sightings: Option<u64>,
     /// Something was left out to fit the message in one MQTT packet (see [`encode_within`]).
     pub truncated: bool,
 }
@@ -168,6 +173,8 @@ mod tests {
             access_reason: Some("match".into()),
             latency_ms: Latency::default(),
             thumbnail: None,
+            unknown_id: None,
+            sightings: None,
             truncated: false,
         }
     }

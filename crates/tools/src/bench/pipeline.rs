@@ -211,7 +211,7 @@ pub fn bench_pipeline(
                 ..CameraConfig::default()
             }];
             let before = state.metrics.daemon.recent_publish_ms().len();
-            let daemon = Daemon::start(&config, state.store.clone(), state.metrics.daemon.clone(), &dir.join("data"), state.audit.clone())
+            let daemon = Daemon::start(&config, state.store.clone(), state.metrics.daemon.clone(), &dir.join("data"), state.outputs())
                 .map_err(err("daemon"))?;
             let status = daemon.status();
             let stop_load = Arc::new(std::sync::atomic::AtomicBool::new(false));
