@@ -207,6 +207,27 @@ fn an_operator_sees_decisions_live_enrols_from_a_file_and_promotes_and_ignores_s
     assert_eq!(promoted["person_name"], "Barack Obama", "{persons}");
     let faces = promoted["num_faces"].as_u64().unwrap();
     assert!((1..=5).contains(&faces), "{promoted}");
+    // A stranger is never enrolled over an existing person; refused, it stays a stranger.
+    let taken_id = promoted["person_id"].as_str().unwrap();
+    let (status, body) = s.call(
+        "POST",
+        "/unknowns/unknown-2/enrol",
+        Some(&json!({"collection_name": "staff", "person_id": taken_id, "person_name": "x"})),
+    );
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("ERR_ALREADY_EXISTS")),
+        "{body}"
+    );
+    assert!(
+        unknowns(&s).iter().any(|u| u["unknown_id"] == "unknown-2"),
+        "put back after the refusal"
+    );
+    let (_, same) = s.call("GET", &format!("/person/staff/{taken_id}"), None);
+    assert_eq!(
+        (same["person_name"].as_str(), same["num_faces"].as_u64()),
+        (Some("Barack Obama"), Some(faces))
+    );
 
     // The promoted stranger is recognised from now on; the ignored one is never reported
     // again: two matches later, a whole pass of the ignored face went by unreported.
@@ -223,12 +244,13 @@ fn an_operator_sees_decisions_live_enrols_from_a_file_and_promotes_and_ignores_s
     );
     let after: Vec<Value> = events_of(&sub.on("facegate/gate/front/event")[ignored_at..]);
     let first_match = after.iter().position(|e| e["type"] == "match").unwrap();
+    // Nobody else is in the replay: after the first match nothing is unknown at all (not the
+    // ignored stranger under its id, nor under a new one).
     assert!(
-        !after[first_match..]
-            .iter()
-            .any(|e| e["unknown_id"] == "unknown-2"),
+        !after[first_match..].iter().any(|e| e["type"] == "unknown"),
         "an ignored stranger was reported: {after:#?}"
     );
+    assert_eq!(unknowns(&s).len(), 1, "no new stranger either");
     let (status, detail) = s.call("GET", "/unknowns/unknown-2", None);
     assert_eq!(status, 200);
     assert!(
@@ -344,8 +366,8 @@ fn an_operator_sees_decisions_live_enrols_from_a_file_and_promotes_and_ignores_s
     );
     let mut latencies: Vec<f64> = browser
         .run(
-            "return window.facegateLive.map(e => e.latency_ms);",
-            json!([]),
+            "return window.facegateLive.slice(arguments[0]).map(e => e.latency_ms);",
+            json!([before]),
         )
         .as_array()
         .unwrap()
@@ -453,4 +475,62 @@ fn the_stranger_api_refuses_bad_ids_and_unknown_strangers_and_changes_nothing() 
         Some(&json!({"access": {"doors": "main"}})),
     );
     assert_eq!(status, 422, "{body}");
+}
+
+#[test]
+fn a_live_event_stream_outlives_the_request_timeouts_and_ends_at_shutdown() {
+    use std::io::{BufRead, BufReader, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Server::start_with(
+        &dir.path().join("data"),
+        &Options {
+            config: "[inference]\nembedder = \"dlib128\"\n\
+                     [server]\nrequest_timeout_s = 2\nheader_read_timeout_s = 1\n"
+                .into(),
+            ..Options::default()
+        },
+    )
+    .unwrap();
+    let address = s.url.trim_start_matches("http://").to_owned();
+    let mut stream = std::net::TcpStream::connect(&address).unwrap();
+    write!(
+        stream,
+        "GET /events/stream HTTP/1.1\r\nHost: {address}\r\nx-api-key: {KEY}\r\n\r\n"
+    )
+    .unwrap();
+    stream
+        .set_read_timeout(Some(common::patience(Duration::from_secs(10))))
+        .unwrap();
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut status = String::new();
+    reader.read_line(&mut status).unwrap();
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    // Past both timeouts (1 s for headers, 2 s for a request), the quiet stream is kept open
+    // with a comment line every 5 s.
+    let opened = Instant::now();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        assert!(
+            reader.read_line(&mut line).unwrap() > 0,
+            "the stream was closed"
+        );
+        if line.trim_end().ends_with(':') || line.starts_with(':') {
+            break;
+        }
+    }
+    assert!(
+        opened.elapsed() >= Duration::from_secs(3),
+        "{:?}",
+        opened.elapsed()
+    );
+    // SIGTERM with the stream open: it ends, and the server stops well within its 5 s grace.
+    let stopping = Instant::now();
+    let exit = s.stop();
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        stopping.elapsed() < Duration::from_secs(4),
+        "the open stream held the shutdown for {:?}",
+        stopping.elapsed()
+    );
 }

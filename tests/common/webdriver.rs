@@ -75,7 +75,9 @@ impl Browser {
             assert!(Instant::now() < deadline, "chromedriver did not answer");
             std::thread::sleep(Duration::from_millis(100));
         }
+        // A fresh profile: a lock left by a killed run would stop chromium from starting.
         let profile = out.join("profile");
+        let _ = std::fs::remove_dir_all(&profile);
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {

@@ -4,12 +4,15 @@
 //! match threshold, or becomes a new stranger. Each stranger keeps its best faces (template and
 //! thumbnail, by quality) and counts its sightings; an ignored one is still recognised (so it
 //! is never reported again) but not announced. Bounded by a count (the one seen longest ago is
-//! forgotten) and an age.
+//! forgotten) and an age; an ignored stranger is an operator's decision and is never forgotten
+//! by either bound (only `remove` drops it). The templates are those of one embedding model:
+//! opened for another, the store starts empty.
 //!
 //! The templates of every stranger are held in memory for matching (at most
 //! `max_count × faces_kept` of them); records with thumbnails are read from LMDB on demand.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use heed::byteorder::BigEndian;
@@ -111,28 +114,40 @@ pub struct Limits {
 struct Cluster {
     id: u64,
     last_seen_ms: i64,
+    ignored: bool,
     templates: Vec<Vec<f32>>,
+}
+
+impl Cluster {
+    fn of(s: &Stranger) -> Self {
+        Self {
+            id: s.id,
+            last_seen_ms: s.last_seen_ms,
+            ignored: s.ignored,
+            templates: s.faces.iter().map(|f| f.template.clone()).collect(),
+        }
+    }
 }
 
 /// The stranger whose closest kept face scores best against `template`, if at or above
 /// `min_score` (`score` maps two templates to the calibrated score).
-fn nearest(
-    clusters: &[Cluster],
+fn nearest_of(
+    clusters: &[&Cluster],
     template: &[f32],
     score: &dyn Fn(&[f32], &[f32]) -> f32,
     min_score: f32,
-) -> Option<(usize, f32)> {
+) -> Option<(u64, f32)> {
     clusters
         .iter()
-        .enumerate()
-        .filter_map(|(i, c)| {
+        .filter_map(|c| {
             c.templates
                 .iter()
+                .filter(|t| t.len() == template.len())
                 .map(|t| score(t, template))
                 .fold(None, |best: Option<f32>, s| {
                     Some(best.map_or(s, |b| b.max(s)))
                 })
-                .map(|s| (i, s))
+                .map(|s| (c.id, s))
         })
         .filter(|(_, s)| *s >= min_score)
         .max_by(|a, b| a.1.total_cmp(&b.1))
@@ -152,6 +167,8 @@ type Records = Database<'static, U64<BigEndian>, Bytes>;
 type Meta = Database<'static, Str, Bytes>;
 /// The last id given (ids are never reused, so an old event's id never names a new stranger).
 const LAST_ID: &str = "last_id";
+/// The embedding model the templates belong to.
+const MODEL: &str = "model";
 
 pub struct Strangers {
     env: heed::Env<WithoutTls>,
@@ -159,12 +176,21 @@ pub struct Strangers {
     meta: Meta,
     /// Every stranger's templates; the lock also serialises writers.
     clusters: Mutex<Vec<Cluster>>,
+    /// `clusters.len()`, readable without the lock.
+    count: AtomicUsize,
     limits: Limits,
 }
 
 impl Strangers {
-    /// Open (or create) the store in `dir`.
-    pub fn open(dir: &Path, limits: Limits, map_mib: usize) -> Result<Self, StrangerError> {
+    /// Open (or create) the store in `dir` for templates of `model` (an embedder's
+    /// fingerprint): strangers kept for another model are dropped, since their templates cannot
+    /// be compared with this one's.
+    pub fn open(
+        dir: &Path,
+        limits: Limits,
+        map_mib: usize,
+        model: &str,
+    ) -> Result<Self, StrangerError> {
         std::fs::create_dir_all(dir).map_err(|source| StrangerError::Directory {
             path: dir.to_owned(),
             source,
@@ -183,26 +209,81 @@ impl Strangers {
                 )))
             })?
             .unwrap_commit();
+        {
+            let mut wtxn = env.write_txn()?;
+            if meta.get(&wtxn, MODEL)? != Some(model.as_bytes()) {
+                let dropped = records.len(&wtxn)?;
+                if dropped > 0 {
+                    tracing::warn!(
+                        dropped,
+                        model,
+                        "strangers of another embedding model dropped"
+                    );
+                }
+                records.clear(&mut wtxn)?;
+                meta.put(&mut wtxn, MODEL, model.as_bytes())?;
+            }
+            wtxn.commit()?;
+        }
         let mut clusters = Vec::new();
         {
             let txn = env.read_txn()?;
             for item in records.iter(&txn)? {
                 let (id, bytes) = item?;
-                let s = decode(id, bytes)?;
-                clusters.push(Cluster {
-                    id,
-                    last_seen_ms: s.last_seen_ms,
-                    templates: s.faces.into_iter().map(|f| f.template).collect(),
-                });
+                clusters.push(Cluster::of(&decode(id, bytes)?));
             }
         }
         Ok(Self {
             env,
             records,
             meta,
+            count: AtomicUsize::new(clusters.len()),
             clusters: Mutex::new(clusters),
             limits,
         })
+    }
+
+    /// The strangers the bounds drop at `now_ms`: those unseen for longer than the age limit,
+    /// then past the count the ones seen longest ago, never an ignored one nor `keep`.
+    fn due(&self, clusters: &[Cluster], now_ms: i64, keep: Option<u64>) -> Vec<u64> {
+        let mut candidates: Vec<&Cluster> = clusters
+            .iter()
+            .filter(|c| !c.ignored && Some(c.id) != keep)
+            .collect();
+        candidates.sort_by_key(|c| (c.last_seen_ms, c.id));
+        let oldest =
+            (self.limits.max_age_ms > 0).then(|| now_ms.saturating_sub(self.limits.max_age_ms));
+        let aged = candidates
+            .iter()
+            .take_while(|c| oldest.is_some_and(|o| c.last_seen_ms < o))
+            .count();
+        let over = clusters
+            .len()
+            .saturating_sub(aged)
+            .saturating_sub(self.limits.max_count.max(1) as usize);
+        candidates
+            .iter()
+            .take(aged + over.min(candidates.len() - aged))
+            .map(|c| c.id)
+            .collect()
+    }
+
+    /// Drop what the bounds say is due at `now_ms` (also done with every sighting; call it
+    /// before listing so that a quiet appliance does not show strangers past their age).
+    pub fn forget_due(&self, now_ms: i64) -> Result<usize, StrangerError> {
+        let mut clusters = self.clusters.lock().unwrap();
+        let due = self.due(&clusters, now_ms, None);
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut wtxn = self.env.write_txn()?;
+        for id in &due {
+            self.records.delete(&mut wtxn, id)?;
+        }
+        wtxn.commit()?;
+        clusters.retain(|c| !due.contains(&c.id));
+        self.count.store(clusters.len(), Ordering::Relaxed);
+        Ok(due.len())
     }
 
     /// Place an unknown face: the stranger it is, or a new one. Strangers past the bounds are
@@ -214,35 +295,31 @@ impl Strangers {
         min_score: f32,
     ) -> Result<Placed, StrangerError> {
         let mut clusters = self.clusters.lock().unwrap();
-        let mut wtxn = self.env.write_txn()?;
         let now = sighting.now_ms;
-        // Forget the ones not seen for too long before matching, so that a face never joins a
-        // stranger that is about to go.
-        let mut forgotten: Vec<u64> = Vec::new();
-        if self.limits.max_age_ms > 0 {
+        // Those past their age go before matching, so that a face never joins a stranger that
+        // is about to be forgotten.
+        let aged: Vec<u64> = if self.limits.max_age_ms > 0 {
             let oldest = now.saturating_sub(self.limits.max_age_ms);
-            forgotten.extend(
-                clusters
-                    .iter()
-                    .filter(|c| c.last_seen_ms < oldest)
-                    .map(|c| c.id),
-            );
-        }
-        let mut kept: Vec<Cluster> = clusters
-            .iter()
-            .filter(|c| !forgotten.contains(&c.id))
-            .cloned()
-            .collect();
+            clusters
+                .iter()
+                .filter(|c| !c.ignored && c.last_seen_ms < oldest)
+                .map(|c| c.id)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let live: Vec<&Cluster> = clusters.iter().filter(|c| !aged.contains(&c.id)).collect();
+        let found = nearest_of(&live, &sighting.template, score, min_score);
+        let mut wtxn = self.env.write_txn()?;
         let face = StrangerFace {
             quality: sighting.quality,
             seen_ms: now,
             camera: sighting.camera.clone(),
-            template: sighting.template.clone(),
+            template: sighting.template,
             thumbnail: sighting.thumbnail,
         };
-        let placed = match nearest(&kept, &sighting.template, score, min_score) {
-            Some((at, s)) => {
-                let id = kept[at].id;
+        let (record, placed) = match found {
+            Some((id, s)) => {
                 let mut record = self
                     .records
                     .get(&wtxn, &id)?
@@ -253,16 +330,14 @@ impl Strangers {
                 record.last_seen_ms = record.last_seen_ms.max(now);
                 record.last_camera = sighting.camera;
                 keep_best(&mut record.faces, face, self.limits.faces_kept);
-                self.records.put(&mut wtxn, &id, &encode(&record))?;
-                kept[at].last_seen_ms = record.last_seen_ms;
-                kept[at].templates = record.faces.iter().map(|f| f.template.clone()).collect();
-                Placed {
+                let placed = Placed {
                     id,
                     sightings: record.sightings,
                     ignored: record.ignored,
                     new: false,
                     score: Some(s),
-                }
+                };
+                (record, placed)
             }
             None => {
                 let id = self
@@ -281,39 +356,46 @@ impl Strangers {
                     last_camera: sighting.camera,
                     faces: vec![face],
                 };
-                self.records.put(&mut wtxn, &id, &encode(&record))?;
-                kept.push(Cluster {
-                    id,
-                    last_seen_ms: now,
-                    templates: vec![sighting.template],
-                });
-                Placed {
+                let placed = Placed {
                     id,
                     sightings: 1,
                     ignored: false,
                     new: true,
                     score: None,
-                }
+                };
+                (record, placed)
             }
         };
-        // Past the count, the ones seen longest ago go (never the one just seen).
-        while kept.len() as u64 > self.limits.max_count.max(1) {
-            let Some(at) = kept
-                .iter()
-                .enumerate()
-                .filter(|(_, c)| c.id != placed.id)
-                .min_by_key(|(_, c)| (c.last_seen_ms, c.id))
-                .map(|(i, _)| i)
-            else {
-                break;
-            };
-            forgotten.push(kept.remove(at).id);
+        self.records.put(&mut wtxn, &record.id, &encode(&record))?;
+        // The clusters as they will be after the commit, then what the bounds drop of them.
+        let updated = Cluster::of(&record);
+        let mut next: Vec<Cluster> = Vec::with_capacity(clusters.len() + 1);
+        let mut replaced = false;
+        for c in clusters.iter() {
+            if aged.contains(&c.id) {
+                continue;
+            }
+            if c.id == updated.id {
+                next.push(updated.clone());
+                replaced = true;
+            } else {
+                next.push(c.clone());
+            }
         }
+        if !replaced {
+            next.push(updated);
+        }
+        let mut forgotten = aged;
+        let over = self.due(&next, now, Some(placed.id));
+        next.retain(|c| !over.contains(&c.id));
+        forgotten.extend(over);
         for id in &forgotten {
             self.records.delete(&mut wtxn, id)?;
         }
+        // On a failed commit nothing was written and the clusters stay as they were.
         wtxn.commit()?;
-        *clusters = kept;
+        self.count.store(next.len(), Ordering::Relaxed);
+        *clusters = next;
         Ok(placed)
     }
 
@@ -350,7 +432,7 @@ impl Strangers {
 
     /// Mark a stranger ignored; false when there is none of this id.
     pub fn ignore(&self, id: u64) -> Result<bool, StrangerError> {
-        let _clusters = self.clusters.lock().unwrap();
+        let mut clusters = self.clusters.lock().unwrap();
         let mut wtxn = self.env.write_txn()?;
         let Some(mut record) = self
             .records
@@ -363,22 +445,53 @@ impl Strangers {
         record.ignored = true;
         self.records.put(&mut wtxn, &id, &encode(&record))?;
         wtxn.commit()?;
+        if let Some(c) = clusters.iter_mut().find(|c| c.id == id) {
+            c.ignored = true;
+        }
         Ok(true)
     }
 
     /// Forget a stranger; false when there is none of this id.
     pub fn remove(&self, id: u64) -> Result<bool, StrangerError> {
+        Ok(self.take(id)?.is_some())
+    }
+
+    /// Remove a stranger and return it (to enrol it: only one caller gets it; [`Self::restore`]
+    /// puts it back when the enrolment fails).
+    pub fn take(&self, id: u64) -> Result<Option<Stranger>, StrangerError> {
         let mut clusters = self.clusters.lock().unwrap();
         let mut wtxn = self.env.write_txn()?;
-        let existed = self.records.delete(&mut wtxn, &id)?;
+        let Some(record) = self
+            .records
+            .get(&wtxn, &id)?
+            .map(|b| decode(id, b))
+            .transpose()?
+        else {
+            return Ok(None);
+        };
+        self.records.delete(&mut wtxn, &id)?;
         wtxn.commit()?;
         clusters.retain(|c| c.id != id);
-        Ok(existed)
+        self.count.store(clusters.len(), Ordering::Relaxed);
+        Ok(Some(record))
+    }
+
+    /// Put back a stranger [`Self::take`] removed.
+    pub fn restore(&self, stranger: &Stranger) -> Result<(), StrangerError> {
+        let mut clusters = self.clusters.lock().unwrap();
+        let mut wtxn = self.env.write_txn()?;
+        self.records
+            .put(&mut wtxn, &stranger.id, &encode(stranger))?;
+        wtxn.commit()?;
+        clusters.retain(|c| c.id != stranger.id);
+        clusters.push(Cluster::of(stranger));
+        self.count.store(clusters.len(), Ordering::Relaxed);
+        Ok(())
     }
 
     /// How many strangers are kept.
     pub fn count(&self) -> usize {
-        self.clusters.lock().unwrap().len()
+        self.count.load(Ordering::Relaxed)
     }
 }
 
@@ -450,7 +563,7 @@ mod tests {
     #[test]
     fn the_same_face_again_is_the_same_stranger_and_counts_a_sighting() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Strangers::open(dir.path(), limits(10), 8).unwrap();
+        let s = Strangers::open(dir.path(), limits(10), 8, "m").unwrap();
         let a = s.sight(sighting(unit(0.0), 1.0, T0), &cosine, 0.9).unwrap();
         assert!(a.new);
         assert_eq!((a.id, a.sightings), (1, 1));
@@ -475,7 +588,7 @@ mod tests {
     #[test]
     fn a_face_joins_the_closest_stranger_not_the_first_above_the_threshold() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Strangers::open(dir.path(), limits(10), 8).unwrap();
+        let s = Strangers::open(dir.path(), limits(10), 8, "m").unwrap();
         s.sight(sighting(unit(0.0), 1.0, T0), &cosine, 0.99)
             .unwrap();
         s.sight(sighting(unit(20.0), 1.0, T0), &cosine, 0.99)
@@ -490,13 +603,13 @@ mod tests {
     fn strangers_and_their_ids_survive_a_restart_and_ids_are_never_reused() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let s = Strangers::open(dir.path(), limits(10), 8).unwrap();
+            let s = Strangers::open(dir.path(), limits(10), 8, "m").unwrap();
             s.sight(sighting(unit(0.0), 1.0, T0), &cosine, 0.9).unwrap();
             s.sight(sighting(unit(90.0), 1.0, T0), &cosine, 0.9)
                 .unwrap();
             assert!(s.remove(2).unwrap());
         }
-        let s = Strangers::open(dir.path(), limits(10), 8).unwrap();
+        let s = Strangers::open(dir.path(), limits(10), 8, "m").unwrap();
         assert_eq!(s.count(), 1);
         let back = s
             .sight(sighting(unit(5.0), 1.0, T0 + 1), &cosine, 0.9)
@@ -531,7 +644,7 @@ mod tests {
     #[test]
     fn past_the_count_the_stranger_seen_longest_ago_is_forgotten() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Strangers::open(dir.path(), limits(2), 8).unwrap();
+        let s = Strangers::open(dir.path(), limits(2), 8, "m").unwrap();
         s.sight(sighting(unit(0.0), 1.0, T0), &cosine, 0.9).unwrap();
         s.sight(sighting(unit(60.0), 1.0, T0 + 10), &cosine, 0.9)
             .unwrap();
@@ -549,7 +662,7 @@ mod tests {
     #[test]
     fn a_stranger_not_seen_for_max_age_is_forgotten_and_not_matched() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Strangers::open(dir.path(), limits(10), 8).unwrap();
+        let s = Strangers::open(dir.path(), limits(10), 8, "m").unwrap();
         s.sight(sighting(unit(0.0), 1.0, T0), &cosine, 0.9).unwrap();
         let later = s
             .sight(sighting(unit(0.0), 1.0, T0 + 31 * DAY), &cosine, 0.9)
@@ -562,7 +675,7 @@ mod tests {
     #[test]
     fn an_ignored_stranger_is_still_recognised_and_says_so() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Strangers::open(dir.path(), limits(10), 8).unwrap();
+        let s = Strangers::open(dir.path(), limits(10), 8, "m").unwrap();
         s.sight(sighting(unit(0.0), 1.0, T0), &cosine, 0.9).unwrap();
         assert!(s.ignore(1).unwrap());
         assert!(!s.ignore(9).unwrap());
@@ -573,9 +686,83 @@ mod tests {
     }
 
     #[test]
+    fn an_ignored_stranger_is_never_forgotten_by_the_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Strangers::open(dir.path(), limits(2), 8, "m").unwrap();
+        s.sight(sighting(unit(0.0), 1.0, T0), &cosine, 0.9).unwrap();
+        assert!(s.ignore(1).unwrap());
+        for (i, a) in [60.0, 120.0, 180.0].into_iter().enumerate() {
+            s.sight(sighting(unit(a), 1.0, T0 + 1 + i as i64), &cosine, 0.9)
+                .unwrap();
+        }
+        // Past the count: the oldest that is not ignored went.
+        let ids: Vec<u64> = s.list(10, None).unwrap().0.iter().map(|s| s.id).collect();
+        assert_eq!(ids, [4, 1]);
+        // Past the age: the ignored one stays, and is still recognised as ignored.
+        assert_eq!(s.forget_due(T0 + 60 * DAY).unwrap(), 1);
+        let back = s
+            .sight(sighting(unit(2.0), 1.0, T0 + 90 * DAY), &cosine, 0.9)
+            .unwrap();
+        assert_eq!((back.id, back.ignored), (1, true));
+        assert!(s.get(4).unwrap().is_none(), "aged out");
+    }
+
+    #[test]
+    fn the_age_limit_is_applied_without_a_new_sighting() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Strangers::open(dir.path(), limits(10), 8, "m").unwrap();
+        s.sight(sighting(unit(0.0), 1.0, T0), &cosine, 0.9).unwrap();
+        assert_eq!(s.forget_due(T0 + DAY).unwrap(), 0);
+        assert_eq!(s.forget_due(T0 + 31 * DAY).unwrap(), 1);
+        assert_eq!((s.count(), s.list(10, None).unwrap().0.len()), (0, 0));
+    }
+
+    #[test]
+    fn a_taken_stranger_is_gone_once_and_can_be_put_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Strangers::open(dir.path(), limits(10), 8, "m").unwrap();
+        s.sight(sighting(unit(0.0), 1.0, T0), &cosine, 0.9).unwrap();
+        let taken = s.take(1).unwrap().unwrap();
+        assert!(
+            s.take(1).unwrap().is_none(),
+            "a second enrolment gets nothing"
+        );
+        let new = s
+            .sight(sighting(unit(1.0), 1.0, T0 + 1), &cosine, 0.9)
+            .unwrap();
+        assert_eq!(new.id, 2, "while taken it is not matched");
+        s.remove(2).unwrap();
+        s.restore(&taken).unwrap();
+        let back = s
+            .sight(sighting(unit(1.0), 1.0, T0 + 2), &cosine, 0.9)
+            .unwrap();
+        assert_eq!((back.id, back.sightings), (1, 2));
+    }
+
+    #[test]
+    fn strangers_of_another_model_are_dropped_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Strangers::open(dir.path(), limits(10), 8, "m").unwrap();
+            s.sight(sighting(unit(0.0), 1.0, T0), &cosine, 0.9).unwrap();
+        }
+        assert_eq!(
+            Strangers::open(dir.path(), limits(10), 8, "m")
+                .unwrap()
+                .count(),
+            1
+        );
+        let other = Strangers::open(dir.path(), limits(10), 8, "other").unwrap();
+        assert_eq!(
+            (other.count(), other.list(10, None).unwrap().0.len()),
+            (0, 0)
+        );
+    }
+
+    #[test]
     fn listing_pages_newest_first() {
         let dir = tempfile::tempdir().unwrap();
-        let s = Strangers::open(dir.path(), limits(10), 8).unwrap();
+        let s = Strangers::open(dir.path(), limits(10), 8, "m").unwrap();
         for (i, a) in [0.0, 60.0, 120.0].into_iter().enumerate() {
             s.sight(sighting(unit(a), 1.0, T0 + i as i64), &cosine, 0.9)
                 .unwrap();

@@ -54,6 +54,21 @@ impl StrangersConfig {
                 "must be 1 to 10",
             );
         }
+        // A kept face takes up to ~16 KiB in the store (a 512-float template as JSON and a
+        // base64 thumbnail): the map must hold them all, or sightings would start failing.
+        let needed_mib = self
+            .max_count
+            .saturating_mul(self.faces_kept as u64)
+            .saturating_mul(16)
+            / 1024;
+        if self.map_mib >= 8 && (self.map_mib as u64) < needed_mib.saturating_mul(2) {
+            p.add(
+                "strangers.map_mib",
+                self.map_mib.to_string(),
+                "too small for strangers.max_count × faces_kept faces (~16 KiB each, twice that \
+                 for LMDB's copy-on-write): raise it or lower max_count",
+            );
+        }
         if self.map_mib < 8 {
             p.add(
                 "strangers.map_mib",

@@ -668,6 +668,32 @@ impl Store {
         items: Vec<Enrolment>,
         duplicate_min_closeness: Option<f32>,
     ) -> Result<Vec<Result<PersonRecord, String>>, StoreError> {
+        self.enrol_items(collection, items, duplicate_min_closeness, false)
+    }
+
+    /// Write a new person, never replacing one: `Ok(None)` when the person id is enrolled
+    /// already (checked under the writer lock, so no other enrolment slips in between).
+    pub fn enrol_new(
+        &self,
+        collection: &str,
+        item: Enrolment,
+    ) -> Result<Option<PersonRecord>, StoreError> {
+        let id = item.person_id.clone();
+        let mut out = self.enrol_items(collection, vec![item], None, true)?;
+        match out.remove(0) {
+            Ok(person) => Ok(Some(person)),
+            Err(existing) if existing == id => Ok(None),
+            Err(_) => unreachable!("no duplicate check was asked for"),
+        }
+    }
+
+    fn enrol_items(
+        &self,
+        collection: &str,
+        items: Vec<Enrolment>,
+        duplicate_min_closeness: Option<f32>,
+        only_new: bool,
+    ) -> Result<Vec<Result<PersonRecord, String>>, StoreError> {
         let _w = self.writer.lock().unwrap();
         if !self.indexes.read().unwrap().contains_key(collection) {
             return Err(StoreError::CollectionNotFound);
@@ -685,6 +711,17 @@ impl Store {
         let mut verdicts: Vec<Option<String>> = Vec::with_capacity(items.len());
         for item in &items {
             let mut verdict = None;
+            if only_new {
+                let txn = self.env.read_txn()?;
+                if self
+                    .persons
+                    .get(&txn, &person_key(collection, &item.person_id))?
+                    .is_some()
+                {
+                    verdicts.push(Some(item.person_id.clone()));
+                    continue;
+                }
+            }
             if let Some(min) = duplicate_min_closeness {
                 for face in &item.faces {
                     if let Some(m) =

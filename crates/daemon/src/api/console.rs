@@ -133,6 +133,16 @@ mod tests {
             APP_CSS.contains("header { ") && APP_CSS.contains("background: #1f2933; color: #fff;")
         );
         assert!(contrast(white, "#1f2933") >= 4.5);
+        // Focus rings: 3:1 against what they sit on (WCAG 1.4.11), light and dark.
+        for background in [var("bg"), var("card")] {
+            let c = contrast(&var("focus"), &background);
+            assert!(c >= 3.0, "focus ring on {background}: {c:.2}:1");
+        }
+        assert!(contrast(&var("focus-dark"), "#1f2933") >= 3.0);
+        assert!(
+            !APP_CSS.contains("opacity"),
+            "faded controls lose their contrast"
+        );
     }
 
     #[test]

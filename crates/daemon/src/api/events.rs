@@ -159,7 +159,7 @@ pub async fn get_one(
 
 /// `GET /events/stream` [facegate]: every decision as it is taken, as Server-Sent Events
 /// (`event: decision`, `data:` the event JSON without its thumbnail); `event: lagged` with the
-/// number of events a slow reader missed. Keyed like every call: a browser reads it with
+/// number of events a slow reader missed; a `:` comment every 5 s while quiet. Keyed like every call: a browser reads it with
 /// `fetch` and the `x-api-key` header (never a key in the URL).
 #[utoipa::path(get, path = "/events/stream", tag = "events",
     responses((status = 200, description = "text/event-stream of decisions", content_type = "text/event-stream", body = String)),
@@ -185,5 +185,7 @@ pub async fn stream(
             };
             Some((Ok(event), (events, closed)))
         });
-    Sse::new(stream).keep_alive(KeepAlive::default())
+    // A comment line every 5 s: proxies and browsers keep the quiet stream open, and a reader
+    // that went away is noticed at the next write.
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(5)))
 }

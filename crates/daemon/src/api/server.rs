@@ -96,6 +96,7 @@ pub fn open_state(
                 faces_kept: s.faces_kept,
             },
             s.map_mib,
+            &info.fingerprint,
         )?))
     } else {
         None

@@ -166,7 +166,12 @@ pub async fn list(
         })
         .transpose()?;
     let (page, next) = state
-        .blocking(move |_| book.list(limit, before).map_err(store_error))
+        .blocking(move |_| {
+            // A quiet appliance has had no sighting to apply the age limit with.
+            let now = facegate_core::clock::unix_ms(std::time::SystemTime::now());
+            book.forget_due(now).map_err(store_error)?;
+            book.list(limit, before).map_err(store_error)
+        })
         .await?;
     Ok(Json(UnknownPage {
         unknowns: page.iter().map(UnknownOut::new).collect(),
@@ -234,49 +239,83 @@ pub async fn enrol(
     let collection = body.collection_name;
     let (collection, person, image) = state
         .blocking(move |s| {
-            let stranger = book.get(id).map_err(store_error)?.ok_or_else(not_found)?;
-            if s.store.person(&collection, &person_id).is_ok() {
-                return Err(ApiError::with_message(
-                    ErrorCode::ErrAlreadyExists,
-                    "A person with this id is enrolled already: choose another person_id.",
-                )
-                .with_metadata("person_id", person_id));
-            }
-            let most = MAX_ENROLLED_FACES.min(s.config.store.max_faces_per_person as usize);
-            let faces: Vec<NewFace> = stranger
-                .faces
-                .into_iter()
-                .take(most.max(1))
-                .map(|f| NewFace {
-                    storage: if f.thumbnail.is_some() {
-                        FaceStorage::StoreThumbnails
-                    } else {
-                        FaceStorage::NoStorage
-                    },
-                    image: f.thumbnail,
-                    template: f.template,
-                })
-                .collect();
-            let image = faces.first().and_then(|f| f.image.clone());
-            let enrolment = Enrolment {
+            // Taken out first: of two enrolments of one stranger only one gets it; put back
+            // when the person cannot be written.
+            let stranger = book.take(id).map_err(store_error)?.ok_or_else(not_found)?;
+            let written = enrol_stranger(
+                s,
+                &collection,
+                &stranger,
                 person_id,
                 person_name,
                 metadata,
                 access,
-                faces,
-            };
-            let mut out = s.store.enrol(&collection, vec![enrolment], None)?;
-            let person = out.remove(0).map_err(|other| {
-                ApiError::new(ErrorCode::ErrDuplicatePerson).with_metadata("person_id", other)
-            })?;
-            // Enrolled: the stranger is a person now and is matched as one.
-            book.remove(id).map_err(store_error)?;
-            Ok((collection, person, image))
+            );
+            if written.is_err() {
+                if let Err(e) = book.restore(&stranger) {
+                    tracing::error!(error = %e, unknown_id = %strangers::id_text(id),
+                        "cannot put the stranger back after a failed enrolment");
+                }
+            }
+            written.map(|(person, image)| (collection, person, image))
         })
         .await?;
     tracing::info!(collection = %collection, person_id = %person.person_id,
         unknown_id = %unknown_id, faces = person.num_faces, "stranger enrolled");
     Ok(Json(PersonOut::new(&collection, person, image)))
+}
+
+/// Write the person a stranger becomes (never replacing one): its best faces as the camera
+/// made them.
+fn enrol_stranger(
+    s: &super::AppState,
+    collection: &str,
+    stranger: &Stranger,
+    person_id: String,
+    person_name: String,
+    metadata: BTreeMap<String, String>,
+    access: Option<facegate_core::access::rules::PersonAccess>,
+) -> Result<(facegate_core::store::PersonRecord, Option<Vec<u8>>), ApiError> {
+    let dim = s.store.model().dim;
+    if stranger.faces.iter().any(|f| f.template.len() != dim) {
+        return Err(ApiError::with_message(
+            ErrorCode::ErrInvalidRequest,
+            "The stranger's faces were embedded by another model than the store's.",
+        ));
+    }
+    let most = MAX_ENROLLED_FACES.min(s.config.store.max_faces_per_person as usize);
+    let faces: Vec<NewFace> = stranger
+        .faces
+        .iter()
+        .take(most.max(1))
+        .cloned()
+        .map(|f| NewFace {
+            storage: if f.thumbnail.is_some() {
+                FaceStorage::StoreThumbnails
+            } else {
+                FaceStorage::NoStorage
+            },
+            image: f.thumbnail,
+            template: f.template,
+        })
+        .collect();
+    let image = faces.first().and_then(|f| f.image.clone());
+    let enrolment = Enrolment {
+        person_id,
+        person_name,
+        metadata,
+        access,
+        faces,
+    };
+    let person_id = enrolment.person_id.clone();
+    match s.store.enrol_new(collection, enrolment)? {
+        Some(person) => Ok((person, image)),
+        None => Err(ApiError::with_message(
+            ErrorCode::ErrAlreadyExists,
+            "A person with this id is enrolled already: choose another person_id.",
+        )
+        .with_metadata("person_id", person_id)),
+    }
 }
 
 #[utoipa::path(post, path = "/unknowns/{unknown_id}/ignore", tag = "strangers",

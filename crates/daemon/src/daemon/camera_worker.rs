@@ -135,6 +135,8 @@ pub struct CameraWorker<A: FaceAnalyzer = Engine, C: Clocks = RealClocks> {
     frame_index: u64,
     /// Thumbnails of tracks' best embedded frames (only when events carry them).
     thumbnails: HashMap<u64, Vec<u8>>,
+    /// How each decided track in view was decided, and the person it claimed (snapshots).
+    decided: HashMap<u64, (DecisionKind, Option<String>)>,
     warned_missing_collection: bool,
     /// The threshold in force and the gallery size it was worked out for.
     threshold: Option<GalleryThreshold>,
@@ -191,6 +193,7 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
             clocks,
             frame_index: 0,
             thumbnails: HashMap::new(),
+            decided: HashMap::new(),
             warned_missing_collection: false,
             threshold: None,
         }
@@ -320,24 +323,20 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
         boxes: &[facegate_core::engine::geometry::BoundingBox],
         ids: &[u64],
     ) {
-        let threshold = self.policy.min_similarity_score;
         let faces = boxes
             .iter()
             .zip(ids)
             .map(|(bbox, id)| {
-                let track = self.tracker.tracks().iter().find(|t| t.id == *id);
-                let known = track
-                    .and_then(|t| t.candidate.as_ref())
-                    .filter(|c| c.score >= threshold);
-                let state = match (track.is_some_and(|t| t.decided), known) {
-                    (true, Some(_)) => FaceState::Known,
-                    (true, None) => FaceState::Refused,
-                    (false, _) => FaceState::Pending,
+                // Green only for a match: a spoof of an enrolled face is refused, in red.
+                let (state, label) = match self.decided.get(id) {
+                    Some((DecisionKind::Match, person)) => (FaceState::Known, person.clone()),
+                    Some(_) => (FaceState::Refused, None),
+                    None => (FaceState::Pending, None),
                 };
                 SnapshotFace {
                     bbox: *bbox,
                     state,
-                    label: known.map(|c| c.person_id.clone()),
+                    label,
                 }
             })
             .collect();
@@ -560,6 +559,7 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
             }
         }
         self.thumbnails.remove(&thumbnail_key);
+        self.decided.remove(&thumbnail_key);
     }
 
     fn publish(
@@ -586,6 +586,7 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
             .as_ref()
             .filter(|c| c.score >= self.policy.min_similarity_score)
             .map(|c| c.person_id.clone());
+        self.decided.insert(track.id, (kind, claimed.clone()));
         if let Some(person) = &claimed {
             if !self
                 .hold_off
@@ -604,7 +605,10 @@ impl<A: FaceAnalyzer, C: Clocks> CameraWorker<A, C> {
             None
         };
         if let Some(s) = stranger.as_ref().filter(|s| s.ignored) {
-            self.metrics.suppressed.get_or_create(&self.labels).inc();
+            self.metrics
+                .ignored_strangers
+                .get_or_create(&self.labels)
+                .inc();
             tracing::info!(camera = %self.camera.name, track = track.id,
                 unknown_id = %strangers::id_text(s.id), "ignored stranger: not reported");
             return;
@@ -1022,6 +1026,7 @@ mod tests {
                         faces_kept: 5,
                     },
                     8,
+                    "scripted@test",
                 )
                 .unwrap(),
             );

@@ -45,6 +45,8 @@ pub struct DaemonMetrics {
     pub camera_fps: Family<CameraLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub decisions: Family<DecisionLabels, Counter>,
     pub suppressed: Family<CameraLabels, Counter>,
+    /// Unknown decisions of strangers the operator ignored (not published).
+    pub ignored_strangers: Family<CameraLabels, Counter>,
     pub stage_seconds: Family<StageLabels, Histogram>,
     pub capture_to_publish_seconds: Histogram,
     pub outbox_depth: Gauge,
@@ -65,6 +67,7 @@ impl DaemonMetrics {
             camera_fps: Family::default(),
             decisions: Family::default(),
             suppressed: Family::default(),
+            ignored_strangers: Family::default(),
             stage_seconds: Family::new_with_constructor(|| {
                 Histogram::new(exponential_buckets(0.0005, 2.0, 14))
             }),
@@ -102,6 +105,11 @@ impl DaemonMetrics {
             "decisions_held_off",
             "Decisions not published because the same person had an event on the camera within the hold-off",
             m.suppressed.clone(),
+        );
+        registry.register(
+            "decisions_ignored_strangers",
+            "Unknown decisions not published because the stranger was ignored (POST /unknowns/{id}/ignore)",
+            m.ignored_strangers.clone(),
         );
         registry.register(
             "pipeline_stage_duration_seconds",

@@ -116,22 +116,38 @@ function stopLive() {
   state.stream = null;
 }
 
-async function showLive() {
-  const health = await getJson('/health');
+function linkState(health) {
   const mqtt = health.mqtt || {};
   say('live-status', mqtt.enabled
     ? 'MQTT ' + (mqtt.connected ? 'connected' : 'not connected') + ' to ' + mqtt.broker + ', outbox ' + mqtt.outbox_depth + ' waiting'
     : 'MQTT off');
+}
+
+async function showLive() {
+  const health = await getJson('/health');
+  linkState(health);
   const box = $('live-cameras');
   box.replaceChildren();
   const cameras = health.cameras || [];
   if (!cameras.length) box.append(el('p', { text: 'No cameras configured ([[cameras]] in the configuration).' }));
   for (const cam of cameras) {
     const img = el('img', { alt: 'Latest frame of camera ' + cam.name, 'data-camera': cam.name, width: 640, height: 360 });
-    const caption = el('figcaption', { 'data-camera': cam.name, text: cam.name + ': ' + cam.state + ', ' + (cam.fps || 0).toFixed(1) + ' fps' });
+    const caption = el('figcaption', { 'data-camera': cam.name, text: cameraState(cam) });
     box.append(el('figure', { class: 'camera' }, img, caption));
   }
+  let ticks = 0;
   const refresh = async () => {
+    // Camera and link state every 5 s, the frames every second.
+    if (ticks++ % 5 === 4) {
+      try {
+        const h = await getJson('/health');
+        linkState(h);
+        for (const cam of h.cameras || []) {
+          const c = box.querySelector('figcaption[data-camera="' + CSS.escape(cam.name) + '"]');
+          if (c) c.dataset.state = cameraState(cam);
+        }
+      } catch (e) { /* shown on the next view */ }
+    }
     for (const img of box.querySelectorAll('img[data-camera]')) {
       try {
         const res = await api('GET', '/cameras/' + encodeURIComponent(img.dataset.camera) + '/snapshot?width=640');
@@ -139,7 +155,7 @@ async function showLive() {
         const url = URL.createObjectURL(await res.blob());
         img.dataset.faces = faces;
         const caption = img.parentElement.querySelector('figcaption');
-        caption.textContent = caption.textContent.replace(/ · \d+ faces? in view$/, '') + ' · ' + faces + (faces === '1' ? ' face' : ' faces') + ' in view';
+        caption.textContent = (caption.dataset.state || caption.textContent.replace(/ · \d+ faces? in view$/, '')) + ' · ' + faces + (faces === '1' ? ' face' : ' faces') + ' in view';
         const old = img.src;
         img.src = url;
         if (old.startsWith('blob:')) URL.revokeObjectURL(old);
@@ -150,6 +166,8 @@ async function showLive() {
   state.snapshotTimer = setInterval(refresh, 1000);
   startStream();
 }
+
+const cameraState = (cam) => cam.name + ': ' + cam.state + ', ' + (cam.fps || 0).toFixed(1) + ' fps';
 
 function feedItem(ev) {
   const who = ev.person_name || ev.person_id || ev.unknown_id || '';
@@ -171,6 +189,12 @@ async function startStream() {
   state.stream = ctrl;
   try {
     const res = await fetch('/events/stream', { headers: { 'x-api-key': key() }, signal: ctrl.signal, cache: 'no-store' });
+    if (res.status === 401 || res.status === 403) {
+      state.stream = null;
+      sessionStorage.removeItem(KEY_ITEM);
+      showLogin('The API key was refused.');
+      return;
+    }
     if (!res.ok) throw new Error('HTTP ' + res.status);
     const reader = res.body.getReader();
     const decoder = new TextDecoder();
@@ -447,11 +471,18 @@ async function createCollection(ev) {
 // ---- strangers ----
 async function showStrangers() {
   await loadCollections($('strangers-collection'));
-  const page = await getJson('/unknowns?limit=100');
+  // Every page (strangers.max_count bounds them; 500 a page).
+  const all = [];
+  let cursor = null;
+  do {
+    const page = await getJson('/unknowns?limit=500' + (cursor ? '&cursor=' + cursor : ''));
+    all.push(...page.unknowns);
+    cursor = page.next_cursor;
+  } while (cursor);
   const list = $('strangers-list');
   list.replaceChildren();
-  if (!page.unknowns.length) list.append(el('li', { text: 'No strangers seen.' }));
-  for (const s of page.unknowns) {
+  if (!all.length) list.append(el('li', { text: 'No strangers seen.' }));
+  for (const s of all) {
     const nameId = 'st-name-' + s.unknown_id;
     const name = el('input', { id: nameId, maxlength: 256 });
     const act = (label, f, cls) => el('button', { type: 'button', class: cls, text: label, 'data-action': label.toLowerCase(), on: { click: f } });
