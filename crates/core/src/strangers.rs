@@ -243,28 +243,37 @@ impl Strangers {
         })
     }
 
-    /// The strangers the bounds drop at `now_ms`: those unseen for longer than the age limit,
-    /// then past the count the ones seen longest ago, never an ignored one nor `keep`.
-    fn due(&self, clusters: &[Cluster], now_ms: i64, keep: Option<u64>) -> Vec<u64> {
-        let mut candidates: Vec<&Cluster> = clusters
+    /// The strangers the bounds drop at `now_ms` among `kept` (id, last seen, ignored):
+    /// those unseen for longer than the age limit, then past the count the ones seen longest
+    /// ago; never an ignored one nor `keep`.
+    fn due(&self, kept: &[(u64, i64, bool)], now_ms: i64, keep: Option<u64>) -> Vec<u64> {
+        let mut candidates: Vec<(i64, u64)> = kept
             .iter()
-            .filter(|c| !c.ignored && Some(c.id) != keep)
+            .filter(|(id, _, ignored)| !ignored && Some(*id) != keep)
+            .map(|(id, seen, _)| (*seen, *id))
             .collect();
-        candidates.sort_by_key(|c| (c.last_seen_ms, c.id));
+        candidates.sort_unstable();
         let oldest =
             (self.limits.max_age_ms > 0).then(|| now_ms.saturating_sub(self.limits.max_age_ms));
         let aged = candidates
             .iter()
-            .take_while(|c| oldest.is_some_and(|o| c.last_seen_ms < o))
+            .take_while(|(seen, _)| oldest.is_some_and(|o| *seen < o))
             .count();
-        let over = clusters
+        let over = kept
             .len()
             .saturating_sub(aged)
             .saturating_sub(self.limits.max_count.max(1) as usize);
         candidates
             .iter()
             .take(aged + over.min(candidates.len() - aged))
-            .map(|c| c.id)
+            .map(|(_, id)| *id)
+            .collect()
+    }
+
+    fn view(clusters: &[Cluster]) -> Vec<(u64, i64, bool)> {
+        clusters
+            .iter()
+            .map(|c| (c.id, c.last_seen_ms, c.ignored))
             .collect()
     }
 
@@ -272,7 +281,7 @@ impl Strangers {
     /// before listing so that a quiet appliance does not show strangers past their age).
     pub fn forget_due(&self, now_ms: i64) -> Result<usize, StrangerError> {
         let mut clusters = self.clusters.lock().unwrap();
-        let due = self.due(&clusters, now_ms, None);
+        let due = self.due(&Self::view(&clusters), now_ms, None);
         if due.is_empty() {
             return Ok(0);
         }
@@ -367,35 +376,27 @@ impl Strangers {
             }
         };
         self.records.put(&mut wtxn, &record.id, &encode(&record))?;
-        // The clusters as they will be after the commit, then what the bounds drop of them.
-        let updated = Cluster::of(&record);
-        let mut next: Vec<Cluster> = Vec::with_capacity(clusters.len() + 1);
-        let mut replaced = false;
-        for c in clusters.iter() {
-            if aged.contains(&c.id) {
-                continue;
-            }
-            if c.id == updated.id {
-                next.push(updated.clone());
-                replaced = true;
-            } else {
-                next.push(c.clone());
-            }
-        }
-        if !replaced {
-            next.push(updated);
-        }
+        // What the bounds drop of the strangers as they will be after the commit (ids and
+        // times only: no template is copied).
+        let mut view: Vec<(u64, i64, bool)> = Self::view(&clusters)
+            .into_iter()
+            .filter(|(id, _, _)| !aged.contains(id) && *id != record.id)
+            .collect();
+        view.push((record.id, record.last_seen_ms, record.ignored));
         let mut forgotten = aged;
-        let over = self.due(&next, now, Some(placed.id));
-        next.retain(|c| !over.contains(&c.id));
-        forgotten.extend(over);
+        forgotten.extend(self.due(&view, now, Some(placed.id)));
         for id in &forgotten {
             self.records.delete(&mut wtxn, id)?;
         }
         // On a failed commit nothing was written and the clusters stay as they were.
         wtxn.commit()?;
-        self.count.store(next.len(), Ordering::Relaxed);
-        *clusters = next;
+        let updated = Cluster::of(&record);
+        match clusters.iter_mut().find(|c| c.id == updated.id) {
+            Some(c) => *c = updated,
+            None => clusters.push(updated),
+        }
+        clusters.retain(|c| !forgotten.contains(&c.id));
+        self.count.store(clusters.len(), Ordering::Relaxed);
         Ok(placed)
     }
 
