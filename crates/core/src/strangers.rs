@@ -100,6 +100,15 @@ pub struct Placed {
     pub score: Option<f32>,
 }
 
+/// What [`Strangers::reserve`] found.
+#[derive(Debug)]
+pub enum Reservation {
+    Got(Stranger),
+    /// Another enrolment has it.
+    Busy,
+    Missing,
+}
+
 /// Bounds of the store.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -178,6 +187,8 @@ pub struct Strangers {
     clusters: Mutex<Vec<Cluster>>,
     /// `clusters.len()`, readable without the lock.
     count: AtomicUsize,
+    /// Strangers being enrolled (reserved).
+    enrolling: Mutex<std::collections::HashSet<u64>>,
     limits: Limits,
 }
 
@@ -238,6 +249,7 @@ impl Strangers {
             records,
             meta,
             count: AtomicUsize::new(clusters.len()),
+            enrolling: Mutex::default(),
             clusters: Mutex::new(clusters),
             limits,
         })
@@ -454,40 +466,35 @@ impl Strangers {
 
     /// Forget a stranger; false when there is none of this id.
     pub fn remove(&self, id: u64) -> Result<bool, StrangerError> {
-        Ok(self.take(id)?.is_some())
-    }
-
-    /// Remove a stranger and return it (to enrol it: only one caller gets it; [`Self::restore`]
-    /// puts it back when the enrolment fails).
-    pub fn take(&self, id: u64) -> Result<Option<Stranger>, StrangerError> {
         let mut clusters = self.clusters.lock().unwrap();
         let mut wtxn = self.env.write_txn()?;
-        let Some(record) = self
-            .records
-            .get(&wtxn, &id)?
-            .map(|b| decode(id, b))
-            .transpose()?
-        else {
-            return Ok(None);
-        };
-        self.records.delete(&mut wtxn, &id)?;
+        let existed = self.records.delete(&mut wtxn, &id)?;
         wtxn.commit()?;
         clusters.retain(|c| c.id != id);
         self.count.store(clusters.len(), Ordering::Relaxed);
-        Ok(Some(record))
+        Ok(existed)
     }
 
-    /// Put back a stranger [`Self::take`] removed.
-    pub fn restore(&self, stranger: &Stranger) -> Result<(), StrangerError> {
-        let mut clusters = self.clusters.lock().unwrap();
-        let mut wtxn = self.env.write_txn()?;
-        self.records
-            .put(&mut wtxn, &stranger.id, &encode(stranger))?;
-        wtxn.commit()?;
-        clusters.retain(|c| c.id != stranger.id);
-        clusters.push(Cluster::of(stranger));
-        self.count.store(clusters.len(), Ordering::Relaxed);
-        Ok(())
+    /// The stranger, reserved for an enrolment: a second reservation of it gets `Reserved`
+    /// until [`Self::release`]; meanwhile it stays in the store and is still matched (a face
+    /// seen during the enrolment keeps its id). Remove it once the person is written.
+    pub fn reserve(&self, id: u64) -> Result<Reservation, StrangerError> {
+        let mut enrolling = self.enrolling.lock().unwrap();
+        if enrolling.contains(&id) {
+            return Ok(Reservation::Busy);
+        }
+        match self.get(id)? {
+            Some(stranger) => {
+                enrolling.insert(id);
+                Ok(Reservation::Got(stranger))
+            }
+            None => Ok(Reservation::Missing),
+        }
+    }
+
+    /// End a reservation of [`Self::reserve`].
+    pub fn release(&self, id: u64) {
+        self.enrolling.lock().unwrap().remove(&id);
     }
 
     /// How many strangers are kept.
@@ -719,25 +726,29 @@ mod tests {
     }
 
     #[test]
-    fn a_taken_stranger_is_gone_once_and_can_be_put_back() {
+    fn a_stranger_reserved_for_enrolment_is_reserved_once_and_still_matched() {
         let dir = tempfile::tempdir().unwrap();
         let s = Strangers::open(dir.path(), limits(10), 8, "m").unwrap();
         s.sight(sighting(unit(0.0), 1.0, T0), &cosine, 0.9).unwrap();
-        let taken = s.take(1).unwrap().unwrap();
+        assert!(matches!(s.reserve(1).unwrap(), Reservation::Got(x) if x.id == 1));
         assert!(
-            s.take(1).unwrap().is_none(),
-            "a second enrolment gets nothing"
+            matches!(s.reserve(1).unwrap(), Reservation::Busy),
+            "a second enrolment waits"
         );
-        let new = s
+        assert!(matches!(s.reserve(7).unwrap(), Reservation::Missing));
+        let during = s
             .sight(sighting(unit(1.0), 1.0, T0 + 1), &cosine, 0.9)
             .unwrap();
-        assert_eq!(new.id, 2, "while taken it is not matched");
-        s.remove(2).unwrap();
-        s.restore(&taken).unwrap();
-        let back = s
-            .sight(sighting(unit(1.0), 1.0, T0 + 2), &cosine, 0.9)
-            .unwrap();
-        assert_eq!((back.id, back.sightings), (1, 2));
+        assert_eq!(
+            (during.id, during.sightings),
+            (1, 2),
+            "no new stranger while enrolling"
+        );
+        s.release(1);
+        assert!(matches!(s.reserve(1).unwrap(), Reservation::Got(_)));
+        assert!(s.remove(1).unwrap());
+        s.release(1);
+        assert!(matches!(s.reserve(1).unwrap(), Reservation::Missing));
     }
 
     #[test]

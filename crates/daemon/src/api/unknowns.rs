@@ -18,7 +18,7 @@ use super::persons::PersonOut;
 use super::SharedState;
 use facegate_core::clock::rfc3339;
 use facegate_core::store::{Enrolment, FaceStorage, NewFace};
-use facegate_core::strangers::{self, Stranger, Strangers};
+use facegate_core::strangers::{self, Reservation, Stranger, Strangers};
 
 /// Most strangers in one page.
 const MAX_LIMIT: usize = 500;
@@ -136,6 +136,14 @@ fn not_found() -> ApiError {
     )
 }
 
+fn already_enrolled(person_id: String) -> ApiError {
+    ApiError::with_message(
+        ErrorCode::ErrAlreadyExists,
+        "A person with this id is enrolled already: choose another person_id.",
+    )
+    .with_metadata("person_id", person_id)
+}
+
 fn store_error(e: facegate_core::strangers::StrangerError) -> ApiError {
     ApiError::internal("strangers", &e)
 }
@@ -239,9 +247,22 @@ pub async fn enrol(
     let collection = body.collection_name;
     let (collection, person, image) = state
         .blocking(move |s| {
-            // Taken out first: of two enrolments of one stranger only one gets it; put back
-            // when the person cannot be written.
-            let stranger = book.take(id).map_err(store_error)?.ok_or_else(not_found)?;
+            if s.store.person(&collection, &person_id).is_ok() {
+                return Err(already_enrolled(person_id));
+            }
+            // Reserved, not taken out: of two enrolments of one stranger only one gets it,
+            // and a face seen meanwhile still keeps its id. Removed once the person is
+            // written; a crash in between leaves the stranger to delete, never loses it.
+            let stranger = match book.reserve(id).map_err(store_error)? {
+                Reservation::Got(stranger) => stranger,
+                Reservation::Missing => return Err(not_found()),
+                Reservation::Busy => {
+                    return Err(ApiError::with_message(
+                        ErrorCode::ErrAlreadyExists,
+                        "This stranger is being enrolled by another request.",
+                    ))
+                }
+            };
             let written = enrol_stranger(
                 s,
                 &collection,
@@ -250,14 +271,14 @@ pub async fn enrol(
                 person_name,
                 metadata,
                 access,
-            );
-            if written.is_err() {
-                if let Err(e) = book.restore(&stranger) {
-                    tracing::error!(error = %e, unknown_id = %strangers::id_text(id),
-                        "cannot put the stranger back after a failed enrolment");
-                }
-            }
-            written.map(|(person, image)| (collection, person, image))
+            )
+            .and_then(|(person, image)| {
+                // Enrolled: the face is a person now, matched as one.
+                book.remove(id).map_err(store_error)?;
+                Ok((collection, person, image))
+            });
+            book.release(id);
+            written
         })
         .await?;
     tracing::info!(collection = %collection, person_id = %person.person_id,
@@ -310,11 +331,7 @@ fn enrol_stranger(
     let person_id = enrolment.person_id.clone();
     match s.store.enrol_new(collection, enrolment)? {
         Some(person) => Ok((person, image)),
-        None => Err(ApiError::with_message(
-            ErrorCode::ErrAlreadyExists,
-            "A person with this id is enrolled already: choose another person_id.",
-        )
-        .with_metadata("person_id", person_id)),
+        None => Err(already_enrolled(person_id)),
     }
 }
 

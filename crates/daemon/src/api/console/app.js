@@ -144,7 +144,7 @@ async function showLive() {
         linkState(h);
         for (const cam of h.cameras || []) {
           const c = box.querySelector('figcaption[data-camera="' + CSS.escape(cam.name) + '"]');
-          if (c) c.dataset.state = cameraState(cam);
+          if (c) { c.dataset.state = cameraState(cam); c.textContent = c.dataset.state; }
         }
       } catch (e) { /* shown on the next view */ }
     }
