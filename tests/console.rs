@@ -451,8 +451,14 @@ fn the_stranger_api_refuses_bad_ids_and_unknown_strangers_and_changes_nothing() 
         (404, Some("ERR_NOT_FOUND")),
         "{body}"
     );
-    let (status, body) = s.call("GET", "/unknowns?limit=0", None);
-    assert_eq!(status, 422, "{body}");
+    for query in ["limit=0", "limit=501", "cursor=unknown-3"] {
+        let (status, body) = s.call("GET", &format!("/unknowns?{query}"), None);
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (422, Some("ERR_INVALID_REQUEST")),
+            "{query}: {body}"
+        );
+    }
     let (_, persons) = s.call("GET", "/persons?collection_name=staff", None);
     assert_eq!(persons["persons"], json!([]));
     // No camera: no snapshot, a clear 404.

@@ -11,7 +11,7 @@ use tokio::sync::broadcast::error::RecvError;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::{ApiError, ErrorBody, ErrorCode};
-use super::extract::{encode_base64, ApiQuery};
+use super::extract::{cursor_page, encode_base64, ApiQuery};
 use super::SharedState;
 use facegate_core::audit::{AuditRecord, Filter};
 
@@ -92,21 +92,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Json<EventPage>, ApiError> {
     log(&state)?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid(format!("limit must be 1 to {MAX_LIMIT}"))
-            .with_metadata("field", "limit"));
-    }
-    let before = q
-        .cursor
-        .as_ref()
-        .map(|c| {
-            c.parse::<u64>().map_err(|_| {
-                ApiError::invalid("cursor is not a next_cursor of this API")
-                    .with_metadata("field", "cursor")
-            })
-        })
-        .transpose()?;
+    let (limit, before) = cursor_page(q.limit, q.cursor.as_deref(), MAX_LIMIT)?;
     let filter = Filter {
         since_ms: instant("since", &q.since)?,
         until_ms: instant("until", &q.until)?,

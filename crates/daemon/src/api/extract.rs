@@ -267,6 +267,30 @@ pub fn check_score(field: &str, v: f32) -> Result<f32, ApiError> {
     }
 }
 
+/// `limit` (default 50, 1 to `max`) and `cursor` (a previous page's `next_cursor`) of a
+/// newest-first listing (`GET /events`, `GET /unknowns`): 422 naming the field otherwise.
+pub fn cursor_page(
+    limit: Option<usize>,
+    cursor: Option<&str>,
+    max: usize,
+) -> Result<(usize, Option<u64>), ApiError> {
+    let limit = limit.unwrap_or(50);
+    if !(1..=max).contains(&limit) {
+        return Err(
+            ApiError::invalid(format!("limit must be 1 to {max}")).with_metadata("field", "limit")
+        );
+    }
+    let before = cursor
+        .map(|c| {
+            c.parse::<u64>().map_err(|_| {
+                ApiError::invalid("cursor is not a next_cursor of this API")
+                    .with_metadata("field", "cursor")
+            })
+        })
+        .transpose()?;
+    Ok((limit, before))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,8 +11,8 @@ use utoipa::{IntoParams, ToSchema};
 use super::access_rules::AccessRules;
 use super::error::{ApiError, ErrorBody, ErrorCode};
 use super::extract::{
-    check_collection_name, check_metadata, check_person_id, check_person_name, encode_base64,
-    ApiJson, ApiQuery,
+    check_collection_name, check_metadata, check_person_id, check_person_name, cursor_page,
+    encode_base64, ApiJson, ApiQuery,
 };
 use super::persons::PersonOut;
 use super::SharedState;
@@ -158,21 +158,7 @@ pub async fn list(
     ApiQuery(q): ApiQuery<UnknownsQuery>,
 ) -> Result<Json<UnknownPage>, ApiError> {
     let book = book(&state)?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=MAX_LIMIT).contains(&limit) {
-        return Err(ApiError::invalid(format!("limit must be 1 to {MAX_LIMIT}"))
-            .with_metadata("field", "limit"));
-    }
-    let before = q
-        .cursor
-        .as_deref()
-        .map(|c| {
-            c.parse::<u64>().map_err(|_| {
-                ApiError::invalid("cursor is not a next_cursor of this API")
-                    .with_metadata("field", "cursor")
-            })
-        })
-        .transpose()?;
+    let (limit, before) = cursor_page(q.limit, q.cursor.as_deref(), MAX_LIMIT)?;
     let (page, next) = state
         .blocking(move |_| {
             // A quiet appliance has had no sighting to apply the age limit with.
