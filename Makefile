@@ -184,6 +184,7 @@ bench: models models-int8 build
 	$(BIN) bench search
 	$(BIN) bench http
 	$(BIN) bench memory
+	$(BIN) bench fleet
 
 # ARM builds for Raspberry Pi OS / Jetson with Docker or Podman and `cargo install cross`
 # (cross reads only Cross.toml unless CROSS_CONFIG names the file).

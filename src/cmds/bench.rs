@@ -80,6 +80,16 @@ enum Bench {
         #[arg(long)]
         one: Option<PathBuf>,
     },
+    /// Gallery replication through a loopback mosquitto: a joining appliance's catch-up, the
+    /// retained size per person, and commit-on-A → searchable-on-B next to the commit.
+    Fleet {
+        /// Persons in the gallery the joining appliance catches up with.
+        #[arg(long, default_value_t = 10_000)]
+        persons: usize,
+        /// Enrolments timed one by one for the replication latency.
+        #[arg(long, default_value_t = 200)]
+        samples: usize,
+    },
     /// Mixed API load on a `serve` child with a replay camera while its own loopback
     /// mosquitto is stopped every minute; RSS, outbox, log and events produced against
     /// events received.
@@ -165,6 +175,12 @@ pub fn run(config: &Config, args: &Args) -> Result<()> {
             if !report.failures.is_empty() {
                 bail!("soak failed: {}", report.failures.join("; "));
             }
+        }
+        Bench::Fleet { persons, samples } => {
+            at_least_one("--persons and --samples", &[*persons, *samples])?;
+            let report = bench::fleet::bench_fleet(*persons, *samples)?;
+            eprint!("{}", bench::fleet::format_fleet_report(&report));
+            println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Bench::Memory { one, persons } => {
             at_least_one("--persons", &[*persons])?;

@@ -11,6 +11,7 @@ mod camera;
 mod detector;
 mod door;
 mod events;
+mod fleet;
 mod inference;
 mod liveness;
 mod mqtt;
@@ -29,6 +30,7 @@ pub use camera::{CameraConfig, LivenessMode, PixelFormat, SourceKind};
 pub use detector::{DetectorConfig, DetectorRange};
 pub use door::{DoorConfig, RelayKind};
 pub use events::EventsConfig;
+pub use fleet::FleetConfig;
 pub use inference::{EmbedderKind, ExecutionProvider, InferenceConfig, Precision};
 pub use liveness::{ChannelOrder, LivenessConfig};
 pub use mqtt::MqttConfig;
@@ -140,6 +142,8 @@ pub struct Config {
     pub events: EventsConfig,
     /// `[strangers]`: persistent ids for unknown faces.
     pub strangers: StrangersConfig,
+    /// `[fleet]`: the gallery replicated between the appliances of a site.
+    pub fleet: FleetConfig,
     /// The cameras `facegate serve` watches (`[[cameras]]` tables); none by default.
     pub cameras: Vec<CameraConfig>,
 }
@@ -251,6 +255,7 @@ impl Config {
         self.door.validate(&mut p);
         self.events.validate(&mut p);
         self.strangers.validate(&mut p);
+        self.fleet.validate(&mut p, self.mqtt.enabled);
         camera::validate_all(&self.cameras, &mut p);
         if p.0.is_empty() {
             Ok(())

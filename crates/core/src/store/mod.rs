@@ -8,6 +8,7 @@
 pub mod index;
 mod migration;
 pub mod records;
+pub mod replication;
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -285,6 +286,8 @@ type Dbs = (
     Database<'static, Bytes, SerdeJson<PersonRecord>>,
     Database<'static, Bytes, Bytes>,
     Database<'static, Bytes, Bytes>,
+    replication::Stamps,
+    replication::Pending,
 );
 
 pub struct Store {
@@ -295,6 +298,14 @@ pub struct Store {
     persons: Database<'static, Bytes, SerdeJson<PersonRecord>>,
     templates: Database<'static, Bytes, Bytes>,
     images: Database<'static, Bytes, Bytes>,
+    /// Each person's and collection's fleet version (replication).
+    fleet_versions: replication::Stamps,
+    /// Registers changed here and not yet acknowledged by the broker (replication).
+    fleet_pending: replication::Pending,
+    /// This appliance's device id, once the change feed is started.
+    feed: std::sync::OnceLock<String>,
+    /// Called after a commit that queued fleet records.
+    on_change: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>>,
     model: ModelId,
     clock: Arc<dyn Clock>,
     /// Serialises writers, so index updates happen in commit order.
@@ -334,14 +345,16 @@ impl Store {
         let env = unsafe { opts.open(dir) }?;
         env.clear_stale_readers()?;
         let wtxn = env.write_txn()?;
-        let (meta, collections, persons, templates, images): Dbs = env
-            .create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {
+        let (meta, collections, persons, templates, images, fleet_versions, fleet_pending): Dbs =
+            env.create_databases_and_commit(wtxn, |dbo, wtxn| -> heed::Result<_> {
                 Ok(CommitOrAbort::<_, ()>::Commit((
                     dbo.create_database(wtxn, Some("meta"))?,
                     dbo.create_database(wtxn, Some("collections"))?,
                     dbo.create_database(wtxn, Some("persons"))?,
                     dbo.create_database(wtxn, Some("templates"))?,
                     dbo.create_database(wtxn, Some("images"))?,
+                    dbo.create_database(wtxn, Some("fleet_versions"))?,
+                    dbo.create_database(wtxn, Some("fleet_pending"))?,
                 )))
             })?
             .unwrap_commit();
@@ -353,6 +366,10 @@ impl Store {
             persons,
             templates,
             images,
+            fleet_versions,
+            fleet_pending,
+            feed: std::sync::OnceLock::new(),
+            on_change: std::sync::OnceLock::new(),
             model,
             clock,
             writer: Mutex::new(()),
@@ -602,8 +619,9 @@ impl Store {
                 return Err(StoreError::CollectionExists);
             }
             self.collections.put(txn, name, &record)?;
-            Ok(())
+            self.note_change(txn, name, None, false)
         })?;
+        self.changed();
         self.indexes.write().unwrap().insert(
             name.to_owned(),
             CollectionIndex::new(self.model.dim, self.model.metric),
@@ -621,6 +639,21 @@ impl Store {
                 .collections
                 .get(txn, name)?
                 .ok_or(StoreError::CollectionNotFound)?;
+            if self.feed_device().is_some() {
+                // A tombstone per person, so that their retained records on the broker are
+                // replaced too.
+                let mut ids = Vec::new();
+                for entry in self.persons.prefix_iter(txn, &prefix)? {
+                    let (key, _) = entry?;
+                    if let Some((_, p)) = split_person_key(key) {
+                        ids.push(p.to_owned());
+                    }
+                }
+                for p in ids {
+                    self.note_change(txn, name, Some(&p), true)?;
+                }
+                self.note_change(txn, name, None, true)?;
+            }
             let end = prefix_end(&prefix);
             let range = prefix_range(&prefix, &end);
             self.persons.delete_range(txn, &range)?;
@@ -629,6 +662,7 @@ impl Store {
             self.collections.delete(txn, name)?;
             Ok(record.num_persons)
         })?;
+        self.changed();
         self.indexes.write().unwrap().remove(name);
         Ok(count)
     }
@@ -791,6 +825,7 @@ impl Store {
                         .or_else(|| previous.as_ref().and_then(|p| p.access.clone())),
                 };
                 self.persons.put(txn, &key, &person)?;
+                self.note_change(txn, collection, Some(&item.person_id), false)?;
                 changes.push((
                     item.person_id.clone(),
                     removed,
@@ -818,6 +853,8 @@ impl Store {
                 index.note_faces(added.len() as u32);
             }
         }
+        drop(indexes);
+        self.changed();
         Ok(results)
     }
 
@@ -939,6 +976,7 @@ impl Store {
             person.num_faces = person.faces.len() as u32;
             person.updated_at_ms = now;
             self.persons.put(txn, &key, &person)?;
+            self.note_change(txn, collection, Some(person_id), false)?;
             Ok(Ok(AddedFace {
                 person,
                 face: added,
@@ -949,6 +987,8 @@ impl Store {
             index.upsert(person_id, added.face.face_id, &face.template);
             index.note_faces(added.person.num_faces);
         }
+        drop(indexes);
+        self.changed();
         Ok(outcome)
     }
 
@@ -1007,8 +1047,10 @@ impl Store {
             }
             person.updated_at_ms = now;
             self.persons.put(txn, &key, &person)?;
+            self.note_change(txn, collection, Some(person_id), false)?;
             Ok(person)
         })
+        .inspect(|_| self.changed())
     }
 
     /// Delete one face of a person; the last one cannot be (delete the person instead).
@@ -1040,11 +1082,14 @@ impl Store {
             self.templates.delete(txn, &face)?;
             self.images.delete(txn, &face)?;
             self.persons.put(txn, &key, &person)?;
+            self.note_change(txn, collection, Some(person_id), false)?;
             Ok(person)
         })?;
         if let Some(index) = indexes.get_mut(collection) {
             index.remove(person_id, face_id);
         }
+        drop(indexes);
+        self.changed();
         Ok(person)
     }
 
@@ -1086,6 +1131,7 @@ impl Store {
             self.delete_faces(txn, collection, person_id)?;
             record.num_persons = record.num_persons.saturating_sub(1);
             self.collections.put(txn, collection, &record)?;
+            self.note_change(txn, collection, Some(person_id), true)?;
             Ok(person.faces)
         })?;
         if let Some(index) = indexes.get_mut(collection) {
@@ -1093,6 +1139,8 @@ impl Store {
                 index.remove(person_id, face.face_id);
             }
         }
+        drop(indexes);
+        self.changed();
         Ok(())
     }
 

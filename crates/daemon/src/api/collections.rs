@@ -29,6 +29,11 @@ pub struct CollectionInfo {
     pub num_persons: u64,
     /// RFC 3339.
     pub created_at: String,
+    /// [facegate] With `digest=true`: SHA-256 (hex) of every person's id, name, metadata,
+    /// access rules, fleet version and templates, in id order. Two appliances of a fleet
+    /// whose digests of a collection are equal hold the same persons.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
 }
 
 impl From<CollectionRecord> for CollectionInfo {
@@ -37,6 +42,7 @@ impl From<CollectionRecord> for CollectionInfo {
             name: r.name,
             num_persons: r.num_persons,
             created_at: rfc3339(r.created_at_ms),
+            digest: None,
         }
     }
 }
@@ -58,6 +64,8 @@ pub struct ListQuery {
     pub search: Option<String>,
     /// `ASC` (default) or `DESC`.
     pub order: Option<String>,
+    /// [facegate] Add each collection's content digest (`GET /collections` only).
+    pub digest: Option<bool>,
 }
 
 impl ListQuery {
@@ -169,11 +177,22 @@ pub async fn list(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<CollectionList>, ApiError> {
     let page = query.page()?;
-    let (count, records) = state
-        .blocking(move |s| Ok(s.store.list_collections(&page)?))
+    let digest = query.digest.unwrap_or(false);
+    let (count, collections) = state
+        .blocking(move |s| {
+            let (count, records) = s.store.list_collections(&page)?;
+            let mut out = Vec::with_capacity(records.len());
+            for record in records {
+                let hash = match digest {
+                    true => Some(s.store.digest(&record.name)?),
+                    false => None,
+                };
+                let mut info = CollectionInfo::from(record);
+                info.digest = hash;
+                out.push(info);
+            }
+            Ok((count, out))
+        })
         .await?;
-    Ok(Json(CollectionList {
-        count,
-        collections: records.into_iter().map(Into::into).collect(),
-    }))
+    Ok(Json(CollectionList { count, collections }))
 }

@@ -142,6 +142,7 @@ pub async fn health(
             .unwrap_or_else(|| json!({"enabled": false})),
         "cameras": state.daemon.get().map(|d| d.cameras_json()).unwrap_or_else(|| json!([])),
         "mqtt": state.daemon.get().map(|d| d.mqtt_json()).unwrap_or_else(|| json!({"enabled": false})),
+        "fleet": state.daemon.get().map(|d| d.fleet_json(&state.store)).unwrap_or_else(|| json!({"enabled": false})),
         // What a door controller trusts: access messages are signed with this key.
         "access": state.daemon.get().map(|d| json!({
             "public_key": d.public_key(),
@@ -157,7 +158,7 @@ pub async fn health(
 pub async fn metrics(State(state): State<SharedState>) -> impl IntoResponse {
     let (collections, persons) = state.store.counts();
     if let Some(d) = state.daemon.get() {
-        d.update_metrics(&state.metrics.daemon);
+        d.update_metrics(&state.metrics.daemon, &state.store);
     }
     let text = state.metrics.render(
         collections,

@@ -583,6 +583,7 @@ pub async fn list(
         take: q.take,
         search: q.search,
         order: q.order,
+        digest: None,
     }
     .page()?;
     let collection = q.collection_name;

@@ -33,6 +33,16 @@ pub struct StageLabels {
     pub stage: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PeerLabels {
+    pub peer: String,
+}
+
 /// Samples kept of capture-to-PUBLISH latency for `facegate bench pipeline`.
 const RECENT: usize = 4096;
 
@@ -54,6 +64,11 @@ pub struct DaemonMetrics {
     pub outbox_dead_letters: Counter,
     pub mqtt_connected: Gauge,
     pub mqtt_acknowledged: Counter,
+    pub fleet_connected: Gauge,
+    pub fleet_pending: Gauge,
+    pub fleet_published: Counter,
+    pub fleet_received: Family<OutcomeLabels, Counter>,
+    pub fleet_peer_lag: Family<PeerLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     recent_publish_ms: Arc<Mutex<VecDeque<f32>>>,
 }
 
@@ -77,6 +92,11 @@ impl DaemonMetrics {
             outbox_dead_letters: Counter::default(),
             mqtt_connected: Gauge::default(),
             mqtt_acknowledged: Counter::default(),
+            fleet_connected: Gauge::default(),
+            fleet_pending: Gauge::default(),
+            fleet_published: Counter::default(),
+            fleet_received: Family::default(),
+            fleet_peer_lag: Family::default(),
             recent_publish_ms: Arc::new(Mutex::new(VecDeque::with_capacity(RECENT))),
         };
         registry.register("camera_frames", "Frames captured", m.frames.clone());
@@ -145,6 +165,31 @@ impl DaemonMetrics {
             "mqtt_acknowledged",
             "Outbox messages acknowledged by the broker",
             m.mqtt_acknowledged.clone(),
+        );
+        registry.register(
+            "fleet_connected",
+            "1 while the fleet link is connected to the broker",
+            m.fleet_connected.clone(),
+        );
+        registry.register(
+            "fleet_pending",
+            "Gallery changes of this appliance not yet acknowledged by the broker",
+            m.fleet_pending.clone(),
+        );
+        registry.register(
+            "fleet_published",
+            "Fleet records acknowledged by the broker",
+            m.fleet_published.clone(),
+        );
+        registry.register(
+            "fleet_received",
+            "Fleet records received, by outcome (applied, same, older, superseded, wrong_model, invalid, malformed, untrusted, bad_signature)",
+            m.fleet_received.clone(),
+        );
+        registry.register(
+            "fleet_peer_lag_seconds",
+            "Per peer appliance, applied-here minus written-there of its latest applied change",
+            m.fleet_peer_lag.clone(),
         );
         m
     }

@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 
 use crate::camera::capture::{self, CameraStatus};
 use crate::camera::slot::FrameSlot;
+use crate::fleet::{FleetLink, FleetStatus};
 use crate::mqtt::discovery::{self, DiscoveredCamera};
 use crate::mqtt::outbox::{Outbox, OutboxError};
 use crate::mqtt::publisher::{self, LinkStatus, MqttSetupError, PublishTimes, Publisher};
@@ -44,6 +45,8 @@ pub enum DaemonError {
     Mqtt(#[from] MqttSetupError),
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error("fleet change feed: {0}")]
+    Store(#[from] facegate_core::store::StoreError),
     #[error("cannot start a thread: {0}")]
     Thread(#[from] std::io::Error),
     #[error(
@@ -66,6 +69,8 @@ pub struct DaemonStatus {
     device_id: String,
     /// The Ed25519 public key that signs access messages (base64).
     public_key: String,
+    /// The fleet link, when `fleet.enabled`.
+    fleet: Option<Arc<FleetStatus>>,
 }
 
 impl DaemonStatus {
@@ -94,7 +99,25 @@ impl DaemonStatus {
     }
 
     /// Set the gauges that mirror state (called at scrape time).
-    pub fn update_metrics(&self, m: &DaemonMetrics) {
+    pub fn update_metrics(&self, m: &DaemonMetrics, store: &Store) {
+        if let Some(f) = &self.fleet {
+            m.fleet_connected.set(i64::from(f.connected()));
+            m.fleet_pending.set(store.pending_count() as i64);
+            let published = f.published();
+            m.fleet_published
+                .inc_by(published.saturating_sub(m.fleet_published.get()));
+            for (outcome, n) in f.outcomes() {
+                let c = m.fleet_received.get_or_create(&metrics::OutcomeLabels {
+                    outcome: outcome.to_owned(),
+                });
+                c.inc_by(n.saturating_sub(c.get()));
+            }
+            for (peer, lag) in f.peer_lags() {
+                m.fleet_peer_lag
+                    .get_or_create(&metrics::PeerLabels { peer })
+                    .set(lag);
+            }
+        }
         for c in &self.cameras {
             let h = c.snapshot();
             let l = CameraLabels {
@@ -158,6 +181,18 @@ impl DaemonStatus {
         self.outbox.as_ref().map(|o| o.depth())
     }
 
+    /// `/health`'s `fleet` section.
+    pub fn fleet_json(&self, store: &Store) -> serde_json::Value {
+        match &self.fleet {
+            Some(f) => f.json(store),
+            None => json!({"enabled": false}),
+        }
+    }
+
+    pub fn fleet(&self) -> Option<&FleetStatus> {
+        self.fleet.as_deref()
+    }
+
     pub fn mqtt_connected(&self) -> bool {
         self.link.as_ref().is_some_and(|l| l.connected())
     }
@@ -183,6 +218,7 @@ pub struct Daemon {
     /// Stops the MQTT publisher, once the pipelines have committed their last decisions.
     mqtt_stop: shutdown::Sender,
     mqtt_task: Option<tokio::task::JoinHandle<()>>,
+    fleet_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Daemon {
@@ -245,9 +281,37 @@ impl Daemon {
             };
             tracing::info!(broker = %format!("{}:{}", m.host, m.port), device_id = topics.device_id(),
                 backlog = ob.depth(), "MQTT publisher starting");
-            mqtt_task = Some(tokio::spawn(p.run(mqtt_stop_rx)));
+            mqtt_task = Some(tokio::spawn(p.run(mqtt_stop_rx.clone())));
             link = Some(st);
             outbox = Some(ob);
+        }
+        let (mut fleet, mut fleet_task) = (None, None);
+        if config.fleet.enabled && m.enabled {
+            let f = &config.fleet;
+            let device = topics.device_id().to_owned();
+            let fleet_wake = Arc::new(Notify::new());
+            let notify = fleet_wake.clone();
+            let queued = store.start_change_feed(&device, Box::new(move || notify.notify_one()))?;
+            let status = Arc::new(FleetStatus::new(&f.site, &device));
+            let mut trusted = f.trusted_keys();
+            trusted.insert(device.clone(), signing_key.verifying_key());
+            let client_id = format!("{}-fleet", publisher::client_id(m, &topics));
+            let link = FleetLink {
+                options: publisher::connection_options(m, &client_id)?,
+                base: format!("{}/fleet/{}", m.topic_prefix, f.site),
+                store: store.clone(),
+                key: signing_key.clone(),
+                trusted,
+                thumbnails: f.thumbnails,
+                tombstone_ms: i64::from(f.tombstone_days) * 86_400_000,
+                wake: fleet_wake,
+                status: status.clone(),
+                max_packet: m.max_packet_kib << 10,
+            };
+            tracing::info!(site = %f.site, device_id = %device, queued,
+                trusted = ?f.trusted_devices.keys().collect::<Vec<_>>(), "fleet replication starting");
+            fleet_task = Some(tokio::spawn(link.run(mqtt_stop_rx.clone())));
+            fleet = Some(status);
         }
         let sink = Arc::new(Sink {
             outbox: outbox.clone(),
@@ -328,12 +392,14 @@ impl Daemon {
                 broker: format!("{}:{}", m.host, m.port),
                 device_id: topics.device_id().to_owned(),
                 public_key,
+                fleet,
             }),
             stop,
             captures,
             pipelines,
             mqtt_stop,
             mqtt_task,
+            fleet_task,
         })
     }
 
@@ -354,6 +420,9 @@ impl Daemon {
         .await;
         self.mqtt_stop.request();
         if let Some(task) = self.mqtt_task {
+            let _ = task.await;
+        }
+        if let Some(task) = self.fleet_task {
             let _ = task.await;
         }
     }

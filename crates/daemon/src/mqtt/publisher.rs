@@ -133,24 +133,38 @@ pub fn publish_packet_size(topic: &str, payload: usize) -> usize {
 
 /// rumqttc options from the config: persistent session, QoS 1 Last Will, raised packet limit.
 pub fn options(config: &MqttConfig, topics: &Topics) -> Result<MqttOptions, MqttSetupError> {
-    let client_id = if config.client_id.is_empty() {
-        format!("facegate-{}", topics.device_id())
-    } else {
-        config.client_id.clone()
-    };
-    let mut o = MqttOptions::new(client_id, config.host.clone(), config.port);
-    o.set_keep_alive(Duration::from_secs(config.keep_alive_s as u64));
+    let mut o = connection_options(config, &client_id(config, topics))?;
     // The broker keeps our session (and subscriptions) across reconnects; our own outbox
     // makes delivery survive even a broker that forgets it.
     o.set_clean_session(false);
-    let max = config.max_packet_kib << 10;
-    o.set_max_packet_size(max, max);
     o.set_last_will(LastWill::new(
         topics.status(),
         "offline",
         QoS::AtLeastOnce,
         true,
     ));
+    Ok(o)
+}
+
+/// `mqtt.client_id`, or `facegate-<device_id>`.
+pub fn client_id(config: &MqttConfig, topics: &Topics) -> String {
+    if config.client_id.is_empty() {
+        format!("facegate-{}", topics.device_id())
+    } else {
+        config.client_id.clone()
+    }
+}
+
+/// Broker address, keep-alive, packet limit, credentials and TLS of `[mqtt]`, for a
+/// connection with `client_id` (the event publisher's, or the fleet link's).
+pub fn connection_options(
+    config: &MqttConfig,
+    client_id: &str,
+) -> Result<MqttOptions, MqttSetupError> {
+    let mut o = MqttOptions::new(client_id, config.host.clone(), config.port);
+    o.set_keep_alive(Duration::from_secs(config.keep_alive_s as u64));
+    let max = config.max_packet_kib << 10;
+    o.set_max_packet_size(max, max);
     if !config.username.is_empty() {
         let password = match (
             &config.password_file,

@@ -3,6 +3,7 @@
 
 pub mod door;
 pub mod engine;
+pub mod fleet;
 pub mod http;
 pub mod memory;
 pub mod pipeline;

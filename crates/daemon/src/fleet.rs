@@ -1,0 +1,554 @@
+//! The fleet link (`[fleet]`, docs/fleet.md): publishes this appliance's gallery changes as
+//! retained, signed records under `<prefix>/fleet/<site>/` and applies the records of the
+//! site's other trusted appliances (facegate_core::fleet, store::replication).
+//!
+//! Its own MQTT connection, separate from the event publisher's, with a clean session: on
+//! every connection it subscribes again and the broker sends the retained state of every
+//! person, so an appliance back from any outage (or a broker that lost its sessions)
+//! converges without a queue of missed messages. What it has not yet had acknowledged stays
+//! queued in the store (`fleet_pending`), written in the same transaction as the change.
+//!
+//! Store writes (applying records, clearing acknowledged ones) happen on one thread of their
+//! own, batched: a joining appliance applies thousands of records per commit.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ed25519_dalek::SigningKey;
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use serde_json::json;
+use tokio::sync::Notify;
+
+use crate::mqtt::publisher::publish_packet_size;
+use facegate_core::fleet::{self, Record, Sealed, Trusted, Version};
+use facegate_core::store::replication::{split_register_key, Applied};
+use facegate_core::store::Store;
+
+/// Records published and not yet acknowledged, at most.
+const WINDOW: usize = 64;
+/// Records applied in one store transaction, at most.
+const BATCH: usize = 512;
+/// Retained records asked for at once while catching up: well inside mosquitto's default
+/// per-client queue (1,020), which drops what exceeds it.
+const SHARD_RECORDS_AT_ONCE: u64 = 400;
+/// How often old tombstones are looked for.
+const EXPIRY_EVERY: Duration = Duration::from_secs(3600);
+const BACKOFF_FIRST: Duration = Duration::from_millis(500);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// What `/health` and `/metrics` show of the fleet link.
+#[derive(Default)]
+pub struct FleetStatus {
+    pub site: String,
+    pub device_id: String,
+    connected: AtomicBool,
+    connections: AtomicU64,
+    /// Every shard's retained state taken since the last connection.
+    synced: AtomicBool,
+    /// How long that took, ms.
+    sync_ms: AtomicU64,
+    published: AtomicU64,
+    /// Payload bytes of the records received (a joining appliance's catch-up).
+    bytes_received: AtomicU64,
+    cleared: AtomicU64,
+    /// Received records by outcome (`applied`, `same`, `older`, `superseded`, `wrong_model`,
+    /// `invalid`, `malformed`, `untrusted`, `bad_signature`).
+    outcomes: Mutex<BTreeMap<&'static str, u64>>,
+    /// Per appliance whose changes were applied here: the latest one.
+    peers: Mutex<BTreeMap<String, PeerStatus>>,
+    /// Models of refused records, for `doctor` and `/health`.
+    foreign_models: Mutex<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PeerStatus {
+    /// The version of the latest record of this appliance applied here.
+    pub last_version: Version,
+    /// When it was applied (ms since the epoch).
+    pub applied_at_ms: i64,
+    /// Applied minus written: how far behind this appliance its changes arrive.
+    pub lag_ms: i64,
+    pub applied: u64,
+}
+
+impl FleetStatus {
+    pub fn new(site: &str, device_id: &str) -> Self {
+        Self {
+            site: site.to_owned(),
+            device_id: device_id.to_owned(),
+            ..Self::default()
+        }
+    }
+
+    pub fn bytes_received(&self) -> u64 {
+        self.bytes_received.load(Ordering::Relaxed)
+    }
+
+    /// Records received with `outcome` so far.
+    pub fn received(&self, outcome: &str) -> u64 {
+        self.outcomes
+            .lock()
+            .unwrap()
+            .get(outcome)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Whether the broker's retained state has been taken in full since the last connection.
+    pub fn synced(&self) -> bool {
+        self.synced.load(Ordering::Relaxed)
+    }
+
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    fn count(&self, outcome: &'static str) {
+        *self.outcomes.lock().unwrap().entry(outcome).or_default() += 1;
+    }
+
+    /// Records received by outcome, over this process's life.
+    pub fn outcomes(&self) -> BTreeMap<&'static str, u64> {
+        self.outcomes.lock().unwrap().clone()
+    }
+
+    pub fn published(&self) -> u64 {
+        self.published.load(Ordering::Relaxed)
+    }
+
+    /// Per peer appliance, how far behind its changes arrive (seconds).
+    pub fn peer_lags(&self) -> Vec<(String, f64)> {
+        self.peers
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(d, p)| (d.clone(), p.lag_ms as f64 / 1000.0))
+            .collect()
+    }
+
+    pub fn json(&self, store: &Store) -> serde_json::Value {
+        let (persons, tombstones) = store.register_counts();
+        json!({
+            "enabled": true,
+            "site": self.site,
+            "device_id": self.device_id,
+            "connected": self.connected(),
+            "connections": self.connections.load(Ordering::Relaxed),
+            "synced": self.synced(),
+            "last_sync_ms": self.sync_ms.load(Ordering::Relaxed),
+            "pending": store.pending_count(),
+            "published": self.published(),
+            "bytes_received": self.bytes_received(),
+            "tombstones_cleared": self.cleared.load(Ordering::Relaxed),
+            "registers": {"live": persons, "tombstones": tombstones},
+            "received": self.outcomes(),
+            "peers": *self.peers.lock().unwrap(),
+            "refused_models": *self.foreign_models.lock().unwrap(),
+        })
+    }
+}
+
+/// The link's parts (see [`FleetLink::run`]).
+pub struct FleetLink {
+    pub options: MqttOptions,
+    /// `<prefix>/fleet/<site>`.
+    pub base: String,
+    pub store: Arc<Store>,
+    pub key: SigningKey,
+    pub trusted: Trusted,
+    pub thumbnails: bool,
+    pub tombstone_ms: i64,
+    /// Notified by the store after a commit that queued records.
+    pub wake: Arc<Notify>,
+    pub status: Arc<FleetStatus>,
+    /// `mqtt.max_packet_kib` in bytes.
+    pub max_packet: usize,
+}
+
+/// Work for the store thread.
+enum Job {
+    Received(Vec<u8>),
+    Acknowledged(Vec<u8>, Version),
+}
+
+/// A record handed to the client, waiting for its packet id, then for the broker's PUBACK.
+type Sent = Option<(Vec<u8>, Version)>;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl FleetLink {
+    /// Run until `stop` is requested.
+    pub async fn run(self, stop: crate::daemon::shutdown::Receiver) {
+        let (jobs, receiver) = tokio::sync::mpsc::channel::<Job>(4 * BATCH);
+        let worker = {
+            let store = self.store.clone();
+            let status = self.status.clone();
+            let trusted = self.trusted.clone();
+            std::thread::Builder::new()
+                .name("fleet-apply".into())
+                .spawn(move || apply_loop(receiver, &store, &status, &trusted))
+        };
+        if let Err(e) = worker {
+            tracing::error!(error = %e, "cannot start the fleet's store thread: fleet replication is off");
+            return;
+        }
+        let mut backoff = BACKOFF_FIRST;
+        let mut next_expiry = tokio::time::Instant::now();
+        loop {
+            let (client, mut eventloop) =
+                AsyncClient::new(self.options.clone(), 2 * WINDOW + 2 * 32 + 16);
+            // Without it, a record written right behind another waits for the broker's
+            // delayed ACK (Nagle): 40 ms per record, and per shard while catching up.
+            let mut network = eventloop.network_options();
+            network.set_tcp_nodelay(true);
+            eventloop.set_network_options(network);
+            let mut waiting_id: VecDeque<Sent> = VecDeque::new();
+            let mut in_flight: HashMap<u16, Sent> = HashMap::new();
+            let mut cursor: Option<Vec<u8>> = None;
+            let mut connected = false;
+            let mut nonce = 0u64;
+            let mut sync_started = Instant::now();
+            let (mut shards_asked, mut shards_done, mut records_since_connect) =
+                (0usize, 0usize, 0u64);
+            let error = loop {
+                let tick = tokio::time::sleep(Duration::from_secs(1));
+                tokio::select! {
+                    _ = stop.clone().requested() => {
+                        self.status.connected.store(false, Ordering::Relaxed);
+                        let _ = client.try_disconnect();
+                        let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
+                        return;
+                    }
+                    _ = self.wake.notified(), if connected => {
+                        self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor);
+                    }
+                    _ = tick, if connected => {
+                        if tokio::time::Instant::now() >= next_expiry {
+                            next_expiry = tokio::time::Instant::now() + EXPIRY_EVERY;
+                            self.expire(&client, &mut waiting_id).await;
+                        }
+                        self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor);
+                    }
+                    event = eventloop.poll() => match event {
+                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                            connected = true;
+                            backoff = BACKOFF_FIRST;
+                            self.status.connected.store(true, Ordering::Relaxed);
+                            self.status.synced.store(false, Ordering::Relaxed);
+                            nonce = self.status.connections.fetch_add(1, Ordering::Relaxed) + 1;
+                            sync_started = Instant::now();
+                            tracing::info!(base = %self.base, pending = self.store.pending_count(),
+                                "fleet link connected; taking the retained state shard by shard");
+                            let subscribed = client
+                                .try_subscribe(self.sync_topic(), QoS::AtLeastOnce)
+                                .and_then(|()| client.try_subscribe(format!("{}/collection/+", self.base), QoS::AtLeastOnce))
+                                .and_then(|()| self.take_shard(&client, nonce, 0, &mut waiting_id));
+                            (shards_asked, shards_done, records_since_connect) = (1, 0, 0);
+                            if let Err(e) = subscribed {
+                                break format!("cannot subscribe: {e}");
+                            }
+                            self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor);
+                        }
+                        Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
+                            if let Some(sent) = waiting_id.pop_front() {
+                                in_flight.insert(pkid, sent);
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::PubAck(ack))) => {
+                            if let Some(sent) = in_flight.remove(&ack.pkid) {
+                                self.status.published.fetch_add(1, Ordering::Relaxed);
+                                if let Some((key, version)) = sent {
+                                    if jobs.send(Job::Acknowledged(key, version)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                            self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor);
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) if p.topic == self.sync_topic() => {
+                            // Our marker behind shard k's retained records: all of them are in.
+                            let text = String::from_utf8_lossy(&p.payload);
+                            let Some((n, k)) = text.split_once(' ') else { continue };
+                            if n.parse() != Ok(nonce) {
+                                continue;
+                            }
+                            if k.parse::<usize>().is_err() {
+                                continue;
+                            }
+                            shards_done += 1;
+                            if shards_done == fleet::SHARDS {
+                                self.status.synced.store(true, Ordering::Relaxed);
+                                let ms = sync_started.elapsed().as_millis() as u64;
+                                self.status.sync_ms.store(ms, Ordering::Relaxed);
+                                tracing::info!(took_ms = ms, records = records_since_connect,
+                                    "fleet link in sync with the broker's retained state");
+                                continue;
+                            }
+                            // Several shards at once while they are small (each takes a
+                            // round trip), one at a time once one would fill a broker's queue.
+                            let per_shard = records_since_connect / shards_done as u64;
+                            let window = (SHARD_RECORDS_AT_ONCE / per_shard.max(1)).clamp(1, 32) as usize;
+                            let mut failed = None;
+                            while failed.is_none() && shards_asked < fleet::SHARDS && shards_asked - shards_done < window {
+                                match self.take_shard(&client, nonce, shards_asked, &mut waiting_id) {
+                                    Ok(()) => shards_asked += 1,
+                                    Err(e) => failed = Some(e),
+                                }
+                            }
+                            if let Some(e) = failed {
+                                break format!("cannot subscribe: {e}");
+                            }
+                        }
+                        Ok(Event::Incoming(Packet::Publish(p))) => {
+                            records_since_connect += 1;
+                            self.status.bytes_received.fetch_add(p.payload.len() as u64, Ordering::Relaxed);
+                            // An empty retained message is a cleared topic (an expired tombstone).
+                            if !p.payload.is_empty()
+                                && jobs.send(Job::Received(p.payload.to_vec())).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => break e.to_string(),
+                    }
+                }
+            };
+            if connected {
+                tracing::warn!(error = %error, retry_in = ?backoff, "fleet link lost");
+            } else {
+                tracing::debug!(error = %error, retry_in = ?backoff, "fleet link: broker unreachable");
+            }
+            self.status.connected.store(false, Ordering::Relaxed);
+            tokio::select! {
+                _ = tokio::time::sleep(backoff) => {}
+                _ = stop.clone().requested() => return,
+            }
+            backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// This appliance's marker topic: never retained, subscribed by this appliance only.
+    fn sync_topic(&self) -> String {
+        format!("{}/sync/{}", self.base, self.status.device_id)
+    }
+
+    /// Subscribe to shard `k`'s person records, then publish a marker that reaches us behind
+    /// the retained records the subscription brings (the broker queues both in order).
+    fn take_shard(
+        &self,
+        client: &AsyncClient,
+        nonce: u64,
+        k: usize,
+        waiting_id: &mut VecDeque<Sent>,
+    ) -> Result<(), rumqttc::ClientError> {
+        client.try_subscribe(fleet::shard_filter(&self.base, k), QoS::AtLeastOnce)?;
+        client.try_publish(
+            self.sync_topic(),
+            QoS::AtLeastOnce,
+            false,
+            format!("{nonce} {k}"),
+        )?;
+        waiting_id.push_back(None);
+        Ok(())
+    }
+
+    /// Publish queued records after `cursor`, up to the window. With nothing in flight, the
+    /// scan starts again from the first key, so that a register queued again behind the
+    /// cursor (changed while its record was in flight) goes out too.
+    fn fill_window(
+        &self,
+        client: &AsyncClient,
+        waiting_id: &mut VecDeque<Sent>,
+        in_flight: &HashMap<u16, Sent>,
+        cursor: &mut Option<Vec<u8>>,
+    ) {
+        let busy = waiting_id.len() + in_flight.len();
+        if busy == 0 {
+            *cursor = None;
+        }
+        let room = WINDOW.saturating_sub(busy);
+        if room == 0 {
+            return;
+        }
+        let queued = match self.store.pending_records(cursor.as_deref(), room) {
+            Ok(q) => q,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the fleet's queued records");
+                return;
+            }
+        };
+        for (key, version) in queued {
+            *cursor = Some(key.clone());
+            let Some(payload) = self.payload(&key) else {
+                continue;
+            };
+            let Some((collection, person)) = split_register_key(&key) else {
+                continue;
+            };
+            let topic = fleet::topic(&self.base, &collection, person.as_deref());
+            if client
+                .try_publish(topic, QoS::AtLeastOnce, true, payload)
+                .is_err()
+            {
+                *cursor = None;
+                return;
+            }
+            waiting_id.push_back(Some((key, version)));
+        }
+    }
+
+    /// The sealed record of a register, without thumbnails when it would not fit a packet.
+    fn payload(&self, key: &[u8]) -> Option<Vec<u8>> {
+        let device = self.status.device_id.as_str();
+        let build = |thumbnails: bool| -> Option<(Record, Vec<u8>)> {
+            match self.store.outgoing_record(key, thumbnails) {
+                Ok(Some(r)) => {
+                    let sealed = fleet::seal(&r, device, &self.key);
+                    Some((r, sealed))
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read a queued fleet record");
+                    None
+                }
+            }
+        };
+        let topic_room = 256 + key.len() * 3;
+        let (record, mut payload) = build(self.thumbnails)?;
+        if publish_packet_size("", payload.len()) + topic_room > self.max_packet {
+            payload = build(false)?.1;
+        }
+        if publish_packet_size("", payload.len()) + topic_room > self.max_packet {
+            tracing::error!(collection = %record.collection, person_id = ?record.person_id,
+                bytes = payload.len(), "a fleet record is larger than mqtt.max_packet_kib: not replicated");
+            return None;
+        }
+        Some(payload)
+    }
+
+    /// Forget old tombstones and clear their retained records on the broker.
+    async fn expire(&self, client: &AsyncClient, waiting_id: &mut VecDeque<Sent>) {
+        let store = self.store.clone();
+        let age = self.tombstone_ms;
+        let gone = match tokio::task::spawn_blocking(move || store.expire_tombstones(now_ms(), age))
+            .await
+        {
+            Ok(Ok(g)) => g,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "cannot expire the fleet's tombstones");
+                return;
+            }
+            Err(_) => return,
+        };
+        for (collection, person) in gone {
+            let topic = fleet::topic(&self.base, &collection, person.as_deref());
+            if client
+                .try_publish(topic, QoS::AtLeastOnce, true, Vec::<u8>::new())
+                .is_ok()
+            {
+                waiting_id.push_back(None);
+                self.status.cleared.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The store thread: apply received records in batches, clear acknowledged ones.
+fn apply_loop(
+    mut jobs: tokio::sync::mpsc::Receiver<Job>,
+    store: &Store,
+    status: &FleetStatus,
+    trusted: &Trusted,
+) {
+    let mut warned: std::collections::HashSet<String> = Default::default();
+    while let Some(first) = jobs.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut records = Vec::new();
+        for job in batch {
+            match job {
+                Job::Acknowledged(key, version) => {
+                    if let Err(e) = store.record_published(&key, &version) {
+                        tracing::error!(error = %e, "cannot clear an acknowledged fleet record");
+                    }
+                }
+                Job::Received(payload) => {
+                    match Sealed::parse(&payload).and_then(|s| s.open(trusted)) {
+                        Ok(record) => records.push(record),
+                        Err(e) => {
+                            status.count(e.label());
+                            let what = e.to_string();
+                            if warned.insert(what.clone()) {
+                                tracing::warn!(refused = %what, "fleet record refused");
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if records.is_empty() {
+            continue;
+        }
+        let outcomes = match store.apply_records(&records) {
+            Ok(o) => o,
+            Err(e) => {
+                // Left to the next connection's retained state.
+                tracing::error!(error = %e, records = records.len(), "cannot apply fleet records");
+                continue;
+            }
+        };
+        let applied_at = now_ms();
+        for (record, outcome) in records.iter().zip(&outcomes) {
+            status.count(outcome.label());
+            match outcome {
+                Applied::Applied => {
+                    let mut peers = status.peers.lock().unwrap();
+                    let peer = peers
+                        .entry(record.version.device.clone())
+                        .or_insert_with(|| PeerStatus {
+                            last_version: record.version.clone(),
+                            applied_at_ms: applied_at,
+                            lag_ms: 0,
+                            applied: 0,
+                        });
+                    peer.applied += 1;
+                    if record.version >= peer.last_version {
+                        peer.last_version = record.version.clone();
+                    }
+                    peer.applied_at_ms = applied_at;
+                    peer.lag_ms = applied_at - record.version.wall_ms;
+                }
+                Applied::WrongModel(model) => {
+                    status
+                        .foreign_models
+                        .lock()
+                        .unwrap()
+                        .insert(record.version.device.clone(), model.clone());
+                    if warned.insert(format!("model {model}")) {
+                        tracing::error!(device = %record.version.device, their_model = %model,
+                            our_model = %store.model().id,
+                            "fleet records of another embedding model refused: every appliance \
+                             of the site must embed with the same model (inference.embedder and \
+                             inference.precision)");
+                    }
+                }
+                Applied::Invalid(why) if warned.insert(why.clone()) => {
+                    tracing::warn!(device = %record.version.device, why = %why, "invalid fleet record refused");
+                }
+                _ => {}
+            }
+        }
+    }
+}
