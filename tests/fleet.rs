@@ -215,6 +215,27 @@ fn three_appliances_converge_on_one_gallery_through_the_broker() {
         peers.contains_key("door-a") && peers.contains_key("door-b"),
         "{health}"
     );
+    assert_eq!(health["fleet"]["synced"], true, "{health}");
+    // Every appliance announces its model; doctor lists them.
+    let model = health["models"]["fingerprint"].clone();
+    let devices = health["fleet"]["devices"].as_object().unwrap();
+    assert_eq!(devices.len(), 3, "{health}");
+    assert!(devices.values().all(|m| *m == model), "{health}");
+    let out = common::facegate_command()
+        .args([
+            "--config",
+            root.join("door-a.toml").to_str().unwrap(),
+            "doctor",
+            "--data-dir",
+        ])
+        .arg(root.join("doctor"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("OK   fleet site hq: 3 appliance(s) announced: door-a ("),
+        "{text}"
+    );
     let (_, metrics) = c.get_text("/metrics");
     assert!(
         metrics.contains("facegate_fleet_received_total{outcome=\"applied\"}"),

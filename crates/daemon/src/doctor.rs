@@ -103,10 +103,13 @@ pub fn run(config: &Config, data_dir: &Path) -> Vec<Finding> {
         }
     };
     out.extend(cameras(config));
-    if let Some(model) = fingerprint {
-        out.push(store(data_dir, model));
+    if let Some(model) = &fingerprint {
+        out.push(store(data_dir, model.clone()));
     }
     out.push(broker(config));
+    if let Some(model) = &fingerprint {
+        out.push(fleet(config, &model.id));
+    }
     out.push(transport(config));
     out.push(signing_key(data_dir));
     out
@@ -451,6 +454,75 @@ fn store(data_dir: &Path, model: facegate_core::store::ModelId) -> Finding {
             ))
         }
         Err(e) => fix(format!("store {}: {e}", data_dir.display())),
+    }
+}
+
+/// The fleet's appliances as they announce themselves on the broker, and whether they all
+/// embed with this appliance's model.
+fn fleet(config: &Config, model: &str) -> Finding {
+    let f = &config.fleet;
+    if !f.enabled {
+        return info("fleet replication is off (fleet.enabled = false)".into());
+    }
+    let base = format!("{}/fleet/{}", config.mqtt.topic_prefix, f.site);
+    let id = format!("facegate-doctor-{}", std::process::id());
+    let options = match crate::mqtt::publisher::connection_options(&config.mqtt, &id) {
+        Ok(o) => o,
+        Err(e) => return fix(format!("fleet: {e}")),
+    };
+    let (client, mut connection) = rumqttc::Client::new(options, 10);
+    if let Err(e) = client.subscribe(format!("{base}/device/+"), rumqttc::QoS::AtMostOnce) {
+        return fix(format!("fleet: cannot subscribe: {e}"));
+    }
+    let mut devices = BTreeMap::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match connection.recv_timeout(left) {
+            Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) => {
+                if let Ok(d) =
+                    serde_json::from_slice::<crate::fleet::DeviceAnnouncement>(&p.payload)
+                {
+                    devices.insert(d.device_id, d.model);
+                }
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return fix(format!("fleet: broker {}: {e}", config.mqtt.host)),
+            Err(_) => break,
+        }
+    }
+    let _ = client.disconnect();
+    let listed: Vec<String> = devices
+        .iter()
+        .map(|(d, m)| {
+            let trust = match f.trusted_devices.contains_key(d) {
+                true => "",
+                false => ", NOT in fleet.trusted_devices",
+            };
+            format!("{d} ({m}{trust})")
+        })
+        .collect();
+    let others: Vec<&String> = devices
+        .iter()
+        .filter(|(_, m)| m.as_str() != model)
+        .map(|(d, _)| d)
+        .collect();
+    let text = format!(
+        "fleet site {}: {} appliance(s) announced: {}",
+        f.site,
+        devices.len(),
+        if listed.is_empty() {
+            "none yet".to_owned()
+        } else {
+            listed.join(", ")
+        }
+    );
+    if others.is_empty() {
+        ok(format!("{text}; this one embeds with {model}"))
+    } else {
+        fix(format!(
+            "{text}; this one embeds with {model}: records of {others:?} are refused here \
+             (every appliance of a site needs the same inference.embedder and inference.precision)"
+        ))
     }
 }
 

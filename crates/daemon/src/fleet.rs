@@ -60,6 +60,23 @@ pub struct FleetStatus {
     peers: Mutex<BTreeMap<String, PeerStatus>>,
     /// Models of refused records, for `doctor` and `/health`.
     foreign_models: Mutex<BTreeMap<String, String>>,
+    /// What each appliance of the site announces (`<base>/device/<id>`): its embedding model.
+    devices: Mutex<BTreeMap<String, String>>,
+}
+
+/// What an appliance announces, retained, on `<base>/device/<device_id>`: the model its
+/// templates are of (the fleet must agree on it) and the key its records are signed with.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct DeviceAnnouncement {
+    pub device_id: String,
+    pub model: String,
+    pub public_key: String,
+    pub version: String,
+}
+
+/// The topic of an appliance's announcement.
+pub fn device_topic(base: &str, device_id: &str) -> String {
+    format!("{base}/device/{}", fleet::topic_level(device_id))
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -146,6 +163,7 @@ impl FleetStatus {
             "received": self.outcomes(),
             "peers": *self.peers.lock().unwrap(),
             "refused_models": *self.foreign_models.lock().unwrap(),
+            "devices": *self.devices.lock().unwrap(),
         })
     }
 }
@@ -247,6 +265,8 @@ impl FleetLink {
                                 "fleet link connected; taking the retained state shard by shard");
                             let subscribed = client
                                 .try_subscribe(self.sync_topic(), QoS::AtLeastOnce)
+                                .and_then(|()| client.try_subscribe(format!("{}/device/+", self.base), QoS::AtLeastOnce))
+                                .and_then(|()| self.announce(&client, &mut waiting_id))
                                 .and_then(|()| client.try_subscribe(format!("{}/collection/+", self.base), QoS::AtLeastOnce))
                                 .and_then(|()| self.take_shard(&client, nonce, 0, &mut waiting_id));
                             (shards_asked, shards_done, records_since_connect) = (1, 0, 0);
@@ -305,6 +325,9 @@ impl FleetLink {
                                 break format!("cannot subscribe: {e}");
                             }
                         }
+                        Ok(Event::Incoming(Packet::Publish(p))) if p.topic.starts_with(&format!("{}/device/", self.base)) => {
+                            self.note_device(&p.payload);
+                        }
                         Ok(Event::Incoming(Packet::Publish(p))) => {
                             records_since_connect += 1;
                             self.status.bytes_received.fetch_add(p.payload.len() as u64, Ordering::Relaxed);
@@ -331,6 +354,50 @@ impl FleetLink {
                 _ = stop.clone().requested() => return,
             }
             backoff = (backoff * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// Publish (retained) which model this appliance embeds with and its public key.
+    fn announce(
+        &self,
+        client: &AsyncClient,
+        waiting_id: &mut VecDeque<Sent>,
+    ) -> Result<(), rumqttc::ClientError> {
+        let me = DeviceAnnouncement {
+            device_id: self.status.device_id.clone(),
+            model: self.store.model().id.clone(),
+            public_key: facegate_core::access::device_key::public_key_text(
+                &self.key.verifying_key(),
+            ),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        client.try_publish(
+            device_topic(&self.base, &me.device_id),
+            QoS::AtLeastOnce,
+            true,
+            serde_json::to_vec(&me).unwrap_or_default(),
+        )?;
+        waiting_id.push_back(None);
+        Ok(())
+    }
+
+    /// Keep another appliance's announcement; say so once when its model is not ours.
+    fn note_device(&self, payload: &[u8]) {
+        let Ok(d) = serde_json::from_slice::<DeviceAnnouncement>(payload) else {
+            return;
+        };
+        let ours = &self.store.model().id;
+        let previous = self
+            .status
+            .devices
+            .lock()
+            .unwrap()
+            .insert(d.device_id.clone(), d.model.clone());
+        if d.model != *ours && previous.as_ref() != Some(&d.model) {
+            tracing::error!(device = %d.device_id, their_model = %d.model, our_model = %ours,
+                "an appliance of the fleet embeds with another model: its records are refused \
+                 here and ours there (set the same inference.embedder and inference.precision \
+                 on every appliance of the site)");
         }
     }
 
