@@ -179,7 +179,7 @@ fn three_appliances_converge_on_one_gallery_through_the_broker() {
     // The broker restarts (its retained store from disk), then C comes back.
     broker.stop();
     broker.restart();
-    let c = start(root, "door-c", port, &keys);
+    let mut c = start(root, "door-c", port, &keys);
     wait_until(Duration::from_secs(60), "all three agree", || {
         let ga = gallery(&a);
         ga.len() == 2 && ga == gallery(&b) && ga == gallery(&c)
@@ -276,6 +276,32 @@ fn three_appliances_converge_on_one_gallery_through_the_broker() {
     for s in [&a, &b, &c] {
         assert_eq!(person_name(s, "staff", "intruder"), None);
     }
+
+    // The broker loses its retained state (a new broker); A and B publish theirs again after
+    // their next full sync, so C, rejoining with an empty store, still gets the whole gallery.
+    assert!(c.stop().success());
+    let before = gallery(&a);
+    broker.stop();
+    std::fs::remove_file(root.join("broker/mosquitto.db")).unwrap();
+    broker.restart();
+    for s in [&a, &b] {
+        wait_until(Duration::from_secs(30), "A and B in sync again", || {
+            let (_, h) = s.call("GET", "/health", None);
+            h["fleet"]["connections"].as_u64() >= Some(3)
+                && h["fleet"]["synced"] == true
+                && h["fleet"]["pending"] == 0
+        });
+    }
+    for f in ["data.mdb", "lock.mdb"] {
+        std::fs::remove_file(root.join("door-c").join(f)).unwrap();
+    }
+    let c = start(root, "door-c", port, &keys);
+    wait_until(
+        Duration::from_secs(30),
+        "C rebuilt from the republished state",
+        || gallery(&c) == before,
+    );
+    assert_eq!(gallery(&a), before);
 }
 
 #[test]

@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 
 use crate::mqtt::publisher::publish_packet_size;
 use facegate_core::fleet::{self, Record, Sealed, Trusted, Version};
-use facegate_core::store::replication::{split_register_key, Applied};
+use facegate_core::store::replication::{register_key, split_register_key, Applied};
 use facegate_core::store::Store;
 
 /// Records published and not yet acknowledged, at most.
@@ -189,6 +189,10 @@ pub struct FleetLink {
 enum Job {
     Received(Vec<u8>),
     Acknowledged(Vec<u8>, Version),
+    /// A connection starts taking the retained state (at this time, ms).
+    SyncStarted(i64),
+    /// Every shard's retained state is in (the records of the sync are ahead in the queue).
+    SyncDone,
 }
 
 /// A record handed to the client, waiting for its packet id, then for the broker's PUBACK.
@@ -208,9 +212,10 @@ impl FleetLink {
             let store = self.store.clone();
             let status = self.status.clone();
             let trusted = self.trusted.clone();
+            let tombstone_ms = self.tombstone_ms;
             std::thread::Builder::new()
                 .name("fleet-apply".into())
-                .spawn(move || apply_loop(receiver, &store, &status, &trusted))
+                .spawn(move || apply_loop(receiver, &store, &status, &trusted, tombstone_ms))
         };
         if let Err(e) = worker {
             tracing::error!(error = %e, "cannot start the fleet's store thread: fleet replication is off");
@@ -261,6 +266,9 @@ impl FleetLink {
                             self.status.synced.store(false, Ordering::Relaxed);
                             nonce = self.status.connections.fetch_add(1, Ordering::Relaxed) + 1;
                             sync_started = Instant::now();
+                            if jobs.send(Job::SyncStarted(now_ms())).await.is_err() {
+                                return;
+                            }
                             tracing::info!(base = %self.base, pending = self.store.pending_count(),
                                 "fleet link connected; taking the retained state shard by shard");
                             let subscribed = client
@@ -303,6 +311,9 @@ impl FleetLink {
                             }
                             shards_done += 1;
                             if shards_done == fleet::SHARDS {
+                                if jobs.send(Job::SyncDone).await.is_err() {
+                                    return;
+                                }
                                 self.status.synced.store(true, Ordering::Relaxed);
                                 let ms = sync_started.elapsed().as_millis() as u64;
                                 self.status.sync_ms.store(ms, Ordering::Relaxed);
@@ -533,8 +544,11 @@ fn apply_loop(
     store: &Store,
     status: &FleetStatus,
     trusted: &Trusted,
+    tombstone_ms: i64,
 ) {
     let mut warned: std::collections::HashSet<String> = Default::default();
+    // While a connection takes the retained state: when it started, and the registers seen.
+    let mut sync: Option<(i64, std::collections::HashSet<Vec<u8>>)> = None;
     while let Some(first) = jobs.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < BATCH {
@@ -546,6 +560,26 @@ fn apply_loop(
         let mut records = Vec::new();
         for job in batch {
             match job {
+                Job::SyncStarted(at) => sync = Some((at, Default::default())),
+                Job::SyncDone => {
+                    // The records of the sync still in `records` are applied first.
+                    apply(store, status, &mut warned, std::mem::take(&mut records));
+                    if let Some((started, seen)) = sync.take() {
+                        match store.reconcile_after_sync(&seen, started, tombstone_ms) {
+                            Ok((0, 0)) => {}
+                            Ok((queued, deleted)) => {
+                                tracing::warn!(queued, deleted,
+                                "fleet: after a full sync, registers the broker did not hold were \
+                                 published again (a broker that lost its retained state), or \
+                                 deleted here (this appliance was offline longer than \
+                                 fleet.tombstone_days)")
+                            }
+                            Err(e) => {
+                                tracing::error!(error = %e, "cannot reconcile the gallery with the broker's state")
+                            }
+                        }
+                    }
+                }
                 Job::Acknowledged(key, version) => {
                     if let Err(e) = store.record_published(&key, &version) {
                         tracing::error!(error = %e, "cannot clear an acknowledged fleet record");
@@ -553,7 +587,15 @@ fn apply_loop(
                 }
                 Job::Received(payload) => {
                     match Sealed::parse(&payload).and_then(|s| s.open(trusted)) {
-                        Ok(record) => records.push(record),
+                        Ok(record) => {
+                            if let Some((_, seen)) = &mut sync {
+                                seen.insert(register_key(
+                                    &record.collection,
+                                    record.person_id.as_deref(),
+                                ));
+                            }
+                            records.push(record);
+                        }
                         Err(e) => {
                             status.count(e.label());
                             let what = e.to_string();
@@ -565,57 +607,67 @@ fn apply_loop(
                 }
             }
         }
-        if records.is_empty() {
-            continue;
+        apply(store, status, &mut warned, records);
+    }
+}
+
+/// Apply verified records in one transaction and count what became of them.
+fn apply(
+    store: &Store,
+    status: &FleetStatus,
+    warned: &mut std::collections::HashSet<String>,
+    records: Vec<Record>,
+) {
+    if records.is_empty() {
+        return;
+    }
+    let outcomes = match store.apply_records(&records) {
+        Ok(o) => o,
+        Err(e) => {
+            // Left to the next connection's retained state.
+            tracing::error!(error = %e, records = records.len(), "cannot apply fleet records");
+            return;
         }
-        let outcomes = match store.apply_records(&records) {
-            Ok(o) => o,
-            Err(e) => {
-                // Left to the next connection's retained state.
-                tracing::error!(error = %e, records = records.len(), "cannot apply fleet records");
-                continue;
-            }
-        };
-        let applied_at = now_ms();
-        for (record, outcome) in records.iter().zip(&outcomes) {
-            status.count(outcome.label());
-            match outcome {
-                Applied::Applied => {
-                    let mut peers = status.peers.lock().unwrap();
-                    let peer = peers
-                        .entry(record.version.device.clone())
-                        .or_insert_with(|| PeerStatus {
-                            last_version: record.version.clone(),
-                            applied_at_ms: applied_at,
-                            lag_ms: 0,
-                            applied: 0,
-                        });
-                    peer.applied += 1;
-                    if record.version >= peer.last_version {
-                        peer.last_version = record.version.clone();
-                    }
-                    peer.applied_at_ms = applied_at;
-                    peer.lag_ms = applied_at - record.version.wall_ms;
+    };
+    let applied_at = now_ms();
+    for (record, outcome) in records.iter().zip(&outcomes) {
+        status.count(outcome.label());
+        match outcome {
+            Applied::Applied => {
+                let mut peers = status.peers.lock().unwrap();
+                let peer = peers
+                    .entry(record.version.device.clone())
+                    .or_insert_with(|| PeerStatus {
+                        last_version: record.version.clone(),
+                        applied_at_ms: applied_at,
+                        lag_ms: 0,
+                        applied: 0,
+                    });
+                peer.applied += 1;
+                if record.version >= peer.last_version {
+                    peer.last_version = record.version.clone();
                 }
-                Applied::WrongModel(model) => {
-                    status
-                        .foreign_models
-                        .lock()
-                        .unwrap()
-                        .insert(record.version.device.clone(), model.clone());
-                    if warned.insert(format!("model {model}")) {
-                        tracing::error!(device = %record.version.device, their_model = %model,
+                peer.applied_at_ms = applied_at;
+                peer.lag_ms = applied_at - record.version.wall_ms;
+            }
+            Applied::WrongModel(model) => {
+                status
+                    .foreign_models
+                    .lock()
+                    .unwrap()
+                    .insert(record.version.device.clone(), model.clone());
+                if warned.insert(format!("model {model}")) {
+                    tracing::error!(device = %record.version.device, their_model = %model,
                             our_model = %store.model().id,
                             "fleet records of another embedding model refused: every appliance \
                              of the site must embed with the same model (inference.embedder and \
                              inference.precision)");
-                    }
                 }
-                Applied::Invalid(why) if warned.insert(why.clone()) => {
-                    tracing::warn!(device = %record.version.device, why = %why, "invalid fleet record refused");
-                }
-                _ => {}
             }
+            Applied::Invalid(why) if warned.insert(why.clone()) => {
+                tracing::warn!(device = %record.version.device, why = %why, "invalid fleet record refused");
+            }
+            _ => {}
         }
     }
 }

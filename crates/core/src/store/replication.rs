@@ -318,6 +318,19 @@ impl Store {
             self.meta.put(txn, "fleet_clock", &clock.encode())?;
             Ok((outcomes, changes, repairs))
         })?;
+        self.apply_index_changes(&mut indexes, changes);
+        drop(indexes);
+        if repairs {
+            self.changed();
+        }
+        Ok(outcomes)
+    }
+
+    fn apply_index_changes(
+        &self,
+        indexes: &mut std::collections::HashMap<String, CollectionIndex>,
+        changes: Vec<IndexChange>,
+    ) {
         for change in changes {
             match change {
                 IndexChange::Create(c) => {
@@ -346,11 +359,6 @@ impl Store {
                 }
             }
         }
-        drop(indexes);
-        if repairs {
-            self.changed();
-        }
-        Ok(outcomes)
     }
 
     fn apply_one(
@@ -566,6 +574,86 @@ impl Store {
         self.persons.put(txn, &person_key(c, p), &person)?;
         changes.push(IndexChange::Add(c.to_owned(), p.to_owned(), added));
         Ok(())
+    }
+
+    /// After taking the broker's whole retained state (`seen`: the registers it held): a
+    /// register here that the broker did not have is either lost by the broker (a new broker,
+    /// a wiped store), then it is queued to be published again; or, on an appliance whose
+    /// last full sync is older than `tombstone_ms`, deleted elsewhere with its tombstone
+    /// expired meanwhile, then it is deleted here too (`prune`). Registers written since
+    /// `sync_started_ms` are left alone. Records the sync time. Returns (queued, deleted).
+    pub fn reconcile_after_sync(
+        &self,
+        seen: &std::collections::HashSet<Vec<u8>>,
+        sync_started_ms: i64,
+        tombstone_ms: i64,
+    ) -> Result<(usize, usize), StoreError> {
+        let _w = self.writer.lock().unwrap();
+        let now = self.clock.now_ms();
+        let mut indexes = self.indexes.write().unwrap();
+        let (queued, deleted, changes) = self.write(|txn| {
+            let last_sync: Option<i64> = self
+                .meta
+                .get(txn, "fleet_synced_at_ms")?
+                .and_then(|t| t.parse().ok());
+            let prune = last_sync.is_some_and(|t| now.saturating_sub(t) > tombstone_ms);
+            let mut unseen = Vec::new();
+            for entry in self.fleet_versions.iter(txn)? {
+                let (key, stamp) = entry?;
+                if !seen.contains(key) && stamp.version.wall_ms < sync_started_ms {
+                    unseen.push((key.to_vec(), stamp));
+                }
+            }
+            let (mut queued, mut deleted) = (0, 0);
+            let mut changes = Vec::new();
+            for (key, stamp) in unseen {
+                if !prune {
+                    if self.feed.get().is_some() {
+                        self.fleet_pending.put(txn, &key, &stamp.version)?;
+                        queued += 1;
+                    }
+                    continue;
+                }
+                if stamp.deleted {
+                    continue;
+                }
+                match split_register_key(&key) {
+                    Some((c, Some(p))) => {
+                        if self.remove_person(txn, &c, &p, &mut changes)? {
+                            self.adjust_count(txn, &c, -1)?;
+                            deleted += 1;
+                        }
+                        self.fleet_versions.put(
+                            txn,
+                            &key,
+                            &Stamp {
+                                version: stamp.version.clone(),
+                                deleted: true,
+                            },
+                        )?;
+                        self.fleet_pending.delete(txn, &key)?;
+                    }
+                    Some((c, None)) => {
+                        let empty = self
+                            .collections
+                            .get(txn, &c)?
+                            .is_some_and(|r| r.num_persons == 0);
+                        if empty && self.collections.delete(txn, &c)? {
+                            changes.push(IndexChange::Drop(c));
+                        }
+                    }
+                    None => {}
+                }
+            }
+            self.meta.put(txn, "fleet_synced_at_ms", &now.to_string())?;
+            Ok((queued, deleted, changes))
+        })?;
+        self.apply_index_changes(&mut indexes, changes);
+        drop(indexes);
+        if queued > 0 {
+            self.changed();
+        }
+        Ok((queued, deleted))
     }
 
     /// Forget tombstones older than `max_age_ms`: returns their registers, whose retained
@@ -980,5 +1068,43 @@ mod tests {
         enrol(&a, "p1", "Ann", 0.1);
         assert_eq!(a.store.start_change_feed("a", Box::new(|| {})).unwrap(), 2);
         assert_eq!(drain(&a).len(), 2);
+    }
+    #[test]
+    fn after_a_full_sync_what_the_broker_lacks_is_published_again_or_pruned_when_stale() {
+        let a = appliance("a", "m@1", 1_000);
+        a.store.create_collection("staff").unwrap();
+        enrol(&a, "p1", "Ann", 0.1);
+        drain(&a);
+        let collection = register_key("staff", None);
+        // The broker lost its retained state: everything here goes out again.
+        let seen = std::collections::HashSet::new();
+        assert_eq!(
+            a.store.reconcile_after_sync(&seen, 2_000, 10_000).unwrap(),
+            (2, 0)
+        );
+        assert_eq!(drain(&a).len(), 2);
+        assert_eq!(names(&a).len(), 1, "nothing deleted");
+
+        // Offline longer than the tombstones live: p1 was deleted elsewhere and its tombstone
+        // expired, so the broker has the collection but no p1. p2, written during the sync,
+        // stays.
+        a.clock.0.store(50_000, Ordering::Relaxed);
+        enrol(&a, "p2", "Bob", 0.2);
+        let seen = std::collections::HashSet::from([collection]);
+        assert_eq!(
+            a.store.reconcile_after_sync(&seen, 40_000, 10_000).unwrap(),
+            (0, 1)
+        );
+        assert_eq!(names(&a), vec![("p2".into(), "Bob".into())]);
+        assert!(a.store.verify().unwrap().is_empty());
+        // Synced just now: the next sync is not stale, nothing is pruned.
+        let seen = std::collections::HashSet::new();
+        assert_eq!(
+            a.store
+                .reconcile_after_sync(&seen, 40_000, 10_000)
+                .unwrap()
+                .1,
+            0
+        );
     }
 }
