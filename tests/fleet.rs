@@ -257,7 +257,8 @@ fn three_appliances_converge_on_one_gallery_through_the_broker() {
             metadata: BTreeMap::new(),
             access: None,
             created_at_ms: 0,
-            model: "any".into(),
+            // The fleet's own model: only the signature can refuse it.
+            model: health["models"]["fingerprint"].as_str().unwrap().into(),
             faces: vec![FaceState {
                 template: FaceState::encode_values(&[0u8; 512]),
                 storage: FaceStorage::NoStorage,
@@ -267,12 +268,29 @@ fn three_appliances_converge_on_one_gallery_through_the_broker() {
     };
     let mallory = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
     let topic = fleet::topic("facegate/fleet/hq", "staff", Some("intruder"));
-    let (untrusted, bad) = (received(&b, "untrusted"), received(&b, "bad_signature"));
+    let (untrusted, bad, moved) = (
+        received(&b, "untrusted"),
+        received(&b, "bad_signature"),
+        received(&b, "wrong_topic"),
+    );
     publish(port, &topic, &fleet::seal(&forged, "mallory", &mallory));
     publish(port, &topic, &fleet::seal(&forged, "door-a", &mallory));
-    wait_until(Duration::from_secs(10), "both forgeries refused", || {
-        received(&b, "untrusted") > untrusted && received(&b, "bad_signature") > bad
-    });
+    // Truly signed by door-a, but published on another person's topic (a copy that the
+    // deletion of its own topic would never overwrite).
+    let door_a = device_key::load(&root.join("door-a/access-signing.key")).unwrap();
+    let mut genuine = forged.clone();
+    genuine.version.wall_ms = 1;
+    let elsewhere = fleet::topic("facegate/fleet/hq", "staff", Some("obama"));
+    publish(port, &elsewhere, &fleet::seal(&genuine, "door-a", &door_a));
+    wait_until(
+        Duration::from_secs(10),
+        "the three forgeries refused",
+        || {
+            received(&b, "untrusted") > untrusted
+                && received(&b, "bad_signature") > bad
+                && received(&b, "wrong_topic") > moved
+        },
+    );
     for s in [&a, &b, &c] {
         assert_eq!(person_name(s, "staff", "intruder"), None);
     }

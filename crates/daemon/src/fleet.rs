@@ -33,6 +33,12 @@ const BATCH: usize = 512;
 /// Retained records asked for at once while catching up: well inside mosquitto's default
 /// per-client queue (1,020), which drops what exceeds it.
 const SHARD_RECORDS_AT_ONCE: u64 = 400;
+/// Largest record taken from the broker (a peer's mqtt.max_packet_kib may be larger).
+const MAX_INCOMING_PACKET: usize = 16 << 20;
+/// A catch-up whose next marker has not come for this long is started again.
+const SYNC_STALL: Duration = Duration::from_secs(60);
+/// Acknowledged records remembered until the store has cleared them.
+const ACKED_KEPT: usize = 65_536;
 /// How often old tombstones are looked for.
 const EXPIRY_EVERY: Duration = Duration::from_secs(3600);
 const BACKOFF_FIRST: Duration = Duration::from_millis(500);
@@ -187,7 +193,8 @@ pub struct FleetLink {
 
 /// Work for the store thread.
 enum Job {
-    Received(Vec<u8>),
+    /// A record's topic and payload.
+    Received(String, Vec<u8>),
     Acknowledged(Vec<u8>, Version),
     /// A connection starts taking the retained state (at this time, ms).
     SyncStarted(i64),
@@ -213,16 +220,19 @@ impl FleetLink {
             let status = self.status.clone();
             let trusted = self.trusted.clone();
             let tombstone_ms = self.tombstone_ms;
+            let base = self.base.clone();
             std::thread::Builder::new()
                 .name("fleet-apply".into())
-                .spawn(move || apply_loop(receiver, &store, &status, &trusted, tombstone_ms))
+                .spawn(move || apply_loop(receiver, &store, &status, &trusted, &base, tombstone_ms))
         };
         if let Err(e) = worker {
             tracing::error!(error = %e, "cannot start the fleet's store thread: fleet replication is off");
             return;
         }
         let mut backoff = BACKOFF_FIRST;
-        let mut next_expiry = tokio::time::Instant::now();
+        let mut next_expiry = tokio::time::Instant::now() + EXPIRY_EVERY;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let (client, mut eventloop) =
                 AsyncClient::new(self.options.clone(), 2 * WINDOW + 2 * 32 + 16);
@@ -231,16 +241,23 @@ impl FleetLink {
             let mut network = eventloop.network_options();
             network.set_tcp_nodelay(true);
             eventloop.set_network_options(network);
+            // Incoming records from peers whose mqtt.max_packet_kib is larger than ours must
+            // not break the link on every connection.
+            eventloop
+                .mqtt_options
+                .set_max_packet_size(MAX_INCOMING_PACKET.max(self.max_packet), self.max_packet);
             let mut waiting_id: VecDeque<Sent> = VecDeque::new();
             let mut in_flight: HashMap<u16, Sent> = HashMap::new();
             let mut cursor: Option<Vec<u8>> = None;
+            // Acknowledged by the broker, not yet cleared by the store thread: not sent again.
+            let mut acked: HashMap<Vec<u8>, Version> = HashMap::new();
+            let mut last_marker = Instant::now();
             let mut connected = false;
             let mut nonce = 0u64;
             let mut sync_started = Instant::now();
             let (mut shards_asked, mut shards_done, mut records_since_connect) =
                 (0usize, 0usize, 0u64);
             let error = loop {
-                let tick = tokio::time::sleep(Duration::from_secs(1));
                 tokio::select! {
                     _ = stop.clone().requested() => {
                         self.status.connected.store(false, Ordering::Relaxed);
@@ -249,14 +266,22 @@ impl FleetLink {
                         return;
                     }
                     _ = self.wake.notified(), if connected => {
-                        self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor);
+                        self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor, &mut acked, &jobs);
                     }
-                    _ = tick, if connected => {
-                        if tokio::time::Instant::now() >= next_expiry {
+                    _ = tick.tick(), if connected => {
+                        // Tombstones expire only once this appliance has the broker's state
+                        // and has published all of its own.
+                        if tokio::time::Instant::now() >= next_expiry
+                            && self.status.synced()
+                            && self.store.pending_count() == 0
+                        {
                             next_expiry = tokio::time::Instant::now() + EXPIRY_EVERY;
                             self.expire(&client, &mut waiting_id).await;
                         }
-                        self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor);
+                        if !self.status.synced() && last_marker.elapsed() > SYNC_STALL {
+                            break "the broker's retained state stopped arriving (a marker lost): reconnecting".to_owned();
+                        }
+                        self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor, &mut acked, &jobs);
                     }
                     event = eventloop.poll() => match event {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -264,7 +289,10 @@ impl FleetLink {
                             backoff = BACKOFF_FIRST;
                             self.status.connected.store(true, Ordering::Relaxed);
                             self.status.synced.store(false, Ordering::Relaxed);
-                            nonce = self.status.connections.fetch_add(1, Ordering::Relaxed) + 1;
+                            self.status.connections.fetch_add(1, Ordering::Relaxed);
+                            // Random (the low half of a UUIDv7): nobody else on the broker can fake our markers.
+                            nonce = uuid::Uuid::now_v7().as_u64_pair().1;
+                            last_marker = Instant::now();
                             sync_started = Instant::now();
                             if jobs.send(Job::SyncStarted(now_ms())).await.is_err() {
                                 return;
@@ -281,7 +309,7 @@ impl FleetLink {
                             if let Err(e) = subscribed {
                                 break format!("cannot subscribe: {e}");
                             }
-                            self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor);
+                            self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor, &mut acked, &jobs);
                         }
                         Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                             if let Some(sent) = waiting_id.pop_front() {
@@ -292,12 +320,18 @@ impl FleetLink {
                             if let Some(sent) = in_flight.remove(&ack.pkid) {
                                 self.status.published.fetch_add(1, Ordering::Relaxed);
                                 if let Some((key, version)) = sent {
+                                    if acked.len() >= ACKED_KEPT {
+                                        // Only a cache against sending twice: dropping it costs
+                                        // duplicates, never records.
+                                        acked.clear();
+                                    }
+                                    acked.insert(key.clone(), version.clone());
                                     if jobs.send(Job::Acknowledged(key, version)).await.is_err() {
                                         return;
                                     }
                                 }
                             }
-                            self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor);
+                            self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor, &mut acked, &jobs);
                         }
                         Ok(Event::Incoming(Packet::Publish(p))) if p.topic == self.sync_topic() => {
                             // Our marker behind shard k's retained records: all of them are in.
@@ -310,6 +344,7 @@ impl FleetLink {
                                 continue;
                             }
                             shards_done += 1;
+                            last_marker = Instant::now();
                             if shards_done == fleet::SHARDS {
                                 if jobs.send(Job::SyncDone).await.is_err() {
                                     return;
@@ -344,8 +379,10 @@ impl FleetLink {
                             self.status.bytes_received.fetch_add(p.payload.len() as u64, Ordering::Relaxed);
                             // An empty retained message is a cleared topic (an expired tombstone).
                             if !p.payload.is_empty()
-                                && jobs.send(Job::Received(p.payload.to_vec())).await.is_err()
+                                && jobs.send(Job::Received(p.topic.clone(), p.payload.to_vec())).await.is_err()
                             {
+                                tracing::error!("the fleet's store thread has stopped: replication is off until restart");
+                                self.status.connected.store(false, Ordering::Relaxed);
                                 return;
                             }
                         }
@@ -446,6 +483,8 @@ impl FleetLink {
         waiting_id: &mut VecDeque<Sent>,
         in_flight: &HashMap<u16, Sent>,
         cursor: &mut Option<Vec<u8>>,
+        acked: &mut HashMap<Vec<u8>, Version>,
+        jobs: &tokio::sync::mpsc::Sender<Job>,
     ) {
         let busy = waiting_id.len() + in_flight.len();
         if busy == 0 {
@@ -464,10 +503,16 @@ impl FleetLink {
         };
         for (key, version) in queued {
             *cursor = Some(key.clone());
-            let Some(payload) = self.payload(&key) else {
+            if acked.get(&key) == Some(&version) {
                 continue;
-            };
-            let Some((collection, person)) = split_register_key(&key) else {
+            }
+            let (Some(payload), Some((collection, person))) =
+                (self.payload(&key), split_register_key(&key))
+            else {
+                // Never publishable (logged by `payload`): out of the queue, or it would be
+                // read again on every pass.
+                let _ = jobs.try_send(Job::Acknowledged(key.clone(), version.clone()));
+                acked.insert(key, version);
                 continue;
             };
             let topic = fleet::topic(&self.base, &collection, person.as_deref());
@@ -544,12 +589,17 @@ fn apply_loop(
     store: &Store,
     status: &FleetStatus,
     trusted: &Trusted,
+    base: &str,
     tombstone_ms: i64,
 ) {
     let mut warned: std::collections::HashSet<String> = Default::default();
     // While a connection takes the retained state: when it started, and the registers seen.
     let mut sync: Option<(i64, std::collections::HashSet<Vec<u8>>)> = None;
     while let Some(first) = jobs.blocking_recv() {
+        if warned.len() > 1_000 {
+            // Said once per kind, but not remembered without bound (a hostile publisher).
+            warned.clear();
+        }
         let mut batch = vec![first];
         while batch.len() < BATCH {
             match jobs.try_recv() {
@@ -558,6 +608,7 @@ fn apply_loop(
             }
         }
         let mut records = Vec::new();
+        let mut acknowledged = Vec::new();
         for job in batch {
             match job {
                 Job::SyncStarted(at) => sync = Some((at, Default::default())),
@@ -580,13 +631,24 @@ fn apply_loop(
                         }
                     }
                 }
-                Job::Acknowledged(key, version) => {
-                    if let Err(e) = store.record_published(&key, &version) {
-                        tracing::error!(error = %e, "cannot clear an acknowledged fleet record");
-                    }
-                }
-                Job::Received(payload) => {
+                Job::Acknowledged(key, version) => acknowledged.push((key, version)),
+                Job::Received(topic, payload) => {
                     match Sealed::parse(&payload).and_then(|s| s.open(trusted)) {
+                        // A signed record copied to another topic (which its deletion would
+                        // never overwrite) is not taken.
+                        Ok(record)
+                            if topic
+                                != fleet::topic(
+                                    base,
+                                    &record.collection,
+                                    record.person_id.as_deref(),
+                                ) =>
+                        {
+                            status.count("wrong_topic");
+                            if warned.insert(format!("topic {topic}")) {
+                                tracing::warn!(%topic, "fleet record on a topic that is not its own refused");
+                            }
+                        }
                         Ok(record) => {
                             if let Some((_, seen)) = &mut sync {
                                 seen.insert(register_key(
@@ -608,6 +670,9 @@ fn apply_loop(
             }
         }
         apply(store, status, &mut warned, records);
+        if let Err(e) = store.records_published(&acknowledged) {
+            tracing::error!(error = %e, "cannot clear acknowledged fleet records");
+        }
     }
 }
 
@@ -623,9 +688,19 @@ fn apply(
     }
     let outcomes = match store.apply_records(&records) {
         Ok(o) => o,
+        // One at a time, so that one record the store cannot take does not hold back the
+        // others; that one is left to the next connection's retained state.
+        Err(e) if records.len() > 1 => {
+            tracing::warn!(error = %e, records = records.len(), "a batch of fleet records failed; applying them one by one");
+            for r in records {
+                apply(store, status, warned, vec![r]);
+            }
+            return;
+        }
         Err(e) => {
-            // Left to the next connection's retained state.
-            tracing::error!(error = %e, records = records.len(), "cannot apply fleet records");
+            tracing::error!(error = %e, collection = %records[0].collection,
+                person_id = ?records[0].person_id, "cannot apply a fleet record");
+            status.count("failed");
             return;
         }
     };

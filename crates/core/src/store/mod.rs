@@ -639,9 +639,10 @@ impl Store {
                 .collections
                 .get(txn, name)?
                 .ok_or(StoreError::CollectionNotFound)?;
-            if self.feed_device().is_some() {
+            if let Some(version) = self.next_version(txn)? {
                 // A tombstone per person, so that their retained records on the broker are
-                // replaced too.
+                // replaced too; all of one version with the collection's, so that receivers
+                // find them already applied.
                 let mut ids = Vec::new();
                 for entry in self.persons.prefix_iter(txn, &prefix)? {
                     let (key, _) = entry?;
@@ -650,9 +651,10 @@ impl Store {
                     }
                 }
                 for p in ids {
-                    self.note_change(txn, name, Some(&p), true)?;
+                    let key = replication::register_key(name, Some(&p));
+                    self.queue_version(txn, &key, &version, true)?;
                 }
-                self.note_change(txn, name, None, true)?;
+                self.queue_version(txn, &replication::register_key(name, None), &version, true)?;
             }
             let end = prefix_end(&prefix);
             let range = prefix_range(&prefix, &end);

@@ -61,7 +61,14 @@ impl Applied {
     }
 }
 
-/// The register a key names: `p` + person key, or `c` + collection name.
+/// How far ahead of this appliance's clock a record's version may be.
+const MAX_CLOCK_AHEAD_MS: i64 = 86_400_000;
+/// Faces a replicated person may have.
+const MAX_FACES: usize = 32;
+
+/// The register a key names: `p` + person key, or `q` + collection name. Persons sort first,
+/// so that a collection's deletion goes out behind its persons' tombstones: a receiver then
+/// finds in the collection's tombstone only the persons the deleting appliance did not know.
 pub fn register_key(collection: &str, person_id: Option<&str>) -> Vec<u8> {
     match person_id {
         Some(p) => {
@@ -70,7 +77,7 @@ pub fn register_key(collection: &str, person_id: Option<&str>) -> Vec<u8> {
             k
         }
         None => {
-            let mut k = vec![b'c'];
+            let mut k = vec![b'q'];
             k.extend_from_slice(collection.as_bytes());
             k
         }
@@ -84,7 +91,7 @@ pub fn split_register_key(key: &[u8]) -> Option<(String, Option<String>)> {
             let (c, p) = split_person_key(rest)?;
             Some((c.to_owned(), Some(p.to_owned())))
         }
-        (b'c', rest) => Some((std::str::from_utf8(rest).ok()?.to_owned(), None)),
+        (b'q', rest) => Some((std::str::from_utf8(rest).ok()?.to_owned(), None)),
         _ => None,
     }
 }
@@ -99,8 +106,9 @@ enum IndexChange {
 
 impl Store {
     /// Record a version for every write from now on, as `device`, and call `changed` after
-    /// each commit that queued records. Registers that have no version yet (a gallery from
-    /// before the fleet was enabled) get one now and are queued. Returns how many.
+    /// each commit that queued records. Registers without a version (a gallery from before
+    /// the fleet was enabled) or changed while it was off get a new one now and are queued.
+    /// Returns how many.
     pub fn start_change_feed(
         &self,
         device: &str,
@@ -110,33 +118,46 @@ impl Store {
         let _ = self.feed.set(device.to_owned());
         let _ = self.on_change.set(changed);
         let queued = self.write(|txn| {
-            let mut missing: Vec<(String, Option<String>)> = Vec::new();
+            // (collection, person, deleted) of every register the store disagrees with: no
+            // version yet (a gallery from before the fleet), or changed while the fleet was
+            // off (deleted, created again, edited after its version).
+            let mut stale: Vec<(String, Option<String>, bool)> = Vec::new();
             for entry in self.collections.iter(txn)? {
                 let (name, _) = entry?;
-                if self
-                    .fleet_versions
-                    .get(txn, &register_key(name, None))?
-                    .is_none()
-                {
-                    missing.push((name.to_owned(), None));
+                let stamp = self.fleet_versions.get(txn, &register_key(name, None))?;
+                if stamp.is_none_or(|s| s.deleted) {
+                    stale.push((name.to_owned(), None, false));
                 }
             }
             for entry in self.persons.iter(txn)? {
-                let (key, _) = entry?;
+                let (key, person) = entry?;
                 let (c, p) = split_person_key(key)
                     .ok_or_else(|| StoreError::Corrupt(String::from_utf8_lossy(key).into()))?;
-                if self
-                    .fleet_versions
-                    .get(txn, &register_key(c, Some(p)))?
-                    .is_none()
-                {
-                    missing.push((c.to_owned(), Some(p.to_owned())));
+                let stamp = self.fleet_versions.get(txn, &register_key(c, Some(p)))?;
+                if stamp.is_none_or(|s| s.deleted || person.updated_at_ms > s.version.wall_ms) {
+                    stale.push((c.to_owned(), Some(p.to_owned()), false));
                 }
             }
-            for (c, p) in &missing {
-                self.note_change(txn, c, p.as_deref(), false)?;
+            for entry in self.fleet_versions.iter(txn)? {
+                let (key, stamp) = entry?;
+                if stamp.deleted {
+                    continue;
+                }
+                let gone = match split_register_key(key) {
+                    Some((c, Some(p))) => self.persons.get(txn, &person_key(&c, &p))?.is_none(),
+                    Some((c, None)) => self.collections.get(txn, &c)?.is_none(),
+                    None => false,
+                };
+                if gone {
+                    if let Some((c, p)) = split_register_key(key) {
+                        stale.push((c, p, true));
+                    }
+                }
             }
-            Ok(missing.len())
+            for (c, p, deleted) in &stale {
+                self.note_change(txn, c, p.as_deref(), *deleted)?;
+            }
+            Ok(stale.len())
         })?;
         self.changed();
         Ok(queued)
@@ -156,27 +177,41 @@ impl Store {
         person_id: Option<&str>,
         deleted: bool,
     ) -> Result<(), StoreError> {
+        if let Some(version) = self.next_version(txn)? {
+            self.queue_version(txn, &register_key(collection, person_id), &version, deleted)?;
+        }
+        Ok(())
+    }
+
+    /// A new version from the clock (`None` while the change feed is off).
+    pub(super) fn next_version(&self, txn: &mut RwTxn) -> Result<Option<Version>, StoreError> {
         let Some(device) = self.feed.get() else {
-            return Ok(());
+            return Ok(None);
         };
         let mut clock = self.clock_state(txn)?;
         let (wall_ms, counter) = clock.tick(self.clock.now_ms());
         self.meta.put(txn, "fleet_clock", &clock.encode())?;
-        let version = Version {
+        Ok(Some(Version {
             wall_ms,
             counter,
             device: device.clone(),
+        }))
+    }
+
+    /// Give the register `version` and queue it for publishing.
+    pub(super) fn queue_version(
+        &self,
+        txn: &mut RwTxn,
+        key: &[u8],
+        version: &Version,
+        deleted: bool,
+    ) -> Result<(), StoreError> {
+        let stamp = Stamp {
+            version: version.clone(),
+            deleted,
         };
-        let key = register_key(collection, person_id);
-        self.fleet_versions.put(
-            txn,
-            &key,
-            &Stamp {
-                version: version.clone(),
-                deleted,
-            },
-        )?;
-        self.fleet_pending.put(txn, &key, &version)?;
+        self.fleet_versions.put(txn, key, &stamp)?;
+        self.fleet_pending.put(txn, key, version)?;
         Ok(())
     }
 
@@ -286,10 +321,20 @@ impl Store {
     /// The broker acknowledged the register's record at `version`: no longer pending, unless
     /// it changed again meanwhile.
     pub fn record_published(&self, key: &[u8], version: &Version) -> Result<(), StoreError> {
+        self.records_published(&[(key.to_vec(), version.clone())])
+    }
+
+    /// [`Store::record_published`] for many, in one transaction.
+    pub fn records_published(&self, done: &[(Vec<u8>, Version)]) -> Result<(), StoreError> {
+        if done.is_empty() {
+            return Ok(());
+        }
         let _w = self.writer.lock().unwrap();
         self.write(|txn| {
-            if self.fleet_pending.get(txn, key)?.as_ref() == Some(version) {
-                self.fleet_pending.delete(txn, key)?;
+            for (key, version) in done {
+                if self.fleet_pending.get(txn, key)?.as_ref() == Some(version) {
+                    self.fleet_pending.delete(txn, key)?;
+                }
             }
             Ok(())
         })
@@ -368,7 +413,27 @@ impl Store {
         now: i64,
         changes: &mut Vec<IndexChange>,
     ) -> Result<Applied, StoreError> {
-        let key = register_key(&record.collection, record.person_id.as_deref());
+        let c = record.collection.as_str();
+        if c.is_empty() || c.len() > 64 {
+            return Ok(Applied::Invalid("collection name of 1 to 64 bytes".into()));
+        }
+        if record
+            .person_id
+            .as_ref()
+            .is_some_and(|p| p.is_empty() || p.len() > 256)
+        {
+            return Ok(Applied::Invalid("person id of 1 to 256 bytes".into()));
+        }
+        if record.version.wall_ms > now.saturating_add(MAX_CLOCK_AHEAD_MS)
+            || record.version.counter > u32::MAX / 2
+        {
+            // It would win every conflict for ever (and never expire).
+            return Ok(Applied::Invalid(format!(
+                "version {} ms ahead of this clock",
+                record.version.wall_ms.saturating_sub(now)
+            )));
+        }
+        let key = register_key(c, record.person_id.as_deref());
         if let Some(ours) = self.fleet_versions.get(txn, &key)? {
             if ours.version == record.version {
                 return Ok(Applied::Same);
@@ -380,18 +445,18 @@ impl Store {
                 return Ok(Applied::Older);
             }
         }
-        let c = record.collection.as_str();
-        if c.is_empty() || c.len() > 64 {
-            return Ok(Applied::Invalid("collection name of 1 to 64 bytes".into()));
-        }
         if record.person_id.is_some() {
             // A person written before their collection was deleted stays deleted, whichever
             // of the two records arrives first.
             let deleted_later = self
                 .fleet_versions
                 .get(txn, &register_key(c, None))?
-                .is_some_and(|s| s.deleted && s.version > record.version);
-            if deleted_later {
+                .filter(|s| s.deleted && s.version > record.version)
+                .map(|s| s.version);
+            if let Some(deletion) = deleted_later {
+                // Replace the broker's stale copy too, or a joining appliance would apply
+                // it once the collection is created again.
+                self.queue_version(txn, &key, &deletion, true)?;
                 return Ok(Applied::Superseded);
             }
         }
@@ -412,11 +477,15 @@ impl Store {
                         }
                     }
                 }
-                if values.is_empty() || p.is_empty() || p.len() > 256 {
-                    return Ok(Applied::Invalid("a person has an id and a face".into()));
+                if values.is_empty() || values.len() > MAX_FACES {
+                    return Ok(Applied::Invalid(format!(
+                        "a person has 1 to {MAX_FACES} faces"
+                    )));
                 }
                 self.ensure_collection(txn, c, now, changes)?;
-                self.replace_person(txn, c, p, state, values, now, changes)?;
+                // Updated at the change's time, not ours: a later start of the change feed
+                // must not take it for an edit made while the fleet was off.
+                self.replace_person(txn, c, p, state, values, record.version.wall_ms, changes)?;
             }
             (Some(p), _) => {
                 if self.remove_person(txn, c, p, changes)? {
@@ -447,11 +516,9 @@ impl Store {
                         continue;
                     }
                     self.remove_person(txn, c, &p, changes)?;
-                    let tombstone = Stamp {
-                        version: record.version.clone(),
-                        deleted: true,
-                    };
-                    self.fleet_versions.put(txn, &pk, &tombstone)?;
+                    // Queued, so that the broker's copy of the person (which the deleting
+                    // appliance may never have seen) is replaced by a tombstone too.
+                    self.queue_version(txn, &pk, &record.version, true)?;
                 }
                 if kept == 0 {
                     if self.collections.delete(txn, c)? {
@@ -600,15 +667,23 @@ impl Store {
             let mut unseen = Vec::new();
             for entry in self.fleet_versions.iter(txn)? {
                 let (key, stamp) = entry?;
-                if !seen.contains(key) && stamp.version.wall_ms < sync_started_ms {
-                    unseen.push((key.to_vec(), stamp));
+                // Not yet published: the broker cannot have it.
+                if seen.contains(key)
+                    || stamp.version.wall_ms >= sync_started_ms
+                    || self.fleet_pending.get(txn, key)?.is_some()
+                {
+                    continue;
                 }
+                unseen.push((key.to_vec(), stamp));
             }
             let (mut queued, mut deleted) = (0, 0);
             let mut changes = Vec::new();
             for (key, stamp) in unseen {
                 if !prune {
-                    if self.feed.get().is_some() {
+                    // Tombstones are not published again: one that expired elsewhere would
+                    // come back. An appliance that still holds the person publishes them,
+                    // older, and gets the tombstone back as a repair.
+                    if self.feed.get().is_some() && !stamp.deleted {
                         self.fleet_pending.put(txn, &key, &stamp.version)?;
                         queued += 1;
                     }
@@ -623,14 +698,10 @@ impl Store {
                             self.adjust_count(txn, &c, -1)?;
                             deleted += 1;
                         }
-                        self.fleet_versions.put(
-                            txn,
-                            &key,
-                            &Stamp {
-                                version: stamp.version.clone(),
-                                deleted: true,
-                            },
-                        )?;
+                        // Forgotten, not tombstoned: should another appliance still hold
+                        // the person (the broker was replaced too), its record brings them
+                        // back.
+                        self.fleet_versions.delete(txn, &key)?;
                         self.fleet_pending.delete(txn, &key)?;
                     }
                     Some((c, None)) => {
@@ -668,14 +739,18 @@ impl Store {
             let mut old = Vec::new();
             for entry in self.fleet_versions.iter(txn)? {
                 let (key, stamp) = entry?;
-                if stamp.deleted && stamp.version.wall_ms < now_ms.saturating_sub(max_age_ms) {
+                // A tombstone the broker has not acknowledged yet is kept: it must reach the
+                // appliances first.
+                if stamp.deleted
+                    && stamp.version.wall_ms < now_ms.saturating_sub(max_age_ms)
+                    && self.fleet_pending.get(txn, key)?.is_none()
+                {
                     old.push(key.to_vec());
                 }
             }
             let mut out = Vec::with_capacity(old.len());
             for key in old {
                 self.fleet_versions.delete(txn, &key)?;
-                self.fleet_pending.delete(txn, &key)?;
                 if let Some(entity) = split_register_key(&key) {
                     out.push(entity);
                 }
@@ -859,7 +934,7 @@ mod tests {
         assert_eq!(pending.len(), 2, "the collection and the person");
         let record = a
             .store
-            .outgoing_record(&pending[1].0, true)
+            .outgoing_record(&pending[0].0, true)
             .unwrap()
             .unwrap();
         assert_eq!(record.person_id.as_deref(), Some("p1"));
@@ -879,7 +954,7 @@ mod tests {
             )
             .unwrap();
         a.store
-            .record_published(&pending[1].0, &pending[1].1)
+            .record_published(&pending[0].0, &pending[0].1)
             .unwrap();
         assert_eq!(a.store.pending_count(), 2);
         drain(&a);
@@ -974,7 +1049,7 @@ mod tests {
         // one and queues it again.
         assert_eq!(b.store.pending_count(), 0);
         assert_eq!(
-            b.store.apply_records(&old[1..]).unwrap(),
+            b.store.apply_records(&old[..1]).unwrap(),
             vec![Applied::Older]
         );
         assert_eq!(names(&b), vec![("p1".into(), "Ann 2".into())]);
@@ -991,7 +1066,7 @@ mod tests {
         enrol(&a, "p1", "Ann", 0.1);
         let records = drain(&a);
         let outcomes = b.store.apply_records(&records).unwrap();
-        assert_eq!(outcomes[1], Applied::WrongModel("m@1".into()));
+        assert_eq!(outcomes[0], Applied::WrongModel("m@1".into()));
         assert!(names(&b).is_empty());
     }
 
@@ -1022,7 +1097,7 @@ mod tests {
             .collect();
         c.store.apply_records(&collection_tombstone).unwrap();
         assert_eq!(
-            c.store.apply_records(&created[1..]).unwrap(),
+            c.store.apply_records(&created[..1]).unwrap(),
             vec![Applied::Superseded]
         );
         for s in [&b, &c] {
@@ -1042,6 +1117,9 @@ mod tests {
         a.store.delete_person("staff", "p1").unwrap();
         assert_eq!(a.store.register_counts(), (1, 1));
         assert!(a.store.expire_tombstones(1_500, 1_000).unwrap().is_empty());
+        // Old enough, but not yet acknowledged by the broker: kept until it is.
+        assert!(a.store.expire_tombstones(5_000, 1_000).unwrap().is_empty());
+        drain(&a);
         let gone = a.store.expire_tombstones(5_000, 1_000).unwrap();
         assert_eq!(gone, vec![("staff".to_owned(), Some("p1".to_owned()))]);
         assert_eq!(a.store.register_counts(), (1, 0));
@@ -1106,5 +1184,125 @@ mod tests {
                 .1,
             0
         );
+    }
+    #[test]
+    fn a_collection_deletion_is_one_version_and_its_receivers_queue_persons_it_did_not_know() {
+        let a = appliance("a", "m@1", 1_000);
+        let b = appliance("b", "m@1", 1_000);
+        a.store.create_collection("staff").unwrap();
+        enrol(&a, "p1", "Ann", 0.1);
+        b.store.apply_records(&drain(&a)).unwrap();
+        // B enrols p2 without A knowing it; A deletes the collection later.
+        b.clock.0.store(1_500, Ordering::Relaxed);
+        enrol(&b, "p2", "Bob", 0.2);
+        let from_b = drain(&b);
+        a.clock.0.store(2_000, Ordering::Relaxed);
+        a.store.delete_collection("staff").unwrap();
+        let deletion = drain(&a);
+        assert!(deletion
+            .iter()
+            .all(|r| r.version == deletion[0].version && r.deleted));
+        let outcomes = b.store.apply_records(&deletion).unwrap();
+        // p1's tombstone comes first; the collection's then finds only p2, which A did not know.
+        assert_eq!(outcomes, vec![Applied::Applied, Applied::Applied]);
+        // B queues a tombstone for p2, which the broker holds live from B.
+        let repaired = drain(&b);
+        assert_eq!(repaired.len(), 1, "{repaired:?}");
+        assert_eq!(repaired[0].person_id.as_deref(), Some("p2"));
+        assert!(repaired[0].deleted);
+        // An appliance that gets B's old p2 record after the deletion refuses it.
+        let c = appliance("c", "m@1", 3_000);
+        c.store.apply_records(&deletion).unwrap();
+        assert_eq!(
+            c.store.apply_records(&from_b[..1]).unwrap(),
+            vec![Applied::Superseded]
+        );
+        assert_eq!(c.store.counts(), (0, 0));
+    }
+
+    #[test]
+    fn changes_made_while_the_fleet_was_off_are_queued_when_it_starts_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = || ModelId {
+            id: "m@1".into(),
+            dim: 4,
+            metric: Metric::Cosine,
+        };
+        let clock = Arc::new(TestClock(AtomicI64::new(1_000)));
+        {
+            let store =
+                Store::open(dir.path(), model(), &StoreOptions::default(), clock.clone()).unwrap();
+            store.start_change_feed("a", Box::new(|| {})).unwrap();
+            store.create_collection("staff").unwrap();
+            let a = Appliance {
+                store,
+                clock: clock.clone(),
+                _dir: tempfile::tempdir().unwrap(),
+            };
+            enrol(&a, "p1", "Ann", 0.1);
+            enrol(&a, "p2", "Bob", 0.2);
+            drain(&a);
+        }
+        // Reopened with the fleet off: p1 deleted, p2 edited.
+        clock.0.store(2_000, Ordering::Relaxed);
+        let store =
+            Store::open(dir.path(), model(), &StoreOptions::default(), clock.clone()).unwrap();
+        store.delete_person("staff", "p1").unwrap();
+        store
+            .edit_person(
+                "staff",
+                "p2",
+                PersonEdit {
+                    person_name: Some("Bob B".into()),
+                    ..PersonEdit::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(store.pending_count(), 0);
+        clock.0.store(3_000, Ordering::Relaxed);
+        assert_eq!(store.start_change_feed("a", Box::new(|| {})).unwrap(), 2);
+        let a = Appliance {
+            store,
+            clock,
+            _dir: dir,
+        };
+        let records = drain(&a);
+        let p1 = records
+            .iter()
+            .find(|r| r.person_id.as_deref() == Some("p1"))
+            .unwrap();
+        assert!(p1.deleted);
+        let p2 = records
+            .iter()
+            .find(|r| r.person_id.as_deref() == Some("p2"))
+            .unwrap();
+        assert_eq!(p2.person.as_ref().unwrap().person_name, "Bob B");
+    }
+
+    #[test]
+    fn hostile_records_are_refused_without_touching_the_store() {
+        let a = appliance("a", "m@1", 1_000);
+        let b = appliance("b", "m@1", 1_000);
+        a.store.create_collection("staff").unwrap();
+        enrol(&a, "p1", "Ann", 0.1);
+        let good = drain(&a);
+        let mut future = good[0].clone();
+        future.version.wall_ms = i64::MAX / 2;
+        let mut long_name = good[0].clone();
+        long_name.collection = "x".repeat(300);
+        let mut long_id = good[0].clone();
+        long_id.person_id = Some("y".repeat(300));
+        long_id.deleted = true;
+        long_id.person = None;
+        let mut bad_template = good[0].clone();
+        bad_template.person.as_mut().unwrap().faces[0].template = "AAAA".into();
+        for bad in [future, long_name, long_id, bad_template] {
+            assert!(matches!(
+                b.store.apply_records(&[bad]).unwrap()[0],
+                Applied::Invalid(_)
+            ));
+        }
+        assert_eq!(b.store.counts(), (0, 0));
+        assert_eq!(b.store.register_counts(), (0, 0));
     }
 }
