@@ -142,6 +142,31 @@ fn three_appliances_converge_on_one_gallery_through_the_broker() {
             found(s, "staff", "obama2.jpg").is_some_and(|h| h["person_id"] == "obama")
         });
     }
+    // Through the API: PUT /person on A answered → GET /person finds them on B (a figure
+    // for the closing note, not an assertion).
+    let (status, _) = a.call("POST", "/collection", Some(&json!({"name": "timing"})));
+    assert_eq!(status, 200);
+    let mut ms = Vec::new();
+    for i in 0..20 {
+        let id = format!("timed{i}");
+        enrol(&a, "timing", &id, "Timed", "obama2.jpg");
+        let answered = Instant::now();
+        let deadline = Instant::now() + common::patience(Duration::from_secs(10));
+        while person_name(&b, "timing", &id).is_none() {
+            assert!(Instant::now() < deadline, "{id} never reached B");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        ms.push(answered.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(f64::total_cmp);
+    eprintln!(
+        "PUT /person answered on A -> GET /person finds it on B: p50 {:.1} ms, max {:.1} ms over {}",
+        ms[ms.len() / 2],
+        ms[ms.len() - 1],
+        ms.len()
+    );
+    let (status, body) = a.call("DELETE", "/collection", Some(&json!({"name": "timing"})));
+    assert_eq!(status, 200, "{body}");
     enrol(&a, "staff", "temp", "Temporary", "obama3.jpg");
     wait_until(Duration::from_secs(20), "temp on B", || {
         person_name(&b, "staff", "temp").is_some()
