@@ -290,6 +290,7 @@ fn three_appliances_converge_on_one_gallery_through_the_broker() {
                 image: None,
             }],
         }),
+        deleted_at: None,
     };
     let mallory = ed25519_dalek::SigningKey::from_bytes(&[9; 32]);
     let topic = fleet::topic("facegate/fleet/hq", "staff", Some("intruder"));

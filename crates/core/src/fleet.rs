@@ -117,6 +117,10 @@ pub struct Record {
     /// The person's state; present for a person that is not deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub person: Option<PersonState>,
+    /// For a collection created again: when it was last deleted. Persons written before
+    /// stay deleted, also on an appliance that never saw the deletion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<Version>,
 }
 
 /// A person as every appliance of the fleet stores them.
@@ -353,6 +357,7 @@ mod tests {
                     image: None,
                 }],
             }),
+            deleted_at: None,
         }
     }
 

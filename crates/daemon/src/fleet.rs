@@ -5,7 +5,9 @@
 //! Its own MQTT connection, separate from the event publisher's, with a clean session: on
 //! every connection it subscribes again and the broker sends the retained state of every
 //! person, so an appliance back from any outage (or a broker that lost its sessions)
-//! converges without a queue of missed messages. What it has not yet had acknowledged stays
+//! converges without a queue of missed messages; after it, what the broker lacks is published
+//! again (a broker that lost its store) or, after an absence longer than the tombstones live,
+//! deleted here (store::replication::Store::reconcile_after_sync). What it has not yet had acknowledged stays
 //! queued in the store (`fleet_pending`), written in the same transaction as the change.
 //!
 //! Store writes (applying records, clearing acknowledged ones) happen on one thread of their
@@ -200,6 +202,8 @@ enum Job {
     SyncStarted(i64),
     /// Every shard's retained state is in (the records of the sync are ahead in the queue).
     SyncDone,
+    /// Still connected and in sync (each minute): what counts as the last full sync.
+    InSync,
 }
 
 /// A record handed to the client, waiting for its packet id, then for the broker's PUBACK.
@@ -215,6 +219,8 @@ impl FleetLink {
     /// Run until `stop` is requested.
     pub async fn run(self, stop: crate::daemon::shutdown::Receiver) {
         let (jobs, receiver) = tokio::sync::mpsc::channel::<Job>(4 * BATCH);
+        // Registers the store thread queued again (a key) or many at once (None).
+        let (requeue, mut requeued) = tokio::sync::mpsc::unbounded_channel::<Option<Vec<u8>>>();
         let worker = {
             let store = self.store.clone();
             let status = self.status.clone();
@@ -223,7 +229,17 @@ impl FleetLink {
             let base = self.base.clone();
             std::thread::Builder::new()
                 .name("fleet-apply".into())
-                .spawn(move || apply_loop(receiver, &store, &status, &trusted, &base, tombstone_ms))
+                .spawn(move || {
+                    apply_loop(
+                        receiver,
+                        &store,
+                        &status,
+                        &trusted,
+                        &base,
+                        tombstone_ms,
+                        &requeue,
+                    )
+                })
         };
         if let Err(e) = worker {
             tracing::error!(error = %e, "cannot start the fleet's store thread: fleet replication is off");
@@ -252,6 +268,12 @@ impl FleetLink {
             // Acknowledged by the broker, not yet cleared by the store thread: not sent again.
             let mut acked: HashMap<Vec<u8>, Version> = HashMap::new();
             let mut last_marker = Instant::now();
+            // Shards asked for whose marker has not come yet.
+            let mut outstanding = std::collections::BTreeSet::new();
+            // Publish nothing until the broker's state is in (an appliance away for longer than
+            // the tombstones live: its old changes may undo deletions made meanwhile).
+            let mut hold = false;
+            let mut ticks = 0u32;
             let mut connected = false;
             let mut nonce = 0u64;
             let mut sync_started = Instant::now();
@@ -266,22 +288,38 @@ impl FleetLink {
                         return;
                     }
                     _ = self.wake.notified(), if connected => {
-                        self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor, &mut acked, &jobs);
+                        self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor, &mut acked, &jobs, hold);
+                    }
+                    Some(key) = requeued.recv() => {
+                        // Queued again to repair the broker's copy: sent even if this version
+                        // was acknowledged before.
+                        match key {
+                            Some(key) => { acked.remove(&key); }
+                            None => acked.clear(),
+                        }
+                        if connected {
+                            self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor, &mut acked, &jobs, hold);
+                        }
                     }
                     _ = tick.tick(), if connected => {
+                        ticks = ticks.wrapping_add(1);
+                        if ticks.is_multiple_of(60) && self.status.synced() && jobs.send(Job::InSync).await.is_err() {
+                            return self.store_thread_gone();
+                        }
                         // Tombstones expire only once this appliance has the broker's state
                         // and has published all of its own.
                         if tokio::time::Instant::now() >= next_expiry
                             && self.status.synced()
                             && self.store.pending_count() == 0
                         {
-                            next_expiry = tokio::time::Instant::now() + EXPIRY_EVERY;
-                            self.expire(&client, &mut waiting_id).await;
+                            let more = self.expire(&client, &mut waiting_id).await;
+                            next_expiry = tokio::time::Instant::now()
+                                + if more { Duration::from_secs(5) } else { EXPIRY_EVERY };
                         }
                         if !self.status.synced() && last_marker.elapsed() > SYNC_STALL {
                             break "the broker's retained state stopped arriving (a marker lost): reconnecting".to_owned();
                         }
-                        self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor, &mut acked, &jobs);
+                        self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor, &mut acked, &jobs, hold);
                     }
                     event = eventloop.poll() => match event {
                         Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -290,12 +328,19 @@ impl FleetLink {
                             self.status.connected.store(true, Ordering::Relaxed);
                             self.status.synced.store(false, Ordering::Relaxed);
                             self.status.connections.fetch_add(1, Ordering::Relaxed);
-                            // Random (the low half of a UUIDv7): nobody else on the broker can fake our markers.
+                            // Random (the low half of a UUIDv7): markers of an earlier connection are not taken
+                            // for this one's (anyone allowed to read the topic sees it: broker ACLs).
                             nonce = uuid::Uuid::now_v7().as_u64_pair().1;
                             last_marker = Instant::now();
                             sync_started = Instant::now();
                             if jobs.send(Job::SyncStarted(now_ms())).await.is_err() {
-                                return;
+                                return self.store_thread_gone();
+                            }
+                            hold = self.store.sync_is_stale(self.tombstone_ms);
+                            if hold {
+                                tracing::warn!(tombstone_days = self.tombstone_ms / 86_400_000,
+                                    "fleet: the last full sync is older than the tombstones live: \
+                                     nothing is published until the broker's state is in");
                             }
                             tracing::info!(base = %self.base, pending = self.store.pending_count(),
                                 "fleet link connected; taking the retained state shard by shard");
@@ -306,10 +351,11 @@ impl FleetLink {
                                 .and_then(|()| client.try_subscribe(format!("{}/collection/+", self.base), QoS::AtLeastOnce))
                                 .and_then(|()| self.take_shard(&client, nonce, 0, &mut waiting_id));
                             (shards_asked, shards_done, records_since_connect) = (1, 0, 0);
+                            outstanding = std::collections::BTreeSet::from([0]);
                             if let Err(e) = subscribed {
                                 break format!("cannot subscribe: {e}");
                             }
-                            self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor, &mut acked, &jobs);
+                            self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor, &mut acked, &jobs, hold);
                         }
                         Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
                             if let Some(sent) = waiting_id.pop_front() {
@@ -327,11 +373,11 @@ impl FleetLink {
                                     }
                                     acked.insert(key.clone(), version.clone());
                                     if jobs.send(Job::Acknowledged(key, version)).await.is_err() {
-                                        return;
+                                        return self.store_thread_gone();
                                     }
                                 }
                             }
-                            self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor, &mut acked, &jobs);
+                            self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor, &mut acked, &jobs, hold);
                         }
                         Ok(Event::Incoming(Packet::Publish(p))) if p.topic == self.sync_topic() => {
                             // Our marker behind shard k's retained records: all of them are in.
@@ -340,20 +386,25 @@ impl FleetLink {
                             if n.parse() != Ok(nonce) {
                                 continue;
                             }
-                            if k.parse::<usize>().is_err() {
-                                continue;
+                            // Each shard asked for counts once (a marker replayed by someone on
+                            // the broker cannot end the catch-up early).
+                            match k.parse::<usize>() {
+                                Ok(k) if outstanding.remove(&k) => {}
+                                _ => continue,
                             }
                             shards_done += 1;
                             last_marker = Instant::now();
                             if shards_done == fleet::SHARDS {
                                 if jobs.send(Job::SyncDone).await.is_err() {
-                                    return;
+                                    return self.store_thread_gone();
                                 }
                                 self.status.synced.store(true, Ordering::Relaxed);
+                                hold = false;
                                 let ms = sync_started.elapsed().as_millis() as u64;
                                 self.status.sync_ms.store(ms, Ordering::Relaxed);
                                 tracing::info!(took_ms = ms, records = records_since_connect,
                                     "fleet link in sync with the broker's retained state");
+                                self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor, &mut acked, &jobs, hold);
                                 continue;
                             }
                             // Several shards at once while they are small (each takes a
@@ -361,9 +412,12 @@ impl FleetLink {
                             let per_shard = records_since_connect / shards_done as u64;
                             let window = (SHARD_RECORDS_AT_ONCE / per_shard.max(1)).clamp(1, 32) as usize;
                             let mut failed = None;
-                            while failed.is_none() && shards_asked < fleet::SHARDS && shards_asked - shards_done < window {
+                            while failed.is_none() && shards_asked < fleet::SHARDS && outstanding.len() < window {
                                 match self.take_shard(&client, nonce, shards_asked, &mut waiting_id) {
-                                    Ok(()) => shards_asked += 1,
+                                    Ok(()) => {
+                                        outstanding.insert(shards_asked);
+                                        shards_asked += 1;
+                                    }
                                     Err(e) => failed = Some(e),
                                 }
                             }
@@ -381,9 +435,7 @@ impl FleetLink {
                             if !p.payload.is_empty()
                                 && jobs.send(Job::Received(p.topic.clone(), p.payload.to_vec())).await.is_err()
                             {
-                                tracing::error!("the fleet's store thread has stopped: replication is off until restart");
-                                self.status.connected.store(false, Ordering::Relaxed);
-                                return;
+                                return self.store_thread_gone();
                             }
                         }
                         Ok(_) => {}
@@ -477,6 +529,8 @@ impl FleetLink {
     /// Publish queued records after `cursor`, up to the window. With nothing in flight, the
     /// scan starts again from the first key, so that a register queued again behind the
     /// cursor (changed while its record was in flight) goes out too.
+    // The connection's bookkeeping, passed apart so that the select! arms can borrow it.
+    #[allow(clippy::too_many_arguments)]
     fn fill_window(
         &self,
         client: &AsyncClient,
@@ -485,7 +539,11 @@ impl FleetLink {
         cursor: &mut Option<Vec<u8>>,
         acked: &mut HashMap<Vec<u8>, Version>,
         jobs: &tokio::sync::mpsc::Sender<Job>,
+        hold: bool,
     ) {
+        if hold {
+            return;
+        }
         let busy = waiting_id.len() + in_flight.len();
         if busy == 0 {
             *cursor = None;
@@ -506,14 +564,22 @@ impl FleetLink {
             if acked.get(&key) == Some(&version) {
                 continue;
             }
-            let (Some(payload), Some((collection, person))) =
+            let (payload, Some((collection, person))) =
                 (self.payload(&key), split_register_key(&key))
             else {
-                // Never publishable (logged by `payload`): out of the queue, or it would be
-                // read again on every pass.
-                let _ = jobs.try_send(Job::Acknowledged(key.clone(), version.clone()));
-                acked.insert(key, version);
                 continue;
+            };
+            let payload = match payload {
+                Ok(Some(p)) => p,
+                // Never publishable (gone, or too large: logged): out of the queue, or it would
+                // be read again on every pass.
+                Ok(None) => {
+                    let _ = jobs.try_send(Job::Acknowledged(key.clone(), version.clone()));
+                    acked.insert(key, version);
+                    continue;
+                }
+                // A read error: tried again on the next pass.
+                Err(()) => continue,
             };
             let topic = fleet::topic(&self.base, &collection, person.as_deref());
             if client
@@ -528,48 +594,62 @@ impl FleetLink {
     }
 
     /// The sealed record of a register, without thumbnails when it would not fit a packet.
-    fn payload(&self, key: &[u8]) -> Option<Vec<u8>> {
+    fn payload(&self, key: &[u8]) -> Result<Option<Vec<u8>>, ()> {
         let device = self.status.device_id.as_str();
-        let build = |thumbnails: bool| -> Option<(Record, Vec<u8>)> {
+        let build = |thumbnails: bool| -> Result<Option<(Record, Vec<u8>)>, ()> {
             match self.store.outgoing_record(key, thumbnails) {
                 Ok(Some(r)) => {
                     let sealed = fleet::seal(&r, device, &self.key);
-                    Some((r, sealed))
+                    Ok(Some((r, sealed)))
                 }
-                Ok(None) => None,
+                Ok(None) => Ok(None),
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read a queued fleet record");
-                    None
+                    Err(())
                 }
             }
         };
         let topic_room = 256 + key.len() * 3;
-        let (record, mut payload) = build(self.thumbnails)?;
+        let Some((record, mut payload)) = build(self.thumbnails)? else {
+            return Ok(None);
+        };
         if publish_packet_size("", payload.len()) + topic_room > self.max_packet {
-            payload = build(false)?.1;
+            let Some((_, smaller)) = build(false)? else {
+                return Ok(None);
+            };
+            payload = smaller;
         }
         if publish_packet_size("", payload.len()) + topic_room > self.max_packet {
             tracing::error!(collection = %record.collection, person_id = ?record.person_id,
                 bytes = payload.len(), "a fleet record is larger than mqtt.max_packet_kib: not replicated");
-            return None;
+            return Ok(None);
         }
-        Some(payload)
+        Ok(Some(payload))
+    }
+
+    /// The store thread is gone (it panicked): say so, and stop.
+    fn store_thread_gone(&self) {
+        tracing::error!("the fleet's store thread has stopped: replication is off until restart");
+        self.status.connected.store(false, Ordering::Relaxed);
     }
 
     /// Forget old tombstones and clear their retained records on the broker.
-    async fn expire(&self, client: &AsyncClient, waiting_id: &mut VecDeque<Sent>) {
+    /// Returns whether there may be more (at most a window's worth is cleared at a time, so
+    /// that every clear fits the client's queue).
+    async fn expire(&self, client: &AsyncClient, waiting_id: &mut VecDeque<Sent>) -> bool {
         let store = self.store.clone();
         let age = self.tombstone_ms;
-        let gone = match tokio::task::spawn_blocking(move || store.expire_tombstones(now_ms(), age))
-            .await
-        {
+        let expired =
+            tokio::task::spawn_blocking(move || store.expire_tombstones(now_ms(), age, WINDOW));
+        let gone = match expired.await {
             Ok(Ok(g)) => g,
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "cannot expire the fleet's tombstones");
-                return;
+                return false;
             }
-            Err(_) => return,
+            Err(_) => return false,
         };
+        let more = gone.len() == WINDOW;
         for (collection, person) in gone {
             let topic = fleet::topic(&self.base, &collection, person.as_deref());
             if client
@@ -580,6 +660,7 @@ impl FleetLink {
                 self.status.cleared.fetch_add(1, Ordering::Relaxed);
             }
         }
+        more
     }
 }
 
@@ -591,6 +672,7 @@ fn apply_loop(
     trusted: &Trusted,
     base: &str,
     tombstone_ms: i64,
+    requeue: &tokio::sync::mpsc::UnboundedSender<Option<Vec<u8>>>,
 ) {
     let mut warned: std::collections::HashSet<String> = Default::default();
     // While a connection takes the retained state: when it started, and the registers seen.
@@ -612,23 +694,22 @@ fn apply_loop(
         for job in batch {
             match job {
                 Job::SyncStarted(at) => sync = Some((at, Default::default())),
+                Job::InSync => {
+                    if let Err(e) = store.note_in_sync() {
+                        tracing::error!(error = %e, "cannot record the fleet's sync time");
+                    }
+                }
                 Job::SyncDone => {
                     // The records of the sync still in `records` are applied first.
-                    apply(store, status, &mut warned, std::mem::take(&mut records));
+                    apply(
+                        store,
+                        status,
+                        &mut warned,
+                        std::mem::take(&mut records),
+                        requeue,
+                    );
                     if let Some((started, seen)) = sync.take() {
-                        match store.reconcile_after_sync(&seen, started, tombstone_ms) {
-                            Ok((0, 0)) => {}
-                            Ok((queued, deleted)) => {
-                                tracing::warn!(queued, deleted,
-                                "fleet: after a full sync, registers the broker did not hold were \
-                                 published again (a broker that lost its retained state), or \
-                                 deleted here (this appliance was offline longer than \
-                                 fleet.tombstone_days)")
-                            }
-                            Err(e) => {
-                                tracing::error!(error = %e, "cannot reconcile the gallery with the broker's state")
-                            }
-                        }
+                        reconcile(store, &seen, started, tombstone_ms, requeue);
                     }
                 }
                 Job::Acknowledged(key, version) => acknowledged.push((key, version)),
@@ -669,7 +750,7 @@ fn apply_loop(
                 }
             }
         }
-        apply(store, status, &mut warned, records);
+        apply(store, status, &mut warned, records, requeue);
         if let Err(e) = store.records_published(&acknowledged) {
             tracing::error!(error = %e, "cannot clear acknowledged fleet records");
         }
@@ -682,18 +763,24 @@ fn apply(
     status: &FleetStatus,
     warned: &mut std::collections::HashSet<String>,
     records: Vec<Record>,
+    requeue: &tokio::sync::mpsc::UnboundedSender<Option<Vec<u8>>>,
 ) {
     if records.is_empty() {
         return;
     }
-    let outcomes = match store.apply_records(&records) {
-        Ok(o) => o,
+    let outcomes = match store.apply_records_requeuing(&records) {
+        Ok((o, requeued)) => {
+            for key in requeued {
+                let _ = requeue.send(Some(key));
+            }
+            o
+        }
         // One at a time, so that one record the store cannot take does not hold back the
         // others; that one is left to the next connection's retained state.
         Err(e) if records.len() > 1 => {
             tracing::warn!(error = %e, records = records.len(), "a batch of fleet records failed; applying them one by one");
             for r in records {
-                apply(store, status, warned, vec![r]);
+                apply(store, status, warned, vec![r], requeue);
             }
             return;
         }
@@ -723,7 +810,7 @@ fn apply(
                     peer.last_version = record.version.clone();
                 }
                 peer.applied_at_ms = applied_at;
-                peer.lag_ms = applied_at - record.version.wall_ms;
+                peer.lag_ms = applied_at.saturating_sub(record.version.wall_ms);
             }
             Applied::WrongModel(model) => {
                 status
@@ -743,6 +830,42 @@ fn apply(
                 tracing::warn!(device = %record.version.device, why = %why, "invalid fleet record refused");
             }
             _ => {}
+        }
+    }
+}
+
+/// After a full sync: publish again what the broker lacks, or delete what was deleted while
+/// this appliance was away (store::replication::Store::reconcile_after_sync).
+fn reconcile(
+    store: &Store,
+    seen: &std::collections::HashSet<Vec<u8>>,
+    started: i64,
+    tombstone_ms: i64,
+    requeue: &tokio::sync::mpsc::UnboundedSender<Option<Vec<u8>>>,
+) {
+    match store.reconcile_after_sync(seen, started, tombstone_ms) {
+        Ok(r) if r.held > 0 => tracing::error!(
+            held = r.held,
+            "fleet: the last full sync is older than fleet.tombstone_days and the broker lacks \
+             most of this gallery (a broker that lost its store?): nothing deleted or published; \
+             see docs/fleet.md, \"What an operator does\""
+        ),
+        Ok(r) => {
+            if !r.queued.is_empty() || r.deleted > 0 {
+                tracing::warn!(
+                    queued = r.queued.len(),
+                    deleted = r.deleted,
+                    "fleet: after a full sync, registers the broker did not hold were published \
+                     again (a broker that lost its retained state), or deleted here (deleted \
+                     elsewhere while this appliance was away longer than fleet.tombstone_days)"
+                );
+            }
+            if !r.queued.is_empty() {
+                let _ = requeue.send(None);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot reconcile the gallery with the broker's state")
         }
     }
 }

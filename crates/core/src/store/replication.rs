@@ -25,6 +25,20 @@ use crate::fleet::{ClockState, FaceState, PersonState, Record, Version};
 pub struct Stamp {
     pub version: Version,
     pub deleted: bool,
+    /// A collection's last deletion, while it exists again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<Version>,
+}
+
+impl Stamp {
+    /// When the register was last deleted (now, or before it was created again).
+    pub fn last_deletion(&self) -> Option<&Version> {
+        if self.deleted {
+            Some(&self.version)
+        } else {
+            self.deleted_at.as_ref()
+        }
+    }
 }
 
 pub(super) type Stamps = Database<'static, Bytes, SerdeJson<Stamp>>;
@@ -65,6 +79,18 @@ impl Applied {
 const MAX_CLOCK_AHEAD_MS: i64 = 86_400_000;
 /// Faces a replicated person may have.
 const MAX_FACES: usize = 32;
+
+/// What [`Store::reconcile_after_sync`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reconciled {
+    /// Registers the broker lacked, queued to be published again.
+    pub queued: Vec<Vec<u8>>,
+    /// Persons deleted here (deleted elsewhere while this appliance was away).
+    pub deleted: usize,
+    /// Registers (persons, collections) the broker lacked that were left alone: too many to
+    /// be deletions (a broker that lost its store while this appliance was away).
+    pub held: usize,
+}
 
 /// The register a key names: `p` + person key, or `q` + collection name. Persons sort first,
 /// so that a collection's deletion goes out behind its persons' tombstones: a receiver then
@@ -206,9 +232,14 @@ impl Store {
         version: &Version,
         deleted: bool,
     ) -> Result<(), StoreError> {
+        let previous = self.fleet_versions.get(txn, key)?;
         let stamp = Stamp {
             version: version.clone(),
             deleted,
+            deleted_at: match deleted {
+                true => None,
+                false => previous.as_ref().and_then(Stamp::last_deletion).cloned(),
+            },
         };
         self.fleet_versions.put(txn, key, &stamp)?;
         self.fleet_pending.put(txn, key, version)?;
@@ -279,6 +310,7 @@ impl Store {
                 version: stamp.version,
                 deleted: stamp.deleted,
                 person: None,
+                deleted_at: stamp.deleted_at.filter(|_| person_id.is_none()),
             };
             let Some(id) = person_id.as_deref().filter(|_| !stamp.deleted) else {
                 return Ok(Some(record));
@@ -343,20 +375,27 @@ impl Store {
     /// Apply other appliances' records in one transaction: each is applied only when newer
     /// than the register's version here.
     pub fn apply_records(&self, records: &[Record]) -> Result<Vec<Applied>, StoreError> {
+        Ok(self.apply_records_requeuing(records)?.0)
+    }
+
+    /// [`Store::apply_records`], also returning the registers queued again (to repair the
+    /// broker's copy), which a publisher must send even if it sent that version before.
+    pub fn apply_records_requeuing(
+        &self,
+        records: &[Record],
+    ) -> Result<(Vec<Applied>, Vec<Vec<u8>>), StoreError> {
         let _w = self.writer.lock().unwrap();
         let now = self.clock.now_ms();
         let mut indexes = self.indexes.write().unwrap();
         let (outcomes, changes, repairs) = self.write(|txn| {
             let mut outcomes = Vec::with_capacity(records.len());
             let mut changes = Vec::new();
-            let mut repairs = false;
+            let mut repairs = Vec::new();
             let mut clock = self.clock_state(txn)?;
             for record in records {
-                let outcome = self.apply_one(txn, record, now, &mut changes)?;
-                match outcome {
-                    Applied::Applied => clock.observe(&record.version),
-                    Applied::Older => repairs = true,
-                    _ => {}
+                let outcome = self.apply_one(txn, record, now, &mut changes, &mut repairs)?;
+                if outcome == Applied::Applied {
+                    clock.observe(&record.version);
                 }
                 outcomes.push(outcome);
             }
@@ -365,10 +404,10 @@ impl Store {
         })?;
         self.apply_index_changes(&mut indexes, changes);
         drop(indexes);
-        if repairs {
+        if !repairs.is_empty() {
             self.changed();
         }
-        Ok(outcomes)
+        Ok((outcomes, repairs))
     }
 
     fn apply_index_changes(
@@ -412,6 +451,7 @@ impl Store {
         record: &Record,
         now: i64,
         changes: &mut Vec<IndexChange>,
+        repairs: &mut Vec<Vec<u8>>,
     ) -> Result<Applied, StoreError> {
         let c = record.collection.as_str();
         if c.is_empty() || c.len() > 64 {
@@ -425,6 +465,7 @@ impl Store {
             return Ok(Applied::Invalid("person id of 1 to 256 bytes".into()));
         }
         if record.version.wall_ms > now.saturating_add(MAX_CLOCK_AHEAD_MS)
+            || record.version.wall_ms < 0
             || record.version.counter > u32::MAX / 2
         {
             // It would win every conflict for ever (and never expire).
@@ -434,13 +475,15 @@ impl Store {
             )));
         }
         let key = register_key(c, record.person_id.as_deref());
-        if let Some(ours) = self.fleet_versions.get(txn, &key)? {
+        let previous = self.fleet_versions.get(txn, &key)?;
+        if let Some(ours) = &previous {
             if ours.version == record.version {
                 return Ok(Applied::Same);
             }
             if ours.version > record.version {
                 if self.feed.get().is_some() {
                     self.fleet_pending.put(txn, &key, &ours.version)?;
+                    repairs.push(key.clone());
                 }
                 return Ok(Applied::Older);
             }
@@ -451,12 +494,15 @@ impl Store {
             let deleted_later = self
                 .fleet_versions
                 .get(txn, &register_key(c, None))?
-                .filter(|s| s.deleted && s.version > record.version)
-                .map(|s| s.version);
+                .and_then(|s| s.last_deletion().cloned())
+                .filter(|d| *d > record.version);
             if let Some(deletion) = deleted_later {
                 // Replace the broker's stale copy too, or a joining appliance would apply
                 // it once the collection is created again.
-                self.queue_version(txn, &key, &deletion, true)?;
+                if previous.as_ref().is_none_or(|p| p.version < deletion) {
+                    self.queue_version(txn, &key, &deletion, true)?;
+                    repairs.push(key.clone());
+                }
                 return Ok(Applied::Superseded);
             }
         }
@@ -492,55 +538,89 @@ impl Store {
                     self.adjust_count(txn, c, -1)?;
                 }
             }
-            (None, _) if !record.deleted => self.ensure_collection(txn, c, now, changes)?,
             (None, _) => {
-                // Persons written after the deletion (on an appliance that had not seen it)
-                // stay, and with them the collection; the older ones go.
-                let prefix = collection_prefix(c);
-                let mut ids = Vec::new();
-                for entry in self.persons.prefix_iter(txn, &prefix)? {
-                    let (k, _) = entry?;
-                    if let Some((_, p)) = split_person_key(k) {
-                        ids.push(p.to_owned());
-                    }
-                }
-                let mut kept = 0u64;
-                for p in ids {
-                    let pk = register_key(c, Some(&p));
-                    let newer = self
-                        .fleet_versions
-                        .get(txn, &pk)?
-                        .is_some_and(|s| s.version > record.version);
-                    if newer {
-                        kept += 1;
-                        continue;
-                    }
-                    self.remove_person(txn, c, &p, changes)?;
-                    // Queued, so that the broker's copy of the person (which the deleting
-                    // appliance may never have seen) is replaced by a tombstone too.
-                    self.queue_version(txn, &pk, &record.version, true)?;
-                }
-                if kept == 0 {
+                // A deletion (now, or before the collection was created again): persons
+                // written before it go; those written after it (on an appliance that had not
+                // seen it) stay, and with them the collection.
+                let deletion = match record.deleted {
+                    true => Some(&record.version),
+                    false => record.deleted_at.as_ref(),
+                };
+                let known = previous.as_ref().and_then(Stamp::last_deletion);
+                let kept = match deletion.filter(|d| known.is_none_or(|k| *d > k)) {
+                    Some(d) => self.sweep_collection(txn, c, d, changes, repairs)?,
+                    None => 1,
+                };
+                if record.deleted && kept == 0 {
                     if self.collections.delete(txn, c)? {
                         changes.push(IndexChange::Drop(c.to_owned()));
                     }
-                } else if let Some(mut rec) = self.collections.get(txn, c)? {
-                    rec.num_persons = kept;
-                    self.collections.put(txn, c, &rec)?;
+                } else {
+                    self.ensure_collection(txn, c, now, changes)?;
                 }
             }
         }
+        let last_deletion = match record.deleted {
+            true => None,
+            false => [
+                previous.as_ref().and_then(Stamp::last_deletion),
+                record.deleted_at.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .max()
+            .cloned(),
+        };
         self.fleet_versions.put(
             txn,
             &key,
             &Stamp {
                 version: record.version.clone(),
                 deleted: record.deleted,
+                deleted_at: last_deletion,
             },
         )?;
         // A newer version from elsewhere replaces one queued here: nothing left to publish.
         self.fleet_pending.delete(txn, &key)?;
         Ok(Applied::Applied)
+    }
+
+    /// Delete the persons of `c` written before `deletion`, queueing their tombstones (the
+    /// broker's copies may come from appliances the deleting one never heard of). Returns how
+    /// many persons stay.
+    fn sweep_collection(
+        &self,
+        txn: &mut RwTxn,
+        c: &str,
+        deletion: &Version,
+        changes: &mut Vec<IndexChange>,
+        repairs: &mut Vec<Vec<u8>>,
+    ) -> Result<u64, StoreError> {
+        let prefix = collection_prefix(c);
+        let mut ids = Vec::new();
+        for entry in self.persons.prefix_iter(txn, &prefix)? {
+            let (k, _) = entry?;
+            if let Some((_, p)) = split_person_key(k) {
+                ids.push(p.to_owned());
+            }
+        }
+        let mut kept = 0u64;
+        for p in ids {
+            let pk = register_key(c, Some(&p));
+            let stamp = self.fleet_versions.get(txn, &pk)?;
+            if stamp.as_ref().is_some_and(|s| s.version > *deletion) {
+                kept += 1;
+                continue;
+            }
+            if self.remove_person(txn, c, &p, changes)? {
+                self.adjust_count(txn, c, -1)?;
+            }
+            if stamp.is_none_or(|s| s.version < *deletion) {
+                self.queue_version(txn, &pk, deletion, true)?;
+                repairs.push(pk);
+            }
+        }
+        Ok(kept)
     }
 
     fn ensure_collection(
@@ -654,30 +734,41 @@ impl Store {
         seen: &std::collections::HashSet<Vec<u8>>,
         sync_started_ms: i64,
         tombstone_ms: i64,
-    ) -> Result<(usize, usize), StoreError> {
+    ) -> Result<Reconciled, StoreError> {
         let _w = self.writer.lock().unwrap();
         let now = self.clock.now_ms();
         let mut indexes = self.indexes.write().unwrap();
-        let (queued, deleted, changes) = self.write(|txn| {
-            let last_sync: Option<i64> = self
-                .meta
-                .get(txn, "fleet_synced_at_ms")?
-                .and_then(|t| t.parse().ok());
-            let prune = last_sync.is_some_and(|t| now.saturating_sub(t) > tombstone_ms);
+        let (outcome, changes) = self.write(|txn| {
+            let prune = self.stale_in(txn, now, tombstone_ms)?;
+            let old = now.saturating_sub(tombstone_ms);
             let mut unseen = Vec::new();
+            let mut live = 0usize;
             for entry in self.fleet_versions.iter(txn)? {
                 let (key, stamp) = entry?;
-                // Not yet published: the broker cannot have it.
-                if seen.contains(key)
-                    || stamp.version.wall_ms >= sync_started_ms
-                    || self.fleet_pending.get(txn, key)?.is_some()
+                live += usize::from(!stamp.deleted);
+                if seen.contains(key) || stamp.version.wall_ms >= sync_started_ms {
+                    continue;
+                }
+                // A queued change the broker cannot have yet; but one older than the
+                // tombstones live, made here while cut off, may undo a deletion whose
+                // tombstone has expired: it goes with the pruning below.
+                if self.fleet_pending.get(txn, key)?.is_some()
+                    && !(prune && !stamp.deleted && stamp.version.wall_ms < old)
                 {
                     continue;
                 }
                 unseen.push((key.to_vec(), stamp));
             }
-            let (mut queued, mut deleted) = (0, 0);
+            let mut outcome = Reconciled::default();
             let mut changes = Vec::new();
+            let unseen_live = unseen.iter().filter(|(_, s)| !s.deleted).count();
+            if prune && unseen_live > 0 && (seen.is_empty() || unseen_live > (live / 4).max(20)) {
+                // An empty broker, or most of the gallery gone: more likely a broker that lost
+                // its store than deletions. Neither deleted nor published: the operator decides
+                // (docs/fleet.md).
+                outcome.held = unseen_live;
+                return Ok((outcome, changes));
+            }
             for (key, stamp) in unseen {
                 if !prune {
                     // Tombstones are not published again: one that expired elsewhere would
@@ -685,7 +776,7 @@ impl Store {
                     // older, and gets the tombstone back as a repair.
                     if self.feed.get().is_some() && !stamp.deleted {
                         self.fleet_pending.put(txn, &key, &stamp.version)?;
-                        queued += 1;
+                        outcome.queued.push(key);
                     }
                     continue;
                 }
@@ -696,35 +787,70 @@ impl Store {
                     Some((c, Some(p))) => {
                         if self.remove_person(txn, &c, &p, &mut changes)? {
                             self.adjust_count(txn, &c, -1)?;
-                            deleted += 1;
+                            outcome.deleted += 1;
                         }
-                        // Forgotten, not tombstoned: should another appliance still hold
-                        // the person (the broker was replaced too), its record brings them
-                        // back.
-                        self.fleet_versions.delete(txn, &key)?;
-                        self.fleet_pending.delete(txn, &key)?;
                     }
                     Some((c, None)) => {
                         let empty = self
                             .collections
                             .get(txn, &c)?
                             .is_some_and(|r| r.num_persons == 0);
-                        if empty && self.collections.delete(txn, &c)? {
+                        if !empty {
+                            continue;
+                        }
+                        if self.collections.delete(txn, &c)? {
                             changes.push(IndexChange::Drop(c));
                         }
                     }
-                    None => {}
+                    None => continue,
                 }
+                // Forgotten, not tombstoned: should another appliance still hold it (the
+                // broker was replaced too), its record brings it back; and a later start of
+                // the change feed does not take it for a deletion made here.
+                self.fleet_versions.delete(txn, &key)?;
+                self.fleet_pending.delete(txn, &key)?;
             }
             self.meta.put(txn, "fleet_synced_at_ms", &now.to_string())?;
-            Ok((queued, deleted, changes))
+            Ok((outcome, changes))
         })?;
         self.apply_index_changes(&mut indexes, changes);
         drop(indexes);
-        if queued > 0 {
+        if !outcome.queued.is_empty() {
             self.changed();
         }
-        Ok((queued, deleted))
+        Ok(outcome)
+    }
+
+    /// Whether the last full sync is older than `tombstone_ms`: tombstones may have expired
+    /// since, so deletions made meanwhile are known only by the absence of their persons.
+    pub fn sync_is_stale(&self, tombstone_ms: i64) -> bool {
+        let now = self.clock.now_ms();
+        self.read(|txn| {
+            let last: Option<i64> = self
+                .meta
+                .get(txn, "fleet_synced_at_ms")?
+                .and_then(|t| t.parse().ok());
+            Ok(last.is_some_and(|t| now.saturating_sub(t) > tombstone_ms))
+        })
+        .unwrap_or(false)
+    }
+
+    fn stale_in(&self, txn: &RwTxn, now: i64, tombstone_ms: i64) -> Result<bool, StoreError> {
+        let last: Option<i64> = self
+            .meta
+            .get(txn, "fleet_synced_at_ms")?
+            .and_then(|t| t.parse().ok());
+        Ok(last.is_some_and(|t| now.saturating_sub(t) > tombstone_ms))
+    }
+
+    /// Still connected and in step with the broker: what counts as the last sync.
+    pub fn note_in_sync(&self) -> Result<(), StoreError> {
+        let _w = self.writer.lock().unwrap();
+        let now = self.clock.now_ms();
+        self.write(|txn| {
+            self.meta.put(txn, "fleet_synced_at_ms", &now.to_string())?;
+            Ok(())
+        })
     }
 
     /// Forget tombstones older than `max_age_ms`: returns their registers, whose retained
@@ -733,6 +859,7 @@ impl Store {
         &self,
         now_ms: i64,
         max_age_ms: i64,
+        limit: usize,
     ) -> Result<Vec<(String, Option<String>)>, StoreError> {
         let _w = self.writer.lock().unwrap();
         self.write(|txn| {
@@ -746,6 +873,9 @@ impl Store {
                     && self.fleet_pending.get(txn, key)?.is_none()
                 {
                     old.push(key.to_vec());
+                    if old.len() == limit {
+                        break;
+                    }
                 }
             }
             let mut out = Vec::with_capacity(old.len());
@@ -1116,11 +1246,19 @@ mod tests {
         enrol(&a, "p1", "Ann", 0.1);
         a.store.delete_person("staff", "p1").unwrap();
         assert_eq!(a.store.register_counts(), (1, 1));
-        assert!(a.store.expire_tombstones(1_500, 1_000).unwrap().is_empty());
+        assert!(a
+            .store
+            .expire_tombstones(1_500, 1_000, 100)
+            .unwrap()
+            .is_empty());
         // Old enough, but not yet acknowledged by the broker: kept until it is.
-        assert!(a.store.expire_tombstones(5_000, 1_000).unwrap().is_empty());
+        assert!(a
+            .store
+            .expire_tombstones(5_000, 1_000, 100)
+            .unwrap()
+            .is_empty());
         drain(&a);
-        let gone = a.store.expire_tombstones(5_000, 1_000).unwrap();
+        let gone = a.store.expire_tombstones(5_000, 1_000, 100).unwrap();
         assert_eq!(gone, vec![("staff".to_owned(), Some("p1".to_owned()))]);
         assert_eq!(a.store.register_counts(), (1, 0));
     }
@@ -1152,39 +1290,47 @@ mod tests {
         let a = appliance("a", "m@1", 1_000);
         a.store.create_collection("staff").unwrap();
         enrol(&a, "p1", "Ann", 0.1);
+        enrol(&a, "p3", "Cid", 0.3);
         drain(&a);
         let collection = register_key("staff", None);
+        let p3 = register_key("staff", Some("p3"));
         // The broker lost its retained state: everything here goes out again.
-        let seen = std::collections::HashSet::new();
-        assert_eq!(
-            a.store.reconcile_after_sync(&seen, 2_000, 10_000).unwrap(),
-            (2, 0)
-        );
-        assert_eq!(drain(&a).len(), 2);
-        assert_eq!(names(&a).len(), 1, "nothing deleted");
+        let none = std::collections::HashSet::new();
+        let r = a.store.reconcile_after_sync(&none, 2_000, 10_000).unwrap();
+        assert_eq!((r.queued.len(), r.deleted, r.held), (3, 0, 0));
+        assert_eq!(drain(&a).len(), 3);
+        assert_eq!(names(&a).len(), 2, "nothing deleted");
 
-        // Offline longer than the tombstones live: p1 was deleted elsewhere and its tombstone
-        // expired, so the broker has the collection but no p1. p2, written during the sync,
-        // stays.
+        // Away longer than the tombstones live, and the broker is empty: most likely a broker
+        // that lost its store too. Nothing is deleted (nor published).
         a.clock.0.store(50_000, Ordering::Relaxed);
-        enrol(&a, "p2", "Bob", 0.2);
-        let seen = std::collections::HashSet::from([collection]);
+        assert!(a.store.sync_is_stale(10_000));
+        let r = a.store.reconcile_after_sync(&none, 40_000, 10_000).unwrap();
         assert_eq!(
-            a.store.reconcile_after_sync(&seen, 40_000, 10_000).unwrap(),
-            (0, 1)
+            (r.queued.len(), r.deleted, r.held),
+            (0, 0, 3),
+            "the collection and 2 persons"
         );
-        assert_eq!(names(&a), vec![("p2".into(), "Bob".into())]);
+        assert_eq!(names(&a).len(), 2);
+
+        // Away again; the broker has the collection and p3 but no p1 (deleted elsewhere, its
+        // tombstone expired). p2, written during the sync, stays.
+        a.clock.0.store(100_000, Ordering::Relaxed);
+        enrol(&a, "p2", "Bob", 0.2);
+        let seen = std::collections::HashSet::from([collection, p3]);
+        let r = a.store.reconcile_after_sync(&seen, 90_000, 10_000).unwrap();
+        assert_eq!((r.queued.len(), r.deleted, r.held), (0, 1, 0));
+        assert_eq!(
+            names(&a),
+            vec![("p2".into(), "Bob".into()), ("p3".into(), "Cid".into())]
+        );
         assert!(a.store.verify().unwrap().is_empty());
         // Synced just now: the next sync is not stale, nothing is pruned.
-        let seen = std::collections::HashSet::new();
-        assert_eq!(
-            a.store
-                .reconcile_after_sync(&seen, 40_000, 10_000)
-                .unwrap()
-                .1,
-            0
-        );
+        assert!(!a.store.sync_is_stale(10_000));
+        let r = a.store.reconcile_after_sync(&none, 90_000, 10_000).unwrap();
+        assert_eq!(r.deleted, 0);
     }
+
     #[test]
     fn a_collection_deletion_is_one_version_and_its_receivers_queue_persons_it_did_not_know() {
         let a = appliance("a", "m@1", 1_000);
