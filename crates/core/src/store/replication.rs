@@ -1451,4 +1451,50 @@ mod tests {
         assert_eq!(b.store.counts(), (0, 0));
         assert_eq!(b.store.register_counts(), (0, 0));
     }
+    #[test]
+    fn a_collection_created_again_keeps_the_persons_written_before_its_deletion_out() {
+        let a = appliance("a", "m@1", 1_000);
+        let b = appliance("b", "m@1", 1_000);
+        a.store.create_collection("staff").unwrap();
+        b.store.apply_records(&drain(&a)).unwrap();
+        // B enrols p0 while cut off; A deletes the collection and creates it again.
+        b.clock.0.store(1_500, Ordering::Relaxed);
+        enrol(&b, "p0", "Old", 0.1);
+        let p0 = drain(&b);
+        a.clock.0.store(2_000, Ordering::Relaxed);
+        a.store.delete_collection("staff").unwrap();
+        a.clock.0.store(3_000, Ordering::Relaxed);
+        a.store.create_collection("staff").unwrap();
+        let recreated = drain(&a);
+        assert_eq!(
+            recreated.len(),
+            1,
+            "the deletion's record was replaced before publishing"
+        );
+        assert_eq!(
+            recreated[0].deleted_at.as_ref().map(|v| v.wall_ms),
+            Some(2_000)
+        );
+        // A joining appliance that sees only the collection as created again refuses p0, and
+        // so does A; B, which never saw the deletion, drops p0 and queues its tombstone.
+        let c = appliance("c", "m@1", 3_000);
+        c.store.apply_records(&recreated).unwrap();
+        assert_eq!(
+            c.store.apply_records(&p0[..1]).unwrap(),
+            vec![Applied::Superseded]
+        );
+        assert_eq!(
+            a.store.apply_records(&p0[..1]).unwrap(),
+            vec![Applied::Superseded]
+        );
+        b.store.apply_records(&recreated).unwrap();
+        assert!(names(&b).is_empty());
+        let tombstone = drain(&b);
+        assert!(tombstone
+            .iter()
+            .any(|r| r.person_id.as_deref() == Some("p0") && r.deleted));
+        for s in [&a, &b, &c] {
+            assert_eq!(s.store.counts(), (1, 0));
+        }
+    }
 }
