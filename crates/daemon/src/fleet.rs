@@ -449,6 +449,7 @@ impl FleetLink {
                 tracing::debug!(error = %error, retry_in = ?backoff, "fleet link: broker unreachable");
             }
             self.status.connected.store(false, Ordering::Relaxed);
+            self.status.synced.store(false, Ordering::Relaxed);
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = stop.clone().requested() => return,
