@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::Problems;
-use crate::access::device_key::parse_public_key;
 
 /// What drives the lock.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -77,24 +76,7 @@ impl DoorConfig {
                 "must be 1 to 64 letters, digits, '-' or '_' (a cameras.door name)",
             );
         }
-        for (device, key) in &self.trusted_keys {
-            if !super::is_topic_segment(device) {
-                p.add(
-                    "door.trusted_keys",
-                    device.clone(),
-                    "must be a device id: 1 to 64 letters, digits, '-' or '_' (mqtt.device_id of \
-                     the appliance)",
-                );
-            }
-            if parse_public_key(key).is_err() {
-                p.add(
-                    "door.trusted_keys",
-                    format!("{device} = {key:?}"),
-                    "must be a base64 Ed25519 public key (44 characters, from the appliance's \
-                     /health, facegate doctor or <prefix>/<device_id>/pubkey)",
-                );
-            }
-        }
+        super::validate_trusted_keys(p, "door.trusted_keys", &self.trusted_keys);
         if !(0.0..=300.0).contains(&self.max_clock_skew_s) {
             p.add(
                 "door.max_clock_skew_s",

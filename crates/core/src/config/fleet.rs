@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::Problems;
-use crate::access::device_key::parse_public_key;
 
 /// Gallery replication between the appliances of a site.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -44,7 +43,12 @@ impl FleetConfig {
     pub fn trusted_keys(&self) -> crate::fleet::Trusted {
         self.trusted_devices
             .iter()
-            .filter_map(|(d, k)| Some((d.clone(), parse_public_key(k).ok()?)))
+            .filter_map(|(d, k)| {
+                Some((
+                    d.clone(),
+                    crate::access::device_key::parse_public_key(k).ok()?,
+                ))
+            })
             .collect()
     }
 
@@ -70,24 +74,7 @@ impl FleetConfig {
                 "must be 1 to 3650",
             );
         }
-        for (device, key) in &self.trusted_devices {
-            if !super::is_topic_segment(device) {
-                p.add(
-                    "fleet.trusted_devices",
-                    device.clone(),
-                    "must be a device id: 1 to 64 letters, digits, '-' or '_' (mqtt.device_id of \
-                     the appliance)",
-                );
-            }
-            if parse_public_key(key).is_err() {
-                p.add(
-                    "fleet.trusted_devices",
-                    format!("{device} = {key:?}"),
-                    "must be a base64 Ed25519 public key (44 characters, from the appliance's \
-                     /health access.public_key or facegate doctor)",
-                );
-            }
-        }
+        super::validate_trusted_keys(p, "fleet.trusted_devices", &self.trusted_devices);
     }
 }
 

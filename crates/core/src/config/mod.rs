@@ -279,6 +279,33 @@ pub fn parse_key_file(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// Check a table of trusted appliances (`device_id = "<Ed25519 public key, base64>"`): each id
+/// a device id, each key a key. Shared by door.trusted_keys and fleet.trusted_devices.
+fn validate_trusted_keys(
+    p: &mut Problems,
+    key: &'static str,
+    devices: &std::collections::BTreeMap<String, String>,
+) {
+    for (device, public_key) in devices {
+        if !is_topic_segment(device) {
+            p.add(
+                key,
+                device.clone(),
+                "must be a device id: 1 to 64 letters, digits, '-' or '_' (mqtt.device_id of \
+                 the appliance)",
+            );
+        }
+        if crate::access::device_key::parse_public_key(public_key).is_err() {
+            p.add(
+                key,
+                format!("{device} = {public_key:?}"),
+                "must be a base64 Ed25519 public key (44 characters, from the appliance's \
+                 /health access.public_key, facegate doctor or <prefix>/<device_id>/pubkey)",
+            );
+        }
+    }
+}
+
 /// 1 to 64 characters that are safe as one MQTT topic level and in Home Assistant ids.
 pub fn is_topic_segment(s: &str) -> bool {
     (1..=64).contains(&s.len())
