@@ -154,7 +154,6 @@ impl FleetStatus {
     }
 
     pub fn json(&self, store: &Store) -> serde_json::Value {
-        let (persons, tombstones) = store.register_counts();
         json!({
             "enabled": true,
             "site": self.site,
@@ -167,7 +166,7 @@ impl FleetStatus {
             "published": self.published(),
             "bytes_received": self.bytes_received(),
             "tombstones_cleared": self.cleared.load(Ordering::Relaxed),
-            "registers": {"live": persons, "tombstones": tombstones},
+            "registers": store.register_count(),
             "received": self.outcomes(),
             "peers": *self.peers.lock().unwrap(),
             "refused_models": *self.foreign_models.lock().unwrap(),
@@ -245,6 +244,9 @@ impl FleetLink {
             tracing::error!(error = %e, "cannot start the fleet's store thread: fleet replication is off");
             return;
         }
+        // Told apart on every incoming message: built once.
+        let sync_topic = self.sync_topic();
+        let device_prefix = format!("{}/device/", self.base);
         let mut backoff = BACKOFF_FIRST;
         let mut next_expiry = tokio::time::Instant::now() + EXPIRY_EVERY;
         let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -379,7 +381,7 @@ impl FleetLink {
                             }
                             self.fill_window(&client, &mut waiting_id, &in_flight, &mut cursor, &mut acked, &jobs, hold);
                         }
-                        Ok(Event::Incoming(Packet::Publish(p))) if p.topic == self.sync_topic() => {
+                        Ok(Event::Incoming(Packet::Publish(p))) if p.topic == sync_topic => {
                             // Our marker behind shard k's retained records: all of them are in.
                             let text = String::from_utf8_lossy(&p.payload);
                             let Some((n, k)) = text.split_once(' ') else { continue };
@@ -425,7 +427,7 @@ impl FleetLink {
                                 break format!("cannot subscribe: {e}");
                             }
                         }
-                        Ok(Event::Incoming(Packet::Publish(p))) if p.topic.starts_with(&format!("{}/device/", self.base)) => {
+                        Ok(Event::Incoming(Packet::Publish(p))) if p.topic.starts_with(&device_prefix) => {
                             self.note_device(&p.payload);
                         }
                         Ok(Event::Incoming(Packet::Publish(p))) => {

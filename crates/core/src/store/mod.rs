@@ -643,14 +643,7 @@ impl Store {
                 // A tombstone per person, so that their retained records on the broker are
                 // replaced too; all of one version with the collection's, so that receivers
                 // find them already applied.
-                let mut ids = Vec::new();
-                for entry in self.persons.prefix_iter(txn, &prefix)? {
-                    let (key, _) = entry?;
-                    if let Some((_, p)) = split_person_key(key) {
-                        ids.push(p.to_owned());
-                    }
-                }
-                for p in ids {
+                for p in self.person_ids(txn, name)? {
                     let key = replication::register_key(name, Some(&p));
                     self.queue_version(txn, &key, &version, true)?;
                 }

@@ -8,7 +8,7 @@
 //! edited ten times while the broker was away is published once, in its latest state.
 
 use heed::types::{Bytes, SerdeJson};
-use heed::{Database, RwTxn};
+use heed::{Database, RoTxn, RwTxn, WithoutTls};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
@@ -187,11 +187,6 @@ impl Store {
         })?;
         self.changed();
         Ok(queued)
-    }
-
-    /// The device id of the change feed, once started.
-    pub fn feed_device(&self) -> Option<&str> {
-        self.feed.get().map(String::as_str)
     }
 
     /// In a write transaction: give the register a new version and queue it for publishing
@@ -596,16 +591,8 @@ impl Store {
         changes: &mut Vec<IndexChange>,
         repairs: &mut Vec<Vec<u8>>,
     ) -> Result<u64, StoreError> {
-        let prefix = collection_prefix(c);
-        let mut ids = Vec::new();
-        for entry in self.persons.prefix_iter(txn, &prefix)? {
-            let (k, _) = entry?;
-            if let Some((_, p)) = split_person_key(k) {
-                ids.push(p.to_owned());
-            }
-        }
         let mut kept = 0u64;
-        for p in ids {
+        for p in self.person_ids(txn, c)? {
             let pk = register_key(c, Some(&p));
             let stamp = self.fleet_versions.get(txn, &pk)?;
             if stamp.as_ref().is_some_and(|s| s.version > *deletion) {
@@ -621,6 +608,25 @@ impl Store {
             }
         }
         Ok(kept)
+    }
+
+    /// The ids of a collection's persons.
+    pub(super) fn person_ids(
+        &self,
+        txn: &RoTxn<WithoutTls>,
+        collection: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut ids = Vec::new();
+        for entry in self
+            .persons
+            .prefix_iter(txn, &collection_prefix(collection))?
+        {
+            let (k, _) = entry?;
+            if let Some((_, p)) = split_person_key(k) {
+                ids.push(p.to_owned());
+            }
+        }
+        Ok(ids)
     }
 
     fn ensure_collection(
@@ -825,17 +831,16 @@ impl Store {
     /// since, so deletions made meanwhile are known only by the absence of their persons.
     pub fn sync_is_stale(&self, tombstone_ms: i64) -> bool {
         let now = self.clock.now_ms();
-        self.read(|txn| {
-            let last: Option<i64> = self
-                .meta
-                .get(txn, "fleet_synced_at_ms")?
-                .and_then(|t| t.parse().ok());
-            Ok(last.is_some_and(|t| now.saturating_sub(t) > tombstone_ms))
-        })
-        .unwrap_or(false)
+        self.read(|txn| self.stale_in(txn, now, tombstone_ms))
+            .unwrap_or(false)
     }
 
-    fn stale_in(&self, txn: &RwTxn, now: i64, tombstone_ms: i64) -> Result<bool, StoreError> {
+    fn stale_in(
+        &self,
+        txn: &RoTxn<WithoutTls>,
+        now: i64,
+        tombstone_ms: i64,
+    ) -> Result<bool, StoreError> {
         let last: Option<i64> = self
             .meta
             .get(txn, "fleet_synced_at_ms")?
@@ -900,7 +905,7 @@ impl Store {
             }
             let mut hash = Sha256::new();
             for entry in self.persons.prefix_iter(txn, &prefix)? {
-                let (key, person) = entry?;
+                let (_, person) = entry?;
                 let field = |hash: &mut Sha256, bytes: &[u8]| {
                     hash.update((bytes.len() as u64).to_le_bytes());
                     hash.update(bytes);
@@ -915,11 +920,9 @@ impl Store {
                     &mut hash,
                     &serde_json::to_vec(&person.access).unwrap_or_default(),
                 );
-                let stamp = self.fleet_versions.get(txn, &{
-                    let mut k = vec![b'p'];
-                    k.extend_from_slice(key);
-                    k
-                })?;
+                let stamp = self
+                    .fleet_versions
+                    .get(txn, &register_key(collection, Some(&person.person_id)))?;
                 field(
                     &mut hash,
                     &serde_json::to_vec(&stamp.map(|s| s.version)).unwrap_or_default(),
@@ -941,22 +944,11 @@ impl Store {
         })
     }
 
-    /// Every register's version, for `/health` and `doctor`: (persons, tombstones).
-    pub fn register_counts(&self) -> (usize, usize) {
-        self.read(|txn| {
-            let mut live = 0;
-            let mut dead = 0;
-            for entry in self.fleet_versions.iter(txn)? {
-                let (_, stamp) = entry?;
-                if stamp.deleted {
-                    dead += 1;
-                } else {
-                    live += 1;
-                }
-            }
-            Ok((live, dead))
-        })
-        .unwrap_or((0, 0))
+    /// Registers with a version (persons and collections, tombstones included), for
+    /// `/health`: LMDB keeps the count, nothing is scanned per request.
+    pub fn register_count(&self) -> usize {
+        self.read(|txn| Ok(self.fleet_versions.len(txn)? as usize))
+            .unwrap_or(0)
     }
 }
 
@@ -1027,6 +1019,19 @@ mod tests {
             .unwrap();
     }
 
+    fn rename(a: &Appliance, id: &str, name: &str) {
+        a.store
+            .edit_person(
+                "staff",
+                id,
+                PersonEdit {
+                    person_name: Some(name.into()),
+                    ..PersonEdit::default()
+                },
+            )
+            .unwrap();
+    }
+
     /// Everything `from` has queued, as the broker would carry it (and acknowledged).
     fn drain(from: &Appliance) -> Vec<Record> {
         let mut out = Vec::new();
@@ -1073,16 +1078,7 @@ mod tests {
         assert_eq!(person.faces[0].image.as_deref(), Some("dGh1bWI="));
         assert_eq!(person.faces[0].values().unwrap().len(), 4);
         // Changed again before the broker acknowledged the first record: still pending.
-        a.store
-            .edit_person(
-                "staff",
-                "p1",
-                PersonEdit {
-                    person_name: Some("Ann B".into()),
-                    ..PersonEdit::default()
-                },
-            )
-            .unwrap();
+        rename(&a, "p1", "Ann B");
         a.store
             .record_published(&pending[0].0, &pending[0].1)
             .unwrap();
@@ -1122,26 +1118,8 @@ mod tests {
         // Conflicting edits of p1: A's clock is behind B's, but B edits after seeing A's
         // record, so B's edit is later whatever the wall clocks say.
         a.clock.0.store(2_000, Ordering::Relaxed);
-        a.store
-            .edit_person(
-                "staff",
-                "p1",
-                PersonEdit {
-                    person_name: Some("Ann (A)".into()),
-                    ..PersonEdit::default()
-                },
-            )
-            .unwrap();
-        b.store
-            .edit_person(
-                "staff",
-                "p1",
-                PersonEdit {
-                    person_name: Some("Ann (B)".into()),
-                    ..PersonEdit::default()
-                },
-            )
-            .unwrap();
+        rename(&a, "p1", "Ann (A)");
+        rename(&b, "p1", "Ann (B)");
         a.store.delete_person("staff", "p2").unwrap();
         let from_a = drain(&a);
         let from_b = drain(&b);
@@ -1245,7 +1223,11 @@ mod tests {
         a.store.create_collection("staff").unwrap();
         enrol(&a, "p1", "Ann", 0.1);
         a.store.delete_person("staff", "p1").unwrap();
-        assert_eq!(a.store.register_counts(), (1, 1));
+        assert_eq!(
+            a.store.register_count(),
+            2,
+            "the collection and p1's tombstone"
+        );
         assert!(a
             .store
             .expire_tombstones(1_500, 1_000, 100)
@@ -1260,7 +1242,7 @@ mod tests {
         drain(&a);
         let gone = a.store.expire_tombstones(5_000, 1_000, 100).unwrap();
         assert_eq!(gone, vec![("staff".to_owned(), Some("p1".to_owned()))]);
-        assert_eq!(a.store.register_counts(), (1, 0));
+        assert_eq!(a.store.register_count(), 1);
     }
 
     #[test]
@@ -1449,7 +1431,7 @@ mod tests {
             ));
         }
         assert_eq!(b.store.counts(), (0, 0));
-        assert_eq!(b.store.register_counts(), (0, 0));
+        assert_eq!(b.store.register_count(), 0);
     }
     #[test]
     fn a_collection_created_again_keeps_the_persons_written_before_its_deletion_out() {

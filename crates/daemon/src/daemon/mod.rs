@@ -189,10 +189,6 @@ impl DaemonStatus {
         }
     }
 
-    pub fn fleet(&self) -> Option<&FleetStatus> {
-        self.fleet.as_deref()
-    }
-
     pub fn mqtt_connected(&self) -> bool {
         self.link.as_ref().is_some_and(|l| l.connected())
     }
